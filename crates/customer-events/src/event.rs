@@ -1,0 +1,270 @@
+//! The five customer event types and their `data`, field for field as the contract lists them.
+
+use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::snapshot::{Address, CustomerSnapshot};
+
+/// The wire name of an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CustomerCreated,
+    CustomerUpdated,
+    CustomerActivated,
+    CustomerDeactivated,
+    CustomerDeleted,
+}
+
+impl EventType {
+    /// Every event type, in the order they can happen to one customer.
+    pub const ALL: [EventType; 5] = [
+        EventType::CustomerCreated,
+        EventType::CustomerUpdated,
+        EventType::CustomerActivated,
+        EventType::CustomerDeactivated,
+        EventType::CustomerDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CustomerCreated => "CustomerCreated",
+            EventType::CustomerUpdated => "CustomerUpdated",
+            EventType::CustomerActivated => "CustomerActivated",
+            EventType::CustomerDeactivated => "CustomerDeactivated",
+            EventType::CustomerDeleted => "CustomerDeleted",
+        }
+    }
+
+    /// The type with wire name `name`, if there is one.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event's `data`. Serializes as the payload alone; the type travels in the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CustomerEvent {
+    CustomerCreated(CustomerCreated),
+    CustomerUpdated(Box<CustomerUpdated>),
+    CustomerActivated(CustomerActivated),
+    CustomerDeactivated(CustomerDeactivated),
+    CustomerDeleted(CustomerDeleted),
+}
+
+impl CustomerEvent {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            CustomerEvent::CustomerCreated(_) => EventType::CustomerCreated,
+            CustomerEvent::CustomerUpdated(_) => EventType::CustomerUpdated,
+            CustomerEvent::CustomerActivated(_) => EventType::CustomerActivated,
+            CustomerEvent::CustomerDeactivated(_) => EventType::CustomerDeactivated,
+            CustomerEvent::CustomerDeleted(_) => EventType::CustomerDeleted,
+        }
+    }
+
+    /// Reads the `data` of an event of type `event_type` (the envelope's `eventType`).
+    pub fn from_data(event_type: EventType, data: Value) -> Result<Self, serde_json::Error> {
+        Ok(match event_type {
+            EventType::CustomerCreated => {
+                CustomerEvent::CustomerCreated(serde_json::from_value(data)?)
+            }
+            EventType::CustomerUpdated => {
+                CustomerEvent::CustomerUpdated(Box::new(serde_json::from_value(data)?))
+            }
+            EventType::CustomerActivated => {
+                CustomerEvent::CustomerActivated(serde_json::from_value(data)?)
+            }
+            EventType::CustomerDeactivated => {
+                CustomerEvent::CustomerDeactivated(serde_json::from_value(data)?)
+            }
+            EventType::CustomerDeleted => {
+                CustomerEvent::CustomerDeleted(serde_json::from_value(data)?)
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerCreated {
+    pub customer_id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub is_active: bool,
+    pub date_of_birth: Option<String>,
+    pub address: Option<Address>,
+    pub preferences: Option<Map<String, Value>>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerUpdated {
+    pub customer_id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub is_active: bool,
+    pub date_of_birth: Option<String>,
+    pub address: Option<Address>,
+    pub preferences: Option<Map<String, Value>>,
+    pub updated_at: String,
+    /// The whole customer before the change.
+    pub previous_data: CustomerSnapshot,
+    /// Exactly the fields whose value changed (never `updatedAt`).
+    pub changes: Changes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerActivated {
+    pub customer_id: i64,
+    pub email: String,
+    pub full_name: String,
+    pub activated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerDeactivated {
+    pub customer_id: i64,
+    pub email: String,
+    pub full_name: String,
+    /// Why: "Updated by user" for a PATCH.
+    pub reason: String,
+    pub deactivated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerDeleted {
+    pub customer_id: i64,
+    pub email: String,
+    pub full_name: String,
+    pub deleted_at: String,
+}
+
+/// One changed field: its camelCase name and the value before and after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Value,
+    pub new: Value,
+}
+
+/// `{"<field>": {"old": …, "new": …}}`, in the order the fields appear in the customer.
+///
+/// A list rather than a map so that the order survives serialization without pulling
+/// `serde_json`'s `preserve_order` into every consumer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Changes(pub Vec<FieldChange>);
+
+impl Changes {
+    pub fn get(&self, field: &str) -> Option<&FieldChange> {
+        self.0.iter().find(|c| c.field == field)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct OldNew<T> {
+    old: T,
+    new: T,
+}
+
+impl Serialize for Changes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for change in &self.0 {
+            map.serialize_entry(
+                &change.field,
+                &OldNew {
+                    old: &change.old,
+                    new: &change.new,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Changes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChangesVisitor;
+
+        impl<'de> Visitor<'de> for ChangesVisitor {
+            type Value = Changes;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of field names to {\"old\", \"new\"}")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Changes, A::Error> {
+                let mut changes = Vec::new();
+                while let Some((field, OldNew { old, new })) =
+                    access.next_entry::<String, OldNew<Value>>()?
+                {
+                    changes.push(FieldChange { field, old, new });
+                }
+                Ok(Changes(changes))
+            }
+        }
+
+        deserializer.deserialize_map(ChangesVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_keep_their_order_through_a_round_trip() {
+        let changes = Changes(vec![
+            FieldChange {
+                field: "lastName".into(),
+                old: json!("Doe"),
+                new: json!("Roe"),
+            },
+            FieldChange {
+                field: "isActive".into(),
+                old: json!(true),
+                new: json!(false),
+            },
+        ]);
+        let text = serde_json::to_string(&changes).unwrap();
+        assert_eq!(
+            text,
+            r#"{"lastName":{"old":"Doe","new":"Roe"},"isActive":{"old":true,"new":false}}"#
+        );
+        assert_eq!(serde_json::from_str::<Changes>(&text).unwrap(), changes);
+    }
+
+    #[test]
+    fn every_event_type_round_trips_by_name() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("CustomerErased"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! The public event contract of `customer-service`: the five customer event types, their
+//! `data` payloads and the wire envelope every sink carries byte for byte.
+//!
+//! This crate deliberately knows nothing of HTTP, SQL or Redis, so any Rust consumer can
+//! depend on it. Timestamps are carried as the contract's strings (`2026-01-01T10:00:00.000Z`)
+//! rather than a date type, which keeps the crate free of a date-time dependency and makes
+//! what is deserialized exactly what was published.
+//!
+//! # Layout
+//! - [`event`]: [`CustomerEvent`] and the `data` structs, one per event type.
+//! - [`snapshot`]: [`CustomerSnapshot`], the customer as the HTTP API represents it.
+//! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
+
+pub mod envelope;
+pub mod event;
+pub mod snapshot;
+
+pub use envelope::{new_event_id, Envelope, Metadata, SCHEMA_VERSION, SOURCE};
+pub use event::{
+    Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
+    CustomerEvent, CustomerUpdated, EventType, FieldChange,
+};
+pub use snapshot::{Address, CustomerSnapshot};

@@ -1,0 +1,27 @@
+//! Use cases, one file each, and the ports (traits) they need from the outside world.
+//!
+//! A use case loads what it needs through [`CustomerStore`], lets the domain decide, and
+//! commits the new state together with its events in one store call. Nothing here knows
+//! HTTP or SQL.
+
+mod create_customer;
+mod delete_customer;
+mod error;
+mod new_event;
+mod ports;
+mod query_customers;
+mod update_customer;
+
+pub use create_customer::create_customer;
+pub use delete_customer::delete_customer;
+pub use error::ApplicationError;
+pub use new_event::{Precondition, WriteContext};
+pub use ports::{
+    Clock, CustomerStore, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
+    StoredEvent, SystemClock,
+};
+pub use query_customers::{
+    count_customers, find_customer_by_email, get_customer, list_active_customers,
+    list_customers, CustomerPage, PageRequest,
+};
+pub use update_customer::update_customer;

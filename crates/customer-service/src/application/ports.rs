@@ -1,0 +1,114 @@
+//! What the use cases need from outside: the customer store and a clock.
+
+use async_trait::async_trait;
+use customer_events::EventType;
+
+use crate::domain::{Customer, CustomerChange, CustomerDraft, CustomerId, Timestamp};
+
+/// The time, as the use cases see it. A port so tests can pin "now".
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock, truncated to milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(chrono::Utc::now())
+    }
+}
+
+/// An event ready to append to the log: everything but its log position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub customer_id: CustomerId,
+    /// The customer's event number (1, 2, 3 … without gaps).
+    pub sequence: i64,
+    pub occurred_at: Timestamp,
+    /// The compact envelope JSON every sink carries unchanged.
+    pub payload: String,
+}
+
+/// An event as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Global position in commit order.
+    pub position: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub customer_id: i64,
+    pub sequence: i64,
+    pub occurred_at: Timestamp,
+    pub payload: String,
+}
+
+/// Turns the change a new customer's insert produced (now that it has an id) into the
+/// events to append in the same transaction.
+pub type EventSealer<'a> = &'a (dyn Fn(&CustomerChange) -> Vec<NewEvent> + Send + Sync);
+
+/// A page of the customer list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub offset: i64,
+    pub limit: i64,
+    /// Lower-cased substring of first name, last name or e-mail.
+    pub search: Option<String>,
+}
+
+/// Events appended but not yet published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStatus {
+    pub pending: i64,
+    /// When the oldest pending event occurred, if any is pending.
+    pub oldest_pending_at: Option<Timestamp>,
+}
+
+/// Why a store call failed, in meanings rather than driver terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another customer already has this e-mail.
+    #[error("email already exists")]
+    EmailTaken,
+    /// The customer's version is no longer the one the change was decided on (or the
+    /// customer is gone).
+    #[error("customer version changed concurrently")]
+    VersionConflict,
+    /// The database cannot be reached or is overloaded; worth retrying later.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else: a bug or corrupted data.
+    #[error("database error")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Customers and their event log. Every write is one transaction: the customer row and its
+/// events commit together or not at all.
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
+    /// Inserts `draft`, lets `seal` build its events from the assigned id, appends them.
+    async fn insert(&self, draft: CustomerDraft, seal: EventSealer<'_>) -> Result<Customer, StoreError>;
+
+    /// Stores `customer` and appends `events` if the stored version is still
+    /// `expected_version`, else [`StoreError::VersionConflict`].
+    async fn update(&self, expected_version: i64, customer: &Customer, events: &[NewEvent]) -> Result<(), StoreError>;
+
+    /// Deletes the customer and appends `events` if its version is still `expected_version`.
+    async fn delete(&self, id: CustomerId, expected_version: i64, events: &[NewEvent]) -> Result<(), StoreError>;
+
+    async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
+    async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError>;
+    /// One page and the total number of matches.
+    async fn list(&self, query: &ListQuery) -> Result<(Vec<Customer>, i64), StoreError>;
+    async fn list_active(&self) -> Result<Vec<Customer>, StoreError>;
+    async fn count(&self) -> Result<i64, StoreError>;
+
+    /// The customer's events in sequence order (kept after deletion).
+    async fn events_of(&self, id: CustomerId) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
+    /// A cheap round trip proving the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,4 @@
+//! The binary's subcommands, one file each with one `run` function.
+
+pub mod migrate;
+pub mod serve;

@@ -1,0 +1,42 @@
+//! `customer-service serve` (the default): run the HTTP service until SIGINT or SIGTERM.
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::startup::App;
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "starting customer-service");
+    let app = App::build(&config).await?;
+    app.run_until_stopped(shutdown_signal()).await.context("server stopped with an error")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

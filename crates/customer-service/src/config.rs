@@ -1,0 +1,223 @@
+//! The one typed [`Config`], read once from the environment at start-up. Nothing else in
+//! the service reads environment variables. Each field documents its variable and default;
+//! [`ENVIRONMENT_HELP`] repeats them for `--help`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Everything the service can be configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `HOST` (default `0.0.0.0`): the address to listen on.
+    pub host: IpAddr,
+    /// `PORT` (default `3004`, the original's port). `0` picks a free port (tests).
+    pub port: u16,
+    /// `FRONTEND_URL`: origins allowed by CORS, comma-separated. Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// `REQUEST_TIMEOUT_SECS` (default `30`): a request still running after this gets a 503.
+    pub request_timeout: Duration,
+    /// `BODY_LIMIT_BYTES` (default `65536`): larger request bodies get a 413.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL` (default `sqlite://customer-service.db`, created if missing), or a
+    /// `postgres://user:password@host:port/database` URL.
+    pub url: String,
+    /// `DATABASE_POOL_SIZE` (default `10`): connections in the pool (SQLite: readers; it
+    /// always has one writer connection besides).
+    pub max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default `3000`): how long a request waits for a
+    /// connection before it gets a 503 while the database is down or saturated.
+    pub acquire_timeout: Duration,
+}
+
+/// The URL may carry a password: show only its scheme.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.url.split_once(':').map_or("?", |(s, _)| s);
+        f.debug_struct("DatabaseConfig")
+            .field("url", &format_args!("{scheme}://<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `LOG_FORMAT` (`pretty` default, or `json`).
+    pub format: LogFormat,
+    /// `RUST_LOG` (default `info`): a tracing filter, e.g. `info,sqlx=warn`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// A variable with a value the service cannot use. Names the variable, never echoes a value
+/// that might be secret.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+/// The `--help` section listing every variable.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment variables:
+  PORT                         HTTP port [default: 3004]
+  HOST                         address to listen on [default: 0.0.0.0]
+  DATABASE_URL                 sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DB
+                               [default: sqlite://customer-service.db]
+  DATABASE_POOL_SIZE           database connections [default: 10]
+  DATABASE_ACQUIRE_TIMEOUT_MS  wait for a connection before answering 503 [default: 3000]
+  FRONTEND_URL                 CORS origin(s), comma-separated [default: none]
+  REQUEST_TIMEOUT_SECS         per-request time limit [default: 30]
+  BODY_LIMIT_BYTES             largest accepted request body [default: 65536]
+  LOG_FORMAT                   pretty | json [default: pretty]
+  RUST_LOG                     log filter [default: info]";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://customer-service.db".to_owned());
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                reason: "must start with sqlite:, postgres:// or postgresql://".to_owned(),
+            });
+        }
+        Ok(Config {
+            http: HttpConfig {
+                host: parse(&var, "HOST", "0.0.0.0")?,
+                port: parse(&var, "PORT", "3004")?,
+                cors_origins: var("FRONTEND_URL")
+                    .map(|list| {
+                        list.split(',')
+                            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                            .filter(|origin| !origin.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                request_timeout: Duration::from_secs(positive(&var, "REQUEST_TIMEOUT_SECS", "30")?),
+                body_limit_bytes: positive(&var, "BODY_LIMIT_BYTES", "65536")?,
+            },
+            database: DatabaseConfig {
+                url,
+                max_connections: positive(&var, "DATABASE_POOL_SIZE", "10")?,
+                acquire_timeout: Duration::from_millis(positive(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", "3000")?),
+            },
+            log: LogConfig {
+                format: match var("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("pretty") => LogFormat::Pretty,
+                    Some("json") => LogFormat::Json,
+                    Some(_) => {
+                        return Err(ConfigError {
+                            var: "LOG_FORMAT",
+                            reason: "must be json or pretty".to_owned(),
+                        })
+                    }
+                },
+                filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            },
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    var: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    raw.trim().parse().map_err(|e: T::Err| ConfigError {
+        var: name,
+        reason: format!("{raw:?}: {e}"),
+    })
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    var: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    let value: T = parse(var, name, default)?;
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            var: name,
+            reason: "must be greater than zero".to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_match_the_original_service() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.http.port, 3004);
+        assert_eq!(c.database.url, "sqlite://customer-service.db");
+        assert_eq!(c.http.body_limit_bytes, 65536);
+        assert!(c.http.cors_origins.is_empty());
+        assert_eq!(c.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn frontend_url_may_list_several_origins() {
+        let c = config(&[("FRONTEND_URL", "http://a.test, https://b.test/")]).unwrap();
+        assert_eq!(c.http.cors_origins, ["http://a.test", "https://b.test"]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        assert_eq!(config(&[("PORT", "http")]).unwrap_err().var, "PORT");
+        assert_eq!(config(&[("PORT", "70000")]).unwrap_err().var, "PORT");
+        assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
+        assert_eq!(config(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().var, "DATABASE_POOL_SIZE");
+    }
+
+    #[test]
+    fn the_database_url_is_redacted_in_debug_output() {
+        let c = config(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
+        let shown = format!("{:?}", c.database);
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -1,0 +1,231 @@
+//! `/api/v1/customers`: the contract's "Routes" table, one handler per route.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use customer_events::CustomerSnapshot;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::application::{self, PageRequest, WriteContext};
+use crate::domain::Customer;
+
+use super::envelope::{self, Envelope};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{precondition, CustomerIdParam, JsonObject};
+use super::request_context::CorrelationId;
+use super::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/customers", get(list_customers).post(create_customer))
+        .route("/customers/health", get(liveness))
+        .route("/customers/active", get(list_active_customers))
+        .route("/customers/count", get(count_customers))
+        .route("/customers/email/{email}", get(get_customer_by_email))
+        .route(
+            "/customers/{id}",
+            get(get_customer).patch(update_customer).delete(delete_customer),
+        )
+}
+
+/// `data` of the list route.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerList {
+    customers: Vec<CustomerSnapshot>,
+    total: i64,
+    page: i64,
+    limit: i64,
+    total_pages: i64,
+}
+
+/// `data` of the count route.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CustomerCount {
+    count: i64,
+}
+
+/// `data` of the liveness route.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Liveness {
+    status: &'static str,
+    timestamp: String,
+    service: &'static str,
+}
+
+/// One customer in its envelope, with its version as a strong ETag.
+fn customer_response(
+    (status, body): (StatusCode, Json<Envelope<CustomerSnapshot>>),
+    extra: Option<(axum::http::HeaderName, String)>,
+) -> Response {
+    let etag = format!("\"{}\"", body.data.version);
+    let mut response = (status, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    if let Some((name, value)) = extra.and_then(|(n, v)| Some((n, HeaderValue::from_str(&v).ok()?))) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+fn write_context(state: &AppState, correlation: CorrelationId) -> WriteContext {
+    WriteContext {
+        now: state.clock.now(),
+        correlation_id: correlation.0,
+    }
+}
+
+fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
+    customers.iter().map(Customer::snapshot).collect()
+}
+
+/// Contract: POST /api/v1/customers → 201 and CustomerCreated.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers",
+    request_body(content = Object, description = "email, firstName, lastName required; phone, isActive, dateOfBirth, address, preferences optional"),
+    responses(
+        (status = 201, description = "Created", body = Envelope<CustomerSnapshot>),
+        (status = 400, description = "Invalid input", body = ErrorBody),
+        (status = 409, description = "Email already exists", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody)))]
+pub(crate) async fn create_customer(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let ctx = write_context(&state, correlation);
+    let customer = application::create_customer(&*state.store, &ctx, &body).await?;
+    let location = format!("/api/v1/customers/{}", customer.id);
+    Ok(customer_response(
+        envelope::created(customer.snapshot()),
+        Some((LOCATION, location)),
+    ))
+}
+
+/// Contract: GET /api/v1/customers?page=&limit=&search=, newest first.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers",
+    params(("page" = Option<i64>, Query, description = "≥ 1, default 1"),
+           ("limit" = Option<i64>, Query, description = "1–100, default 10"),
+           ("search" = Option<String>, Query, description = "case-insensitive substring of first name, last name or e-mail")),
+    responses((status = 200, description = "One page", body = Envelope<CustomerList>),
+              (status = 400, description = "Invalid paging", body = ErrorBody)))]
+pub(crate) async fn list_customers(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(mut params) =
+        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
+    let request = PageRequest {
+        page: params.remove("page"),
+        limit: params.remove("limit"),
+        search: params.remove("search"),
+    };
+    let page = application::list_customers(&*state.store, &request).await?;
+    Ok(envelope::ok(CustomerList {
+        customers: snapshots(page.customers),
+        total: page.total,
+        page: page.page,
+        limit: page.limit,
+        total_pages: page.total_pages,
+    }))
+}
+
+/// Contract: GET /api/v1/customers/active.
+#[utoipa::path(get, path = "/api/v1/customers/active", tag = "customers",
+    responses((status = 200, description = "Every active customer, newest first", body = Envelope<Vec<CustomerSnapshot>>)))]
+pub(crate) async fn list_active_customers(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let customers = application::list_active_customers(&*state.store).await?;
+    Ok(envelope::ok(snapshots(customers)))
+}
+
+/// Contract: GET /api/v1/customers/count.
+#[utoipa::path(get, path = "/api/v1/customers/count", tag = "customers",
+    responses((status = 200, description = "Number of customers", body = Envelope<CustomerCount>)))]
+pub(crate) async fn count_customers(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let count = application::count_customers(&*state.store).await?;
+    Ok(envelope::ok(CustomerCount { count }))
+}
+
+/// Contract: GET /api/v1/customers/email/:email, case-insensitive.
+#[utoipa::path(get, path = "/api/v1/customers/email/{email}", tag = "customers",
+    params(("email" = String, Path)),
+    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>),
+              (status = 404, description = "Customer not found", body = ErrorBody)))]
+pub(crate) async fn get_customer_by_email(
+    State(state): State<AppState>,
+    Path(email): Path<String>,
+) -> Result<Response, ApiError> {
+    let customer = application::find_customer_by_email(&*state.store, &email).await?;
+    Ok(customer_response(envelope::ok(customer.snapshot()), None))
+}
+
+/// Contract: GET /api/v1/customers/:id.
+#[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
+    params(("id" = i64, Path, description = "positive integer")),
+    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>),
+              (status = 400, description = "Not a positive integer", body = ErrorBody),
+              (status = 404, description = "Customer not found", body = ErrorBody)))]
+pub(crate) async fn get_customer(
+    State(state): State<AppState>,
+    CustomerIdParam(id): CustomerIdParam,
+) -> Result<Response, ApiError> {
+    let customer = application::get_customer(&*state.store, id).await?;
+    Ok(customer_response(envelope::ok(customer.snapshot()), None))
+}
+
+/// Contract: PATCH /api/v1/customers/:id → CustomerUpdated (+ Activated/Deactivated).
+#[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers",
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *")),
+    request_body(content = Object, description = "any subset of the create fields; null clears phone, dateOfBirth, address, preferences"),
+    responses((status = 200, description = "The updated customer", body = Envelope<CustomerSnapshot>),
+              (status = 400, description = "Invalid input", body = ErrorBody),
+              (status = 404, description = "Customer not found", body = ErrorBody),
+              (status = 409, description = "Email already exists", body = ErrorBody),
+              (status = 412, description = "Stale If-Match", body = ErrorBody)))]
+pub(crate) async fn update_customer(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
+    CustomerIdParam(id): CustomerIdParam,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let ctx = write_context(&state, correlation);
+    let customer =
+        application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers)).await?;
+    Ok(customer_response(envelope::updated(customer.snapshot()), None))
+}
+
+/// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted.
+#[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers",
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *")),
+    responses((status = 204, description = "Deleted"),
+              (status = 404, description = "Customer not found", body = ErrorBody),
+              (status = 412, description = "Stale If-Match", body = ErrorBody)))]
+pub(crate) async fn delete_customer(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
+    CustomerIdParam(id): CustomerIdParam,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let ctx = write_context(&state, correlation);
+    application::delete_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Contract: GET /api/v1/customers/health (liveness; touches no dependency).
+#[utoipa::path(get, path = "/api/v1/customers/health", tag = "health",
+    responses((status = 200, description = "The process is up", body = Envelope<Liveness>)))]
+pub(crate) async fn liveness() -> impl IntoResponse {
+    envelope::ok(Liveness {
+        status: "ok",
+        timestamp: envelope::now_iso(),
+        service: super::SERVICE_NAME,
+    })
+}

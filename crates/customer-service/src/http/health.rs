@@ -1,0 +1,126 @@
+//! `GET /api/v1/health`: the readiness report. Every check has its own deadline, so the
+//! answer comes within a second even when a dependency hangs.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::{self, now_iso, Envelope};
+use super::AppState;
+
+/// Each dependency check gives up after this; together they stay under the 1 s promise.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// "healthy", "degraded" (Redis down: writes still work) or "unhealthy" (database down).
+    status: &'static str,
+    timestamp: String,
+    service: &'static str,
+    checks: Checks,
+    /// Seconds since start.
+    uptime: f64,
+    version: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Checks {
+    database: Check,
+    redis: Check,
+    outbox: OutboxCheck,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Check {
+    /// "ok", "error" or "disabled".
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OutboxCheck {
+    status: &'static str,
+    /// Events committed but not yet published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<i64>,
+    /// Age of the oldest pending event in milliseconds (`null` when none is pending).
+    oldest_pending_age_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+impl Check {
+    fn ok() -> Check {
+        Check {
+            status: "ok",
+            message: None,
+        }
+    }
+
+    fn error(message: &str) -> Check {
+        Check {
+            status: "error",
+            message: Some(message.to_owned()),
+        }
+    }
+}
+
+/// Contract: GET /api/v1/health (200 healthy, 503 when the database is down).
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    responses((status = 200, description = "Healthy or degraded", body = Envelope<Health>),
+              (status = 503, description = "Database down", body = Envelope<Health>)))]
+pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Check::ok(),
+        Ok(Err(_)) => Check::error("database unreachable"),
+        Err(_) => Check::error("database did not answer in time"),
+    };
+    let outbox = match tokio::time::timeout(CHECK_TIMEOUT, state.store.outbox_status()).await {
+        Ok(Ok(status)) => OutboxCheck {
+            status: "ok",
+            pending: Some(status.pending),
+            oldest_pending_age_ms: status
+                .oldest_pending_at
+                .map(|at| (state.clock.now().millis() - at.millis()).max(0)),
+            message: None,
+        },
+        _ => OutboxCheck {
+            status: "error",
+            pending: None,
+            oldest_pending_age_ms: None,
+            message: Some("outbox status unavailable".to_owned()),
+        },
+    };
+    let is_healthy = database.status == "ok";
+    let report = Health {
+        status: if is_healthy { "healthy" } else { "unhealthy" },
+        timestamp: now_iso(),
+        service: super::SERVICE_NAME,
+        checks: Checks {
+            database,
+            redis: Check {
+                status: "disabled",
+                message: Some("no Redis configured".to_owned()),
+            },
+            outbox,
+        },
+        uptime: state.started_at.elapsed().as_secs_f64(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    if is_healthy {
+        envelope::ok(report)
+    } else {
+        envelope::unhealthy(report)
+    }
+}

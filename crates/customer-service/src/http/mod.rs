@@ -1,0 +1,68 @@
+//! The HTTP interface: routes under `/api/v1`, the contract's envelopes and error bodies,
+//! correlation ids, CORS, limits and the OpenAPI document.
+//!
+//! Layers, outermost first: request context (correlation id, span, time limit, error
+//! rendering, access log) → CORS → body limit → routes.
+
+mod cors;
+mod customers;
+mod envelope;
+mod error;
+mod extract;
+mod health;
+mod openapi;
+mod request_context;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::{middleware, Router};
+
+use crate::application::{Clock, CustomerStore};
+
+/// `service` in health answers and `source` of events.
+pub(crate) const SERVICE_NAME: &str = "customer-service";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn CustomerStore>,
+    pub clock: Arc<dyn Clock>,
+    /// For the health check's `uptime`.
+    pub started_at: Instant,
+}
+
+/// Limits and CORS settings of the router.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+}
+
+/// The whole application router.
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
+    let api = Router::new().merge(customers::router()).merge(health::router());
+    let origins: Arc<[String]> = options.cors_origins.clone().into();
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(openapi::router())
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(route_not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(origins, cors::cors))
+        .layer(middleware::from_fn_with_state(
+            options.request_timeout,
+            request_context::request_context,
+        ))
+}
+
+/// 404 "Cannot <METHOD> <path>", as the original answered unknown routes (and methods).
+async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("Cannot {method} {}", uri.path()))
+}

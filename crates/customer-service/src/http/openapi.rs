@@ -1,0 +1,31 @@
+//! The OpenAPI document, generated from the handlers' annotations, and Swagger UI (assets
+//! vendored into the binary).
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{customers, health, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "customer-service", description = "Customer records and their events."),
+    paths(
+        customers::create_customer,
+        customers::list_customers,
+        customers::list_active_customers,
+        customers::count_customers,
+        customers::get_customer_by_email,
+        customers::get_customer,
+        customers::update_customer,
+        customers::delete_customer,
+        customers::liveness,
+        health::health,
+    ),
+    tags((name = "customers"), (name = "health"))
+)]
+struct ApiDoc;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", ApiDoc::openapi()))
+}

@@ -1,0 +1,108 @@
+//! The outermost middleware: gives every request its correlation id and span, applies the
+//! time limit, renders [`ApiError`] bodies (which need the request's path and id) and logs
+//! each request once, with the cause of any 5xx.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tracing::Instrument;
+
+use super::envelope::now_iso;
+use super::error::{ApiError, ErrorBody, ErrorReport, FieldErrorsBody};
+
+pub(crate) static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// Longest client-supplied correlation id we echo; longer ones are replaced.
+const MAX_CORRELATION_ID_CHARS: usize = 128;
+
+/// The request's correlation id, in the request extensions for handlers.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+/// The client's `X-Correlation-ID` if it is usable, else a new UUID.
+fn correlation_id(request: &Request) -> String {
+    request
+        .headers()
+        .get(&CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_CORRELATION_ID_CHARS && !id.chars().any(char::is_control)
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+pub(crate) async fn request_context(
+    State(request_timeout): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = correlation_id(&request);
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let method = request.method().clone();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", http.method = %method, http.route = %route, correlation_id = %id);
+
+    async move {
+        let mut response = match tokio::time::timeout(request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_elapsed) => ApiError::Timeout.into_response(),
+        };
+        if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
+            response = render_error(response, report, &path, &id);
+        }
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(CORRELATION_ID.clone(), value);
+        }
+        let status = response.status().as_u16();
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if response.status().is_server_error() {
+            tracing::warn!(http.status = status, duration_ms, "request failed");
+        } else {
+            tracing::info!(http.status = status, duration_ms, "request completed");
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Replaces the (empty) body of an error response with the contract's error body.
+fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -> Response {
+    let (parts, _) = response.into_parts();
+    let status = parts.status;
+    if let Some(cause) = &report.cause {
+        // Logged here, once, inside the request span; never sent to the client.
+        tracing::error!(error.cause = %cause, http.status = status.as_u16(), "request error");
+    }
+    let body = ErrorBody {
+        message: report.message,
+        status_code: status.as_u16(),
+        error: status.canonical_reason().unwrap_or("Error").to_owned(),
+        timestamp: now_iso(),
+        path: path.to_owned(),
+        field_errors: report.field_errors.map(FieldErrorsBody),
+        correlation_id: status.is_server_error().then(|| id.to_owned()),
+    };
+    let rendered = Json(body).into_response();
+    let (rendered_parts, rendered_body) = rendered.into_parts();
+    let mut response = Response::from_parts(parts, Body::empty());
+    *response.body_mut() = rendered_body;
+    for (name, value) in rendered_parts.headers.iter() {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}

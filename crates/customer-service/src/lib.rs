@@ -1,0 +1,21 @@
+//! customer-service: owns customer records and records every change to them as an event,
+//! committed in the same database transaction as the change.
+//!
+//! # Layout
+//! - [`domain`]: the customer, its validation rules and the events each change emits (pure).
+//! - [`application`]: one use case per file, and the ports they need ([`application::CustomerStore`]).
+//! - [`store`]: the store on PostgreSQL and SQLite, with migrations per backend.
+//! - [`http`]: the axum router, envelopes, errors, OpenAPI.
+//! - [`config`], [`telemetry`], [`startup`]: reading settings, logging, wiring it together.
+//! - [`cli`]: the subcommands of the `customer-service` binary.
+
+pub mod application;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use startup::App;

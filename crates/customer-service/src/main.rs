@@ -1,0 +1,79 @@
+//! The `customer-service` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use customer_service::config::{Config, ENVIRONMENT_HELP};
+use customer_service::{cli, telemetry};
+
+/// Customer records with reliable events. Configuration comes from the environment.
+#[derive(Debug, Parser)]
+#[command(name = "customer-service", version, after_help = ENVIRONMENT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default): applies pending migrations, then serves on PORT.
+    Serve,
+    /// Apply pending database migrations to DATABASE_URL and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("customer-service: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = telemetry::init(&config.log, std::io::stdout) {
+        eprintln!("customer-service: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("customer-service: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => cli::serve::run(config).await,
+            Command::Migrate => cli::migrate::run(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "customer-service failed");
+            eprintln!("customer-service: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_serve() {
+        assert!(Cli::try_parse_from(["customer-service"]).unwrap().command.is_none());
+        assert!(matches!(
+            Cli::try_parse_from(["customer-service", "migrate"]).unwrap().command,
+            Some(Command::Migrate)
+        ));
+    }
+}

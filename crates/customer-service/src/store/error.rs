@@ -1,0 +1,65 @@
+//! Translating sqlx errors into [`StoreError`] meanings, so no layer above sees the driver.
+
+use sqlx::error::ErrorKind;
+
+use crate::application::StoreError;
+
+/// PostgreSQL SQLSTATEs that mean "the server cannot serve right now": connection
+/// exceptions (class 08), shutdowns (57P0x), too many connections, and the transient
+/// serialization and deadlock failures.
+fn is_transient_postgres(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || matches!(code, "53300" | "40001" | "40P01")
+}
+
+/// SQLite primary result codes for a locked database (BUSY = 5, LOCKED = 6); extended codes
+/// carry the primary one in their low byte.
+fn is_transient_sqlite(code: &str) -> bool {
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// Any sqlx error: connection trouble is `Unavailable`, the rest `Other`.
+pub(super) fn classify(error: sqlx::Error) -> StoreError {
+    let transient = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| is_transient_postgres(&code) || is_transient_sqlite(&code)),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Other(Box::new(error))
+    }
+}
+
+/// An error of a statement that writes the customers row, whose only unique key besides the
+/// primary key is the e-mail.
+pub(super) fn classify_customer_write(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => StoreError::EmailTaken,
+        _ => classify(error),
+    }
+}
+
+/// An error appending an event: a taken (customer, sequence) pair means a concurrent write
+/// already used that number. PostgreSQL names the constraint; SQLite names the columns.
+pub(super) fn classify_append(error: sqlx::Error) -> StoreError {
+    let sequence_taken = match &error {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+            db.constraint() == Some("customer_events_sequence_key")
+                || db.message().contains("customer_events.sequence")
+        }
+        _ => false,
+    };
+    if sequence_taken {
+        StoreError::VersionConflict
+    } else {
+        classify(error)
+    }
+}

@@ -1,0 +1,83 @@
+//! Every statement both backends run, written once. Both drivers take `$n` placeholders and
+//! the two schemas agree on every name and type (see migrations/README.md).
+
+/// The columns a [`crate::domain::Customer`] is read from, in `read_customer`'s order.
+macro_rules! customer_columns {
+    () => {
+        "id, email, first_name, last_name, phone, is_active, date_of_birth, address, \
+         preferences, created_at_ms, updated_at_ms, version"
+    };
+}
+
+/// The twelve written columns are bound as $1..$12 by `bind_columns`.
+pub(super) const INSERT_CUSTOMER: &str = r#"
+insert into customers (email, first_name, last_name, phone, is_active, date_of_birth,
+                       address, preferences, search_text, created_at_ms, updated_at_ms, version)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+returning id
+"#;
+
+/// Compare-and-set on `version`: no row updated means a concurrent write won.
+pub(super) const UPDATE_CUSTOMER: &str = r#"
+update customers
+set email = $1, first_name = $2, last_name = $3, phone = $4, is_active = $5,
+    date_of_birth = $6, address = $7, preferences = $8, search_text = $9,
+    created_at_ms = $10, updated_at_ms = $11, version = $12
+where id = $13 and version = $14
+"#;
+
+pub(super) const DELETE_CUSTOMER: &str = r#"
+delete from customers where id = $1 and version = $2
+"#;
+
+/// A trigger adds the matching customer_events_pending row (see the migrations).
+pub(super) const APPEND_EVENT: &str = r#"
+insert into customer_events (event_id, event_type, customer_id, sequence, occurred_at_ms, payload)
+values ($1, $2, $3, $4, $5, $6)
+"#;
+
+pub(super) const CUSTOMER_BY_ID: &str =
+    concat!("select ", customer_columns!(), " from customers where id = $1");
+
+pub(super) const CUSTOMER_BY_EMAIL: &str =
+    concat!("select ", customer_columns!(), " from customers where email = $1");
+
+pub(super) const CUSTOMER_PAGE: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers order by created_at_ms desc, id desc limit $1 offset $2"
+);
+
+/// `$1` is a LIKE pattern escaped with `\`, matched against the lower-cased search text.
+pub(super) const CUSTOMER_SEARCH_PAGE: &str = concat!(
+    "select ",
+    customer_columns!(),
+    r" from customers where search_text like $1 escape '\'",
+    " order by created_at_ms desc, id desc limit $2 offset $3"
+);
+
+pub(super) const COUNT_SEARCH: &str =
+    r"select count(*) from customers where search_text like $1 escape '\'";
+
+pub(super) const ACTIVE_CUSTOMERS: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers where is_active = true order by created_at_ms desc, id desc"
+);
+
+pub(super) const COUNT_CUSTOMERS: &str = "select count(*) from customers";
+
+pub(super) const EVENTS_OF_CUSTOMER: &str = r#"
+select position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload
+from customer_events
+where customer_id = $1
+order by sequence
+"#;
+
+pub(super) const OUTBOX_STATUS: &str = r#"
+select count(*), min(e.occurred_at_ms)
+from customer_events_pending p
+join customer_events e on e.position = p.position
+"#;
+
+pub(super) const PING: &str = "select 1";
