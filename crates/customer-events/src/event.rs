@@ -54,9 +54,13 @@ impl fmt::Display for EventType {
 /// One event's `data`. Serializes as the payload alone; the type travels in the envelope.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are built once per write and moved rarely; boxes would only add friction for consumers that match on them"
+)]
 pub enum CustomerEvent {
     CustomerCreated(CustomerCreated),
-    CustomerUpdated(Box<CustomerUpdated>),
+    CustomerUpdated(CustomerUpdated),
     CustomerActivated(CustomerActivated),
     CustomerDeactivated(CustomerDeactivated),
     CustomerDeleted(CustomerDeleted),
@@ -80,7 +84,7 @@ impl CustomerEvent {
                 CustomerEvent::CustomerCreated(serde_json::from_value(data)?)
             }
             EventType::CustomerUpdated => {
-                CustomerEvent::CustomerUpdated(Box::new(serde_json::from_value(data)?))
+                CustomerEvent::CustomerUpdated(serde_json::from_value(data)?)
             }
             EventType::CustomerActivated => {
                 CustomerEvent::CustomerActivated(serde_json::from_value(data)?)

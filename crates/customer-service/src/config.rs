@@ -103,7 +103,10 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://customer-service.db".to_owned());
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(ConfigError {
                 var: "DATABASE_URL",
                 reason: "must start with sqlite:, postgres:// or postgresql://".to_owned(),
@@ -127,10 +130,18 @@ impl Config {
             database: DatabaseConfig {
                 url,
                 max_connections: positive(&var, "DATABASE_POOL_SIZE", "10")?,
-                acquire_timeout: Duration::from_millis(positive(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", "3000")?),
+                acquire_timeout: Duration::from_millis(positive(
+                    &var,
+                    "DATABASE_ACQUIRE_TIMEOUT_MS",
+                    "3000",
+                )?),
             },
             log: LogConfig {
-                format: match var("LOG_FORMAT").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                format: match var("LOG_FORMAT")
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
                     None | Some("pretty") => LogFormat::Pretty,
                     Some("json") => LogFormat::Json,
                     Some(_) => {
@@ -185,7 +196,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
@@ -209,9 +223,18 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         assert_eq!(config(&[("PORT", "http")]).unwrap_err().var, "PORT");
         assert_eq!(config(&[("PORT", "70000")]).unwrap_err().var, "PORT");
-        assert_eq!(config(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
-        assert_eq!(config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var, "DATABASE_URL");
-        assert_eq!(config(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().var, "DATABASE_POOL_SIZE");
+        assert_eq!(
+            config(&[("LOG_FORMAT", "xml")]).unwrap_err().var,
+            "LOG_FORMAT"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().var,
+            "DATABASE_POOL_SIZE"
+        );
     }
 
     #[test]

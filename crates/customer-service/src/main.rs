@@ -70,9 +70,14 @@ mod tests {
 
     #[test]
     fn no_subcommand_means_serve() {
-        assert!(Cli::try_parse_from(["customer-service"]).unwrap().command.is_none());
+        assert!(Cli::try_parse_from(["customer-service"])
+            .unwrap()
+            .command
+            .is_none());
         assert!(matches!(
-            Cli::try_parse_from(["customer-service", "migrate"]).unwrap().command,
+            Cli::try_parse_from(["customer-service", "migrate"])
+                .unwrap()
+                .command,
             Some(Command::Migrate)
         ));
     }

@@ -39,7 +39,10 @@ impl App {
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let started_at = Instant::now();
         let store = Arc::new(connect_store(config).await?);
-        store.migrate().await.context("applying database migrations")?;
+        store
+            .migrate()
+            .await
+            .context("applying database migrations")?;
         let address = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(address)
             .await
@@ -63,7 +66,10 @@ impl App {
 
     /// The bound port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     /// The store, for tests and CLI commands that inspect the event log.
@@ -73,7 +79,10 @@ impl App {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (each is
     /// bounded by the request timeout) and closes the database pools.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "listening");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

@@ -13,7 +13,9 @@ where
 {
     let filter = EnvFilter::try_new(&config.filter)
         .map_err(|e| anyhow::anyhow!("invalid RUST_LOG {:?}: {e}", config.filter))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let result = match config.format {
         LogFormat::Json => builder
             .json()

@@ -9,7 +9,8 @@ create table customers (
     first_name     text    not null,
     last_name      text    not null,
     phone          text,
-    is_active      boolean not null,
+    -- 0 / 1: sqlx's Any driver cannot read SQLite's BOOLEAN declared type.
+    is_active      integer not null,
     date_of_birth  text,
     address        text,
     preferences    text,

@@ -16,9 +16,8 @@ pub async fn create_customer(
 ) -> Result<Customer, ApplicationError> {
     let fields = parse_new_customer(body, ctx.now.date())?;
     let draft = CustomerDraft::new(fields, ctx.now);
-    let seal = |change: &crate::domain::CustomerChange| {
-        ctx.seal(change.customer.id, 1, &change.events)
-    };
+    let seal =
+        |change: &crate::domain::CustomerChange| ctx.seal(change.customer.id, 1, &change.events);
     let customer = store.insert(draft, &seal).await?;
     tracing::info!(customer.id = %customer.id, "customer created");
     Ok(customer)

@@ -15,7 +15,10 @@ pub async fn delete_customer(
     precondition: Option<Precondition>,
 ) -> Result<(), ApplicationError> {
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = store.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+        let current = store
+            .find_by_id(id)
+            .await?
+            .ok_or(ApplicationError::NotFound)?;
         if precondition.is_some_and(|p| !p.holds_for(current.version)) {
             return Err(ApplicationError::VersionMismatch);
         }

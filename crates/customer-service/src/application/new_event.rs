@@ -37,7 +37,12 @@ impl Precondition {
 
 impl WriteContext {
     /// Envelopes for `events` of customer `id`, numbered from `first_sequence`.
-    pub(crate) fn seal(&self, id: CustomerId, first_sequence: i64, events: &[CustomerEvent]) -> Vec<NewEvent> {
+    pub(crate) fn seal(
+        &self,
+        id: CustomerId,
+        first_sequence: i64,
+        events: &[CustomerEvent],
+    ) -> Vec<NewEvent> {
         let occurred_on = self.now.to_iso();
         events
             .iter()

@@ -90,14 +90,28 @@ pub enum StoreError {
 #[async_trait]
 pub trait CustomerStore: Send + Sync {
     /// Inserts `draft`, lets `seal` build its events from the assigned id, appends them.
-    async fn insert(&self, draft: CustomerDraft, seal: EventSealer<'_>) -> Result<Customer, StoreError>;
+    async fn insert(
+        &self,
+        draft: CustomerDraft,
+        seal: EventSealer<'_>,
+    ) -> Result<Customer, StoreError>;
 
     /// Stores `customer` and appends `events` if the stored version is still
     /// `expected_version`, else [`StoreError::VersionConflict`].
-    async fn update(&self, expected_version: i64, customer: &Customer, events: &[NewEvent]) -> Result<(), StoreError>;
+    async fn update(
+        &self,
+        expected_version: i64,
+        customer: &Customer,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError>;
 
     /// Deletes the customer and appends `events` if its version is still `expected_version`.
-    async fn delete(&self, id: CustomerId, expected_version: i64, events: &[NewEvent]) -> Result<(), StoreError>;
+    async fn delete(
+        &self,
+        id: CustomerId,
+        expected_version: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError>;
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
     async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError>;

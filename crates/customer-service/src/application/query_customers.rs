@@ -30,21 +30,39 @@ pub struct CustomerPage {
 }
 
 #[tracing::instrument(name = "get_customer", skip_all, fields(customer.id = %id))]
-pub async fn get_customer(store: &dyn CustomerStore, id: CustomerId) -> Result<Customer, ApplicationError> {
-    store.find_by_id(id).await?.ok_or(ApplicationError::NotFound)
+pub async fn get_customer(
+    store: &dyn CustomerStore,
+    id: CustomerId,
+) -> Result<Customer, ApplicationError> {
+    store
+        .find_by_id(id)
+        .await?
+        .ok_or(ApplicationError::NotFound)
 }
 
 /// Case-insensitive: the stored e-mail is lower-case, so is the key.
 #[tracing::instrument(name = "find_customer_by_email", skip_all)]
-pub async fn find_customer_by_email(store: &dyn CustomerStore, email: &str) -> Result<Customer, ApplicationError> {
+pub async fn find_customer_by_email(
+    store: &dyn CustomerStore,
+    email: &str,
+) -> Result<Customer, ApplicationError> {
+    let key = Email::normalize_for_lookup(email);
+    // No stored address holds a control character (they fail validation); PostgreSQL would
+    // reject a NUL in the query instead of simply finding nothing.
+    if key.chars().any(char::is_control) {
+        return Err(ApplicationError::NotFound);
+    }
     store
-        .find_by_email(&Email::normalize_for_lookup(email))
+        .find_by_email(&key)
         .await?
         .ok_or(ApplicationError::NotFound)
 }
 
 #[tracing::instrument(name = "list_customers", skip_all)]
-pub async fn list_customers(store: &dyn CustomerStore, request: &PageRequest) -> Result<CustomerPage, ApplicationError> {
+pub async fn list_customers(
+    store: &dyn CustomerStore,
+    request: &PageRequest,
+) -> Result<CustomerPage, ApplicationError> {
     let mut errors = FieldErrors::new();
     let page = parse_bound(&mut errors, "page", request.page.as_deref(), 1, 1, None);
     let limit = parse_bound(
@@ -60,7 +78,16 @@ pub async fn list_customers(store: &dyn CustomerStore, request: &PageRequest) ->
         .as_deref()
         .map(|s| s.trim().to_lowercase())
         .filter(|s| !s.is_empty());
-    if search.as_ref().is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS) {
+    if search
+        .as_ref()
+        .is_some_and(|s| s.chars().any(char::is_control))
+    {
+        errors.add("search", "search must not contain control characters");
+    }
+    if search
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
+    {
         errors.add(
             "search",
             format!("search must be shorter than or equal to {MAX_SEARCH_CHARS} characters"),
@@ -86,7 +113,9 @@ pub async fn list_customers(store: &dyn CustomerStore, request: &PageRequest) ->
 }
 
 #[tracing::instrument(name = "list_active_customers", skip_all)]
-pub async fn list_active_customers(store: &dyn CustomerStore) -> Result<Vec<Customer>, ApplicationError> {
+pub async fn list_active_customers(
+    store: &dyn CustomerStore,
+) -> Result<Vec<Customer>, ApplicationError> {
     Ok(store.list_active().await?)
 }
 
@@ -129,7 +158,10 @@ mod tests {
         assert_eq!(errors.of("page"), ["page must not be less than 1"]);
         assert_eq!(errors.of("limit"), ["limit must not be greater than 100"]);
         let mut errors = FieldErrors::new();
-        assert_eq!(parse_bound(&mut errors, "limit", Some("100"), 10, 1, Some(100)), 100);
+        assert_eq!(
+            parse_bound(&mut errors, "limit", Some("100"), 10, 1, Some(100)),
+            100
+        );
         assert_eq!(parse_bound(&mut errors, "page", None, 1, 1, None), 1);
         parse_bound(&mut errors, "page", Some("1.5"), 1, 1, None);
         assert_eq!(errors.of("page"), ["page must be an integer number"]);

@@ -23,7 +23,10 @@ pub async fn update_customer(
 ) -> Result<Customer, ApplicationError> {
     let patch = parse_customer_patch(body, ctx.now.date())?;
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        let current = store.find_by_id(id).await?.ok_or(ApplicationError::NotFound)?;
+        let current = store
+            .find_by_id(id)
+            .await?
+            .ok_or(ApplicationError::NotFound)?;
         if precondition.is_some_and(|p| !p.holds_for(current.version)) {
             return Err(ApplicationError::VersionMismatch);
         }
@@ -31,9 +34,15 @@ pub async fn update_customer(
             return Ok(current);
         };
         let events = ctx.seal(id, current.version + 1, &change.events);
-        match store.update(current.version, &change.customer, &events).await {
+        match store
+            .update(current.version, &change.customer, &events)
+            .await
+        {
             Ok(()) => {
-                tracing::info!(customer.version = change.customer.version, "customer updated");
+                tracing::info!(
+                    customer.version = change.customer.version,
+                    "customer updated"
+                );
                 return Ok(change.customer);
             }
             // Lost a race: decide again on the state that won (or report the mismatch).

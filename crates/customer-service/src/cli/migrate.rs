@@ -7,7 +7,10 @@ use crate::startup::connect_store;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = connect_store(&config).await?;
-    store.migrate().await.context("applying database migrations")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
     store.close().await;
     tracing::info!(backend = ?store.backend(), "migrations applied");
     Ok(())

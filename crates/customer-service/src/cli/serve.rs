@@ -8,7 +8,9 @@ use crate::startup::App;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting customer-service");
     let app = App::build(&config).await?;
-    app.run_until_stopped(shutdown_signal()).await.context("server stopped with an error")?;
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .context("server stopped with an error")?;
     tracing::info!("stopped");
     Ok(())
 }

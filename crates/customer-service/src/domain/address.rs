@@ -39,7 +39,9 @@ impl Address {
             match object.get(key) {
                 None | Some(Value::Null) if !required => None,
                 Some(Value::String(s))
-                    if !s.trim().is_empty() && char_len(s.trim()) <= MAX_ADDRESS_FIELD_CHARS =>
+                    if !s.trim().is_empty()
+                        && char_len(s.trim()) <= MAX_ADDRESS_FIELD_CHARS
+                        && !s.chars().any(char::is_control) =>
                 {
                     Some(s.trim().to_owned())
                 }
@@ -103,8 +105,10 @@ mod tests {
 
     #[test]
     fn a_full_address_is_trimmed_and_kept() {
-        let a = parse(json!({"street": " 1 Main St ", "city": "Springfield", "state": "IL",
-                             "zipCode": "62701", "country": "USA"}))
+        let a = parse(
+            json!({"street": " 1 Main St ", "city": "Springfield", "state": "IL",
+                             "zipCode": "62701", "country": "USA"}),
+        )
         .unwrap();
         assert_eq!(a.street, "1 Main St");
         assert_eq!(a.zip_code.as_deref(), Some("62701"));
@@ -122,11 +126,15 @@ mod tests {
 
     #[test]
     fn each_bad_sub_field_is_reported_under_its_dotted_name() {
-        let errors = parse(json!({"street": "", "city": 5, "state": "IL", "extra": 1})).unwrap_err();
+        let errors =
+            parse(json!({"street": "", "city": 5, "state": "IL", "extra": 1})).unwrap_err();
         assert_eq!(errors.of("address.street"), [ADDRESS_MESSAGE]);
         assert_eq!(errors.of("address.city"), [ADDRESS_MESSAGE]);
         assert_eq!(errors.of("address.country"), [ADDRESS_MESSAGE]);
-        assert_eq!(errors.of("address.extra"), ["property extra should not exist"]);
+        assert_eq!(
+            errors.of("address.extra"),
+            ["property extra should not exist"]
+        );
         assert!(errors.of("address.state").is_empty());
     }
 
@@ -140,6 +148,9 @@ mod tests {
 
     #[test]
     fn a_non_object_is_reported_under_address() {
-        assert_eq!(parse(json!("1 Main St")).unwrap_err().of("address"), [ADDRESS_MESSAGE]);
+        assert_eq!(
+            parse(json!("1 Main St")).unwrap_err().of("address"),
+            [ADDRESS_MESSAGE]
+        );
     }
 }

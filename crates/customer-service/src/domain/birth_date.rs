@@ -117,7 +117,16 @@ mod tests {
     #[test]
     fn non_iso_strings_are_rejected() {
         let today = day("2026-11-27");
-        for bad in ["", "15/01/1990", "1990-13-01", "1990-02-30", "+1990-01-15", "1990-1-15", "yesterday", "1990-01-15Tnoon"] {
+        for bad in [
+            "",
+            "15/01/1990",
+            "1990-13-01",
+            "1990-02-30",
+            "+1990-01-15",
+            "1990-1-15",
+            "yesterday",
+            "1990-01-15Tnoon",
+        ] {
             assert_eq!(
                 BirthDate::parse(bad, today),
                 Err(BIRTH_DATE_FORMAT_MESSAGE),

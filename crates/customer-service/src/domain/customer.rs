@@ -113,9 +113,13 @@ impl CustomerDraft {
 impl Customer {
     /// `firstName + " " + lastName`, trimmed.
     pub fn full_name(&self) -> String {
-        format!("{} {}", self.fields.first_name.as_str(), self.fields.last_name.as_str())
-            .trim()
-            .to_owned()
+        format!(
+            "{} {}",
+            self.fields.first_name.as_str(),
+            self.fields.last_name.as_str()
+        )
+        .trim()
+        .to_owned()
     }
 
     /// The API representation (also `previousData` in events).
@@ -128,13 +132,17 @@ impl Customer {
             phone: self.fields.phone.as_ref().map(|p| p.as_str().to_owned()),
             is_active: self.fields.is_active,
             date_of_birth: self.fields.date_of_birth.map(BirthDate::to_iso),
-            address: self.fields.address.as_ref().map(|a| customer_events::Address {
-                street: a.street.clone(),
-                city: a.city.clone(),
-                state: a.state.clone(),
-                zip_code: a.zip_code.clone(),
-                country: a.country.clone(),
-            }),
+            address: self
+                .fields
+                .address
+                .as_ref()
+                .map(|a| customer_events::Address {
+                    street: a.street.clone(),
+                    city: a.city.clone(),
+                    state: a.state.clone(),
+                    zip_code: a.zip_code.clone(),
+                    country: a.country.clone(),
+                }),
             preferences: self.fields.preferences.as_ref().map(|p| p.as_map().clone()),
             created_at: self.created_at.to_iso(),
             updated_at: self.updated_at.to_iso(),
@@ -179,7 +187,7 @@ impl Customer {
         }
         next.updated_at = now;
         let after = next.snapshot();
-        let mut events = vec![CustomerEvent::CustomerUpdated(Box::new(CustomerUpdated {
+        let mut events = vec![CustomerEvent::CustomerUpdated(CustomerUpdated {
             customer_id: after.id,
             email: after.email.clone(),
             first_name: after.first_name.clone(),
@@ -193,7 +201,7 @@ impl Customer {
             updated_at: after.updated_at.clone(),
             previous_data: before,
             changes,
-        }))];
+        })];
         if next.fields.is_active != self.fields.is_active {
             events.push(if next.fields.is_active {
                 CustomerEvent::CustomerActivated(CustomerActivated {
@@ -272,8 +280,10 @@ mod tests {
     }
 
     fn john() -> Customer {
-        created(json!({"email": "john.doe@example.com", "firstName": "John", "lastName": "Doe",
-                       "phone": "+1-555-010-0100", "dateOfBirth": "1990-01-15"}))
+        created(
+            json!({"email": "john.doe@example.com", "firstName": "John", "lastName": "Doe",
+                       "phone": "+1-555-010-0100", "dateOfBirth": "1990-01-15"}),
+        )
         .customer
     }
 
@@ -283,11 +293,15 @@ mod tests {
 
     #[test]
     fn creating_emits_customer_created_with_the_contract_data() {
-        let change = created(json!({"email": "John.Doe@Example.com", "firstName": " John ",
-                                    "lastName": "Doe"}));
+        let change = created(
+            json!({"email": "John.Doe@Example.com", "firstName": " John ",
+                                    "lastName": "Doe"}),
+        );
         assert_eq!(change.customer.version, 1);
         assert_eq!(change.customer.updated_at, change.customer.created_at);
-        let [event] = change.events.as_slice() else { panic!() };
+        let [event] = change.events.as_slice() else {
+            panic!()
+        };
         assert_eq!(
             serde_json::to_value(event).unwrap(),
             json!({"customerId": 7, "email": "john.doe@example.com", "firstName": "John",
@@ -301,12 +315,16 @@ mod tests {
     fn an_update_carries_previous_data_and_exactly_the_changed_fields() {
         let john = john();
         let change = john
-            .update(&patch(json!({"lastName": "Roe", "firstName": "John", "phone": null})),
-                    Timestamp::from_millis(LATER_MS))
+            .update(
+                &patch(json!({"lastName": "Roe", "firstName": "John", "phone": null})),
+                Timestamp::from_millis(LATER_MS),
+            )
             .unwrap();
         assert_eq!(change.customer.version, 2);
         assert_eq!(change.customer.updated_at.millis(), LATER_MS);
-        let [CustomerEvent::CustomerUpdated(updated)] = change.events.as_slice() else { panic!() };
+        let [CustomerEvent::CustomerUpdated(updated)] = change.events.as_slice() else {
+            panic!()
+        };
         assert_eq!(updated.previous_data, john.snapshot());
         assert_eq!(updated.updated_at, "2026-01-01T10:01:00.000Z");
         assert_eq!(
@@ -320,19 +338,34 @@ mod tests {
     #[test]
     fn a_patch_that_changes_nothing_emits_nothing() {
         let john = john();
-        let same = patch(json!({"email": "JOHN.DOE@example.com", "firstName": "John ",
-                                "isActive": true, "dateOfBirth": "1990-01-15T00:00:00Z"}));
+        let same = patch(
+            json!({"email": "JOHN.DOE@example.com", "firstName": "John ",
+                                "isActive": true, "dateOfBirth": "1990-01-15T00:00:00Z"}),
+        );
         assert_eq!(john.update(&same, Timestamp::from_millis(LATER_MS)), None);
-        assert_eq!(john.update(&CustomerPatch::default(), Timestamp::from_millis(LATER_MS)), None);
+        assert_eq!(
+            john.update(&CustomerPatch::default(), Timestamp::from_millis(LATER_MS)),
+            None
+        );
     }
 
     #[test]
     fn deactivating_adds_customer_deactivated_after_the_update() {
         let change = john()
-            .update(&patch(json!({"isActive": false})), Timestamp::from_millis(LATER_MS))
+            .update(
+                &patch(json!({"isActive": false})),
+                Timestamp::from_millis(LATER_MS),
+            )
             .unwrap();
-        let types: Vec<_> = change.events.iter().map(CustomerEvent::event_type).collect();
-        assert_eq!(types, [EventType::CustomerUpdated, EventType::CustomerDeactivated]);
+        let types: Vec<_> = change
+            .events
+            .iter()
+            .map(CustomerEvent::event_type)
+            .collect();
+        assert_eq!(
+            types,
+            [EventType::CustomerUpdated, EventType::CustomerDeactivated]
+        );
         assert_eq!(change.customer.version, 3);
         assert_eq!(
             serde_json::to_value(&change.events[1]).unwrap(),
@@ -344,11 +377,17 @@ mod tests {
     #[test]
     fn reactivating_adds_customer_activated() {
         let inactive = john()
-            .update(&patch(json!({"isActive": false})), Timestamp::from_millis(LATER_MS))
+            .update(
+                &patch(json!({"isActive": false})),
+                Timestamp::from_millis(LATER_MS),
+            )
             .unwrap()
             .customer;
         let change = inactive
-            .update(&patch(json!({"isActive": true})), Timestamp::from_millis(LATER_MS + 1))
+            .update(
+                &patch(json!({"isActive": true})),
+                Timestamp::from_millis(LATER_MS + 1),
+            )
             .unwrap();
         assert_eq!(
             serde_json::to_value(&change.events[1]).unwrap(),

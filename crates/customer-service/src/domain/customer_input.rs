@@ -52,7 +52,10 @@ pub struct CustomerPatch {
 }
 
 /// Validates a create body: `email`, `firstName`, `lastName` required.
-pub fn parse_new_customer(body: &Map<String, Value>, today: NaiveDate) -> Result<CustomerFields, DomainError> {
+pub fn parse_new_customer(
+    body: &Map<String, Value>,
+    today: NaiveDate,
+) -> Result<CustomerFields, DomainError> {
     let mut input = Input::new(body, today);
     let email = input.email(true);
     let first_name = input.name("firstName", "First name", true);
@@ -75,7 +78,10 @@ pub fn parse_new_customer(body: &Map<String, Value>, today: NaiveDate) -> Result
 }
 
 /// Validates a PATCH body: any subset of the create fields.
-pub fn parse_customer_patch(body: &Map<String, Value>, today: NaiveDate) -> Result<CustomerPatch, DomainError> {
+pub fn parse_customer_patch(
+    body: &Map<String, Value>,
+    today: NaiveDate,
+) -> Result<CustomerPatch, DomainError> {
     let mut input = Input::new(body, today);
     let patch = CustomerPatch {
         email: input.email(false),
@@ -163,7 +169,9 @@ impl<'a> Input<'a> {
     }
 
     fn check<T, M: Into<String>>(&mut self, field: &str, result: Result<T, M>) -> Option<T> {
-        result.map_err(|message| self.errors.add(field, message)).ok()
+        result
+            .map_err(|message| self.errors.add(field, message))
+            .ok()
     }
 
     fn fail<T>(&mut self, field: &str, message: impl Into<String>) -> Option<T> {
@@ -212,7 +220,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.email.as_str(), "a@b.co");
         assert!(c.is_active);
-        assert_eq!((c.phone, c.date_of_birth, c.address, c.preferences), (None, None, None, None));
+        assert_eq!(
+            (c.phone, c.date_of_birth, c.address, c.preferences),
+            (None, None, None, None)
+        );
     }
 
     #[test]
@@ -260,7 +271,9 @@ mod tests {
     #[test]
     fn null_clears_optional_fields_in_a_patch() {
         let patch = parse_customer_patch(
-            &object(json!({"phone": null, "dateOfBirth": null, "address": null, "preferences": null})),
+            &object(
+                json!({"phone": null, "dateOfBirth": null, "address": null, "preferences": null}),
+            ),
             today(),
         )
         .unwrap();
@@ -276,7 +289,9 @@ mod tests {
             &object(json!({"email": null, "firstName": null, "isActive": null})),
             today(),
         );
-        let Err(DomainError::Validation(errors)) = result else { panic!() };
+        let Err(DomainError::Validation(errors)) = result else {
+            panic!()
+        };
         assert_eq!(errors.of("email"), [EMAIL_MESSAGE]);
         assert_eq!(errors.of("firstName"), ["firstName must be a string"]);
         assert_eq!(errors.of("isActive"), ["isActive must be a boolean value"]);

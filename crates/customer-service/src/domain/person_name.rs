@@ -14,7 +14,10 @@ impl PersonName {
     pub fn parse(raw: &str, label: &str) -> Result<PersonName, String> {
         let name = raw.trim();
         let len = char_len(name);
-        if len < MIN_NAME_CHARS {
+        if name.chars().any(char::is_control) {
+            // Control characters have no place in a name, and PostgreSQL cannot store NUL.
+            Err(format!("{label} must not contain control characters"))
+        } else if len < MIN_NAME_CHARS {
             Err(format!(
                 "{label} must be at least {MIN_NAME_CHARS} characters"
             ))
@@ -42,7 +45,10 @@ mod tests {
 
     #[test]
     fn a_name_is_trimmed() {
-        assert_eq!(PersonName::parse("  Jo ", "First name").unwrap().as_str(), "Jo");
+        assert_eq!(
+            PersonName::parse("  Jo ", "First name").unwrap().as_str(),
+            "Jo"
+        );
     }
 
     #[test]
@@ -52,6 +58,14 @@ mod tests {
             Err("First name must be at least 2 characters".into())
         );
         assert!(PersonName::parse("Jo", "First name").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_rejected() {
+        assert_eq!(
+            PersonName::parse("Jo\u{0}hn", "First name"),
+            Err("First name must not contain control characters".into())
+        );
     }
 
     #[test]

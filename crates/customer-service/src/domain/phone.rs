@@ -56,7 +56,13 @@ mod tests {
 
     #[test]
     fn other_characters_and_a_plus_inside_are_rejected() {
-        for bad in ["555-010-0100 ext 1", "1+5550100100", "++15550100100", "+", "five5501001000"] {
+        for bad in [
+            "555-010-0100 ext 1",
+            "1+5550100100",
+            "++15550100100",
+            "+",
+            "five5501001000",
+        ] {
             assert_eq!(Phone::parse(bad), Err(PHONE_MESSAGE), "{bad:?}");
         }
     }

@@ -22,8 +22,14 @@ impl Preferences {
         };
         let mut is_valid = true;
         for key in STRING_KEYS {
-            if object.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
-                errors.add(format!("preferences.{key}"), format!("{key} must be a string"));
+            if object
+                .get(key)
+                .is_some_and(|v| !v.is_string() && !v.is_null())
+            {
+                errors.add(
+                    format!("preferences.{key}"),
+                    format!("{key} must be a string"),
+                );
                 is_valid = false;
             }
         }
@@ -73,7 +79,10 @@ mod tests {
     #[test]
     fn typed_keys_with_the_wrong_type_are_reported() {
         let errors = parse(json!({"company": 1, "newsletter": "yes"})).unwrap_err();
-        assert_eq!(errors.of("preferences.company"), ["company must be a string"]);
+        assert_eq!(
+            errors.of("preferences.company"),
+            ["company must be a string"]
+        );
         assert_eq!(
             errors.of("preferences.newsletter"),
             ["newsletter must be a boolean value"]

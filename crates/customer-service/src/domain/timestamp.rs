@@ -28,9 +28,7 @@ impl Timestamp {
 
     /// ISO-8601 with exactly three fraction digits and `Z`: `2026-01-01T10:00:00.000Z`.
     pub fn to_iso(self) -> String {
-        self.datetime()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string()
+        self.datetime().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
     }
 
     /// The UTC calendar date of this instant.
@@ -45,7 +43,10 @@ mod tests {
 
     #[test]
     fn formats_with_three_fraction_digits_and_z() {
-        assert_eq!(Timestamp::from_millis(0).to_iso(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_millis(0).to_iso(),
+            "1970-01-01T00:00:00.000Z"
+        );
         assert_eq!(
             Timestamp::from_millis(1_729_267_200_123).to_iso(),
             "2024-10-18T16:00:00.123Z"

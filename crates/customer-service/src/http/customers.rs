@@ -31,7 +31,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/customers/email/{email}", get(get_customer_by_email))
         .route(
             "/customers/{id}",
-            get(get_customer).patch(update_customer).delete(delete_customer),
+            get(get_customer)
+                .patch(update_customer)
+                .delete(delete_customer),
         )
 }
 
@@ -70,7 +72,8 @@ fn customer_response(
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(ETAG, value);
     }
-    if let Some((name, value)) = extra.and_then(|(n, v)| Some((n, HeaderValue::from_str(&v).ok()?))) {
+    if let Some((name, value)) = extra.and_then(|(n, v)| Some((n, HeaderValue::from_str(&v).ok()?)))
+    {
         response.headers_mut().insert(name, value);
     }
     response
@@ -140,7 +143,9 @@ pub(crate) async fn list_customers(
 /// Contract: GET /api/v1/customers/active.
 #[utoipa::path(get, path = "/api/v1/customers/active", tag = "customers",
     responses((status = 200, description = "Every active customer, newest first", body = Envelope<Vec<CustomerSnapshot>>)))]
-pub(crate) async fn list_active_customers(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn list_active_customers(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
     let customers = application::list_active_customers(&*state.store).await?;
     Ok(envelope::ok(snapshots(customers)))
 }
@@ -148,7 +153,9 @@ pub(crate) async fn list_active_customers(State(state): State<AppState>) -> Resu
 /// Contract: GET /api/v1/customers/count.
 #[utoipa::path(get, path = "/api/v1/customers/count", tag = "customers",
     responses((status = 200, description = "Number of customers", body = Envelope<CustomerCount>)))]
-pub(crate) async fn count_customers(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub(crate) async fn count_customers(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
     let count = application::count_customers(&*state.store).await?;
     Ok(envelope::ok(CustomerCount { count }))
 }
@@ -198,8 +205,12 @@ pub(crate) async fn update_customer(
 ) -> Result<Response, ApiError> {
     let ctx = write_context(&state, correlation);
     let customer =
-        application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers)).await?;
-    Ok(customer_response(envelope::updated(customer.snapshot()), None))
+        application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers))
+            .await?;
+    Ok(customer_response(
+        envelope::updated(customer.snapshot()),
+        None,
+    ))
 }
 
 /// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted.

@@ -23,7 +23,12 @@ pub(crate) fn now_iso() -> String {
     Timestamp::from_datetime(chrono::Utc::now()).to_iso()
 }
 
-fn wrap<T>(status: StatusCode, message: &'static str, success: bool, data: T) -> (StatusCode, Json<Envelope<T>>) {
+fn wrap<T>(
+    status: StatusCode,
+    message: &'static str,
+    success: bool,
+    data: T,
+) -> (StatusCode, Json<Envelope<T>>) {
     let envelope = Envelope {
         data,
         message,
@@ -51,5 +56,10 @@ pub fn updated<T>(data: T) -> (StatusCode, Json<Envelope<T>>) {
 
 /// The envelope with `success: false`, for the health check's 503.
 pub fn unhealthy<T>(data: T) -> (StatusCode, Json<Envelope<T>>) {
-    wrap(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", false, data)
+    wrap(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable",
+        false,
+        data,
+    )
 }

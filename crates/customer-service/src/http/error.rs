@@ -124,7 +124,11 @@ impl ApiError {
                 None,
                 Some(chain(&*cause)),
             ),
-            ApiError::Internal(cause) => ("Internal server error".to_owned(), None, Some(chain(&*cause))),
+            ApiError::Internal(cause) => (
+                "Internal server error".to_owned(),
+                None,
+                Some(chain(&*cause)),
+            ),
         };
         ErrorReport {
             message,
@@ -157,7 +161,9 @@ impl IntoResponse for ApiError {
 impl From<ApplicationError> for ApiError {
     fn from(error: ApplicationError) -> Self {
         match error {
-            ApplicationError::Domain(DomainError::Validation(errors)) => ApiError::Validation(errors),
+            ApplicationError::Domain(DomainError::Validation(errors)) => {
+                ApiError::Validation(errors)
+            }
             ApplicationError::NotFound => ApiError::NotFound("Customer not found".to_owned()),
             ApplicationError::EmailTaken => ApiError::EmailTaken,
             ApplicationError::VersionMismatch => ApiError::PreconditionFailed,

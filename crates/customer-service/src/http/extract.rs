@@ -50,8 +50,14 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The `:id` route parameter: a positive integer.
@@ -106,17 +112,38 @@ mod tests {
     #[test]
     fn if_match_takes_a_star_or_a_strong_version_tag() {
         assert_eq!(precondition(&HeaderMap::new()), None);
-        assert_eq!(precondition(&with(IF_MATCH, "*")), Some(Precondition::Exists));
-        assert_eq!(precondition(&with(IF_MATCH, "\"3\"")), Some(Precondition::Version(3)));
-        assert_eq!(precondition(&with(IF_MATCH, "W/\"3\"")), Some(Precondition::Never));
-        assert_eq!(precondition(&with(IF_MATCH, "3")), Some(Precondition::Never));
+        assert_eq!(
+            precondition(&with(IF_MATCH, "*")),
+            Some(Precondition::Exists)
+        );
+        assert_eq!(
+            precondition(&with(IF_MATCH, "\"3\"")),
+            Some(Precondition::Version(3))
+        );
+        assert_eq!(
+            precondition(&with(IF_MATCH, "W/\"3\"")),
+            Some(Precondition::Never)
+        );
+        assert_eq!(
+            precondition(&with(IF_MATCH, "3")),
+            Some(Precondition::Never)
+        );
     }
 
     #[test]
     fn json_content_types_are_recognised() {
-        assert!(has_json_content_type(&with(CONTENT_TYPE, "application/json; charset=utf-8")));
-        assert!(has_json_content_type(&with(CONTENT_TYPE, "Application/JSON")));
-        assert!(has_json_content_type(&with(CONTENT_TYPE, "application/merge-patch+json")));
+        assert!(has_json_content_type(&with(
+            CONTENT_TYPE,
+            "application/json; charset=utf-8"
+        )));
+        assert!(has_json_content_type(&with(
+            CONTENT_TYPE,
+            "Application/JSON"
+        )));
+        assert!(has_json_content_type(&with(
+            CONTENT_TYPE,
+            "application/merge-patch+json"
+        )));
         assert!(!has_json_content_type(&with(CONTENT_TYPE, "text/plain")));
         assert!(!has_json_content_type(&HeaderMap::new()));
     }

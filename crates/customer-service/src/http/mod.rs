@@ -46,7 +46,9 @@ pub struct RouterOptions {
 
 /// The whole application router.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
-    let api = Router::new().merge(customers::router()).merge(health::router());
+    let api = Router::new()
+        .merge(customers::router())
+        .merge(health::router());
     let origins: Arc<[String]> = options.cors_origins.clone().into();
     Router::new()
         .nest("/api/v1", api)

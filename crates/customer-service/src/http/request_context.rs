@@ -31,7 +31,9 @@ fn correlation_id(request: &Request) -> String {
         .get(&CORRELATION_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| {
-            !id.is_empty() && id.len() <= MAX_CORRELATION_ID_CHARS && !id.chars().any(char::is_control)
+            !id.is_empty()
+                && id.len() <= MAX_CORRELATION_ID_CHARS
+                && !id.chars().any(char::is_control)
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
@@ -45,10 +47,10 @@ pub(crate) async fn request_context(
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
     let method = request.method().clone();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |pq| pq.as_str().to_owned(),
+    );
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -42,7 +42,9 @@ pub(super) fn classify(error: sqlx::Error) -> StoreError {
 /// primary key is the e-mail.
 pub(super) fn classify_customer_write(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => StoreError::EmailTaken,
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+            StoreError::EmailTaken
+        }
         _ => classify(error),
     }
 }

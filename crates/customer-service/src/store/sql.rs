@@ -36,11 +36,17 @@ insert into customer_events (event_id, event_type, customer_id, sequence, occurr
 values ($1, $2, $3, $4, $5, $6)
 "#;
 
-pub(super) const CUSTOMER_BY_ID: &str =
-    concat!("select ", customer_columns!(), " from customers where id = $1");
+pub(super) const CUSTOMER_BY_ID: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers where id = $1"
+);
 
-pub(super) const CUSTOMER_BY_EMAIL: &str =
-    concat!("select ", customer_columns!(), " from customers where email = $1");
+pub(super) const CUSTOMER_BY_EMAIL: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers where email = $1"
+);
 
 pub(super) const CUSTOMER_PAGE: &str = concat!(
     "select ",

@@ -36,7 +36,13 @@ impl SqlStore {
     pub async fn connect(options: &StoreOptions) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(&options.url).ok_or_else(|| {
-            StoreError::Other(format!("unsupported database URL scheme in {:?}", scheme(&options.url)).into())
+            StoreError::Other(
+                format!(
+                    "unsupported database URL scheme in {:?}",
+                    scheme(&options.url)
+                )
+                .into(),
+            )
         })?;
         let (readers, writer) = match backend {
             Backend::Postgres => {
@@ -71,7 +77,10 @@ impl SqlStore {
         self.writer.close().await;
     }
 
-    async fn append(tx: &mut sqlx::Transaction<'_, Any>, events: &[NewEvent]) -> Result<(), StoreError> {
+    async fn append(
+        tx: &mut sqlx::Transaction<'_, Any>,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         for event in events {
             sqlx::query(sql::APPEND_EVENT)
                 .bind(&event.event_id)
@@ -87,7 +96,10 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn fetch_customers<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<Vec<Customer>, StoreError> {
+    async fn fetch_customers<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<Vec<Customer>, StoreError> {
         let rows = query.fetch_all(&self.readers).await.map_err(classify)?;
         rows.iter().map(read_customer).collect()
     }
@@ -101,7 +113,11 @@ fn scheme(url: &str) -> &str {
 #[async_trait]
 impl CustomerStore for SqlStore {
     #[tracing::instrument(name = "store.insert", skip_all)]
-    async fn insert(&self, draft: CustomerDraft, seal: EventSealer<'_>) -> Result<Customer, StoreError> {
+    async fn insert(
+        &self,
+        draft: CustomerDraft,
+        seal: EventSealer<'_>,
+    ) -> Result<Customer, StoreError> {
         let at = draft.created_at.millis();
         let columns = Columns::new(&draft.fields, at, at, 1);
         let mut tx = self.writer.begin().await.map_err(classify)?;
@@ -120,7 +136,12 @@ impl CustomerStore for SqlStore {
     }
 
     #[tracing::instrument(name = "store.update", skip_all, fields(customer.id = %customer.id))]
-    async fn update(&self, expected_version: i64, customer: &Customer, events: &[NewEvent]) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        expected_version: i64,
+        customer: &Customer,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         let columns = Columns::new(
             &customer.fields,
             customer.created_at.millis(),
@@ -143,7 +164,12 @@ impl CustomerStore for SqlStore {
     }
 
     #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
-    async fn delete(&self, id: CustomerId, expected_version: i64, events: &[NewEvent]) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        id: CustomerId,
+        expected_version: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(classify)?;
         let deleted = sqlx::query(sql::DELETE_CUSTOMER)
             .bind(id.get())
@@ -179,7 +205,9 @@ impl CustomerStore for SqlStore {
     async fn list(&self, query: &ListQuery) -> Result<(Vec<Customer>, i64), StoreError> {
         match &query.search {
             None => {
-                let page = sqlx::query(sql::CUSTOMER_PAGE).bind(query.limit).bind(query.offset);
+                let page = sqlx::query(sql::CUSTOMER_PAGE)
+                    .bind(query.limit)
+                    .bind(query.offset);
                 let customers = self.fetch_customers(page).await?;
                 Ok((customers, self.count().await?))
             }
@@ -201,7 +229,8 @@ impl CustomerStore for SqlStore {
     }
 
     async fn list_active(&self) -> Result<Vec<Customer>, StoreError> {
-        self.fetch_customers(sqlx::query(sql::ACTIVE_CUSTOMERS)).await
+        self.fetch_customers(sqlx::query(sql::ACTIVE_CUSTOMERS))
+            .await
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
@@ -334,9 +363,17 @@ fn like_pattern(term: &str) -> String {
     pattern
 }
 
-/// A row of [`sql::customer_columns`] as a customer.
+/// A boolean column: PostgreSQL `boolean`, SQLite `integer` 0/1 (see the SQLite migration).
+fn read_flag(row: &AnyRow, index: usize) -> Result<bool, StoreError> {
+    row.try_get::<bool, _>(index)
+        .or_else(|_| row.try_get::<i64, _>(index).map(|flag| flag != 0))
+        .map_err(classify)
+}
+
+/// A row of `customer_columns!()` as a customer.
 fn read_customer(row: &AnyRow) -> Result<Customer, StoreError> {
-    let corrupt = |what: &str| StoreError::Other(format!("stored customer has an invalid {what}").into());
+    let corrupt =
+        |what: &str| StoreError::Other(format!("stored customer has an invalid {what}").into());
     let id: i64 = row.try_get(0).map_err(classify)?;
     let date_of_birth: Option<String> = row.try_get(6).map_err(classify)?;
     let address: Option<String> = row.try_get(7).map_err(classify)?;
@@ -345,8 +382,11 @@ fn read_customer(row: &AnyRow) -> Result<Customer, StoreError> {
         email: Email::from_stored(row.try_get(1).map_err(classify)?),
         first_name: PersonName::from_stored(row.try_get(2).map_err(classify)?),
         last_name: PersonName::from_stored(row.try_get(3).map_err(classify)?),
-        phone: row.try_get::<Option<String>, _>(4).map_err(classify)?.map(Phone::from_stored),
-        is_active: row.try_get(5).map_err(classify)?,
+        phone: row
+            .try_get::<Option<String>, _>(4)
+            .map_err(classify)?
+            .map(Phone::from_stored),
+        is_active: read_flag(row, 5)?,
         date_of_birth: date_of_birth
             .map(|d| BirthDate::from_stored(&d).ok_or_else(|| corrupt("date of birth")))
             .transpose()?,

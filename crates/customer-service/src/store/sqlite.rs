@@ -32,7 +32,11 @@ fn create_if_missing(url: &str) -> String {
     }
 }
 
-async fn pool(url: &str, max_connections: u32, options: &StoreOptions) -> Result<AnyPool, sqlx::Error> {
+async fn pool(
+    url: &str,
+    max_connections: u32,
+    options: &StoreOptions,
+) -> Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(options.acquire_timeout)
@@ -66,7 +70,13 @@ mod tests {
     #[test]
     fn the_file_is_created_unless_a_mode_is_given() {
         assert_eq!(create_if_missing("sqlite://a.db"), "sqlite://a.db?mode=rwc");
-        assert_eq!(create_if_missing("sqlite://a.db?cache=shared"), "sqlite://a.db?cache=shared&mode=rwc");
-        assert_eq!(create_if_missing("sqlite://a.db?mode=ro"), "sqlite://a.db?mode=ro");
+        assert_eq!(
+            create_if_missing("sqlite://a.db?cache=shared"),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            create_if_missing("sqlite://a.db?mode=ro"),
+            "sqlite://a.db?mode=ro"
+        );
     }
 }

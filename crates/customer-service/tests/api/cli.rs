@@ -1,0 +1,176 @@
+//! The `customer-service` binary itself: help, configuration errors, `migrate`, and `serve`
+//! with JSON logs that carry correlation ids but no personal data, stopped by SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_customer-service");
+
+fn temp_db() -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("cs_cli_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("cli.db").display());
+    (dir, url)
+}
+
+#[test]
+fn help_documents_the_subcommands_and_every_variable() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "serve",
+        "migrate",
+        "PORT",
+        "DATABASE_URL",
+        "FRONTEND_URL",
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "DATABASE_POOL_SIZE",
+        "REQUEST_TIMEOUT_SECS",
+        "BODY_LIMIT_BYTES",
+        "HOST",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable() {
+    let output = Command::new(BIN)
+        .env("PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("PORT"), "{stderr}");
+}
+
+#[test]
+fn migrate_creates_the_sqlite_file_and_its_schema() {
+    let (dir, url) = temp_db();
+    let output = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.join("cli.db").exists());
+    // Running it again is a no-op.
+    let again = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn serve_logs_json_without_personal_data_and_stops_on_sigterm() {
+    let (dir, url) = temp_db();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/api/v1/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = serde_json::json!({"email": "Private.Person@Example.com", "firstName": "Privatus",
+                                  "lastName": "Secretson", "phone": "+1 555 010 9999"});
+    let created = client
+        .post(format!("{base}/api/v1/customers"))
+        .header("X-Correlation-ID", "cli-log-check")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["data"]["id"]
+        .as_i64()
+        .unwrap();
+    let patched = client
+        .patch(format!("{base}/api/v1/customers/{id}"))
+        .json(&serde_json::json!({"lastName": "Hiddenberg"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let deleted = client
+        .delete(format!("{base}/api/v1/customers/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "exit status {:?}", output.status);
+
+    let logs = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["span"]["correlation_id"] == "cli-log-check"
+            && l["fields"]["message"] == "request completed"));
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"] == "SIGTERM received, shutting down"));
+    let lower = logs.to_lowercase();
+    for secret in [
+        "private.person",
+        "privatus",
+        "secretson",
+        "hiddenberg",
+        "555 010 9999",
+    ] {
+        assert!(!lower.contains(secret), "the logs contain {secret:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

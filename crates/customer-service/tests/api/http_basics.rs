@@ -1,0 +1,240 @@
+//! Contract "HTTP basics": correlation ids, CORS, unknown routes, unreadable bodies, limits,
+//! health and the API documents.
+
+use serde_json::json;
+
+use crate::test_app::{is_iso_millis, json_of, minimal, spawn_app_with, Backend, TestApp};
+
+crate::on_every_backend!(
+    a_correlation_id_is_echoed_or_generated_on_every_response,
+    unusable_correlation_ids_are_replaced,
+    unknown_routes_and_methods_are_404_in_the_original_wording,
+    unreadable_bodies_are_400_with_a_clear_message,
+    bodies_over_the_limit_are_413,
+    health_reports_the_database_and_the_outbox,
+    the_openapi_document_and_swagger_ui_are_served,
+);
+
+fn is_uuid(value: &str) -> bool {
+    uuid::Uuid::parse_str(value).is_ok()
+}
+
+async fn a_correlation_id_is_echoed_or_generated_on_every_response(app: TestApp) {
+    let requests = [
+        app.client.get(app.url("/api/v1/customers")),
+        app.client.get(app.url("/no/such/route")),
+        app.client
+            .post(app.url("/api/v1/customers"))
+            .header("content-type", "application/json")
+            .body("{"),
+        app.client.get(app.url("/api/v1/customers/abc")),
+    ];
+    for request in requests {
+        let echoed = app
+            .send(
+                request
+                    .try_clone()
+                    .unwrap()
+                    .header("X-Correlation-ID", "client-id-42"),
+            )
+            .await;
+        assert_eq!(echoed.headers()["x-correlation-id"], "client-id-42");
+        let generated = app.send(request).await;
+        let id = generated.headers()["x-correlation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(is_uuid(&id), "{id}");
+    }
+}
+
+async fn unusable_correlation_ids_are_replaced(app: TestApp) {
+    for bad in ["x".repeat(129), "tab\tinside".to_owned(), String::new()] {
+        let response = app
+            .send(
+                app.client
+                    .get(app.url("/api/v1/customers/count"))
+                    .header("X-Correlation-ID", bad.as_str()),
+            )
+            .await;
+        let id = response.headers()["x-correlation-id"].to_str().unwrap();
+        assert!(is_uuid(id), "{bad:?} was not replaced: {id}");
+    }
+    let max = "y".repeat(128);
+    let response = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/customers/count"))
+                .header("X-Correlation-ID", max.as_str()),
+        )
+        .await;
+    assert_eq!(response.headers()["x-correlation-id"], max.as_str());
+}
+
+async fn unknown_routes_and_methods_are_404_in_the_original_wording(app: TestApp) {
+    let body = json_of(app.get("/api/v1/nothing?x=1").await, 404).await;
+    assert_eq!(body["message"], "Cannot GET /api/v1/nothing");
+    assert_eq!(body["error"], "Not Found");
+    assert_eq!(body["statusCode"], 404);
+    assert_eq!(body["path"], "/api/v1/nothing?x=1");
+    assert!(is_iso_millis(&body["timestamp"]));
+    let body = json_of(
+        app.send(app.client.put(app.url("/api/v1/customers/1")))
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(body["message"], "Cannot PUT /api/v1/customers/1");
+}
+
+async fn unreadable_bodies_are_400_with_a_clear_message(app: TestApp) {
+    let post = |content_type: &str, body: &str| {
+        app.client
+            .post(app.url("/api/v1/customers"))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+    };
+    let body = json_of(
+        app.send(post("application/json", "{\"email\": ")).await,
+        400,
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Malformed JSON in request body"),
+        "{body}"
+    );
+    for not_an_object in ["[1,2]", "\"text\"", "42", "null"] {
+        let body = json_of(app.send(post("application/json", not_an_object)).await, 400).await;
+        assert_eq!(body["message"], "Request body must be a JSON object");
+    }
+    let body = json_of(
+        app.send(post("text/plain", r#"{"email":"a@b.co"}"#)).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["message"], "Content-Type must be application/json");
+    let body = json_of(
+        app.send(app.client.post(app.url("/api/v1/customers")))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(body["message"], "Content-Type must be application/json");
+    assert_eq!(app.event_count().await, 0);
+}
+
+async fn bodies_over_the_limit_are_413(app: TestApp) {
+    let mut body = minimal("a@b.co");
+    body["preferences"] = json!({"blob": "x".repeat(70 * 1024)});
+    let response = json_of(app.post_customer(&body).await, 413).await;
+    assert_eq!(response["error"], "Payload Too Large");
+    assert_eq!(response["statusCode"], 413);
+    assert_eq!(app.event_count().await, 0);
+}
+
+async fn health_reports_the_database_and_the_outbox(app: TestApp) {
+    app.create(&minimal("a@b.co")).await;
+    let body = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(body["success"], true);
+    let data = &body["data"];
+    assert_eq!(data["status"], "healthy");
+    assert_eq!(data["service"], "customer-service");
+    assert_eq!(data["checks"]["database"], json!({"status": "ok"}));
+    assert_eq!(data["checks"]["redis"]["status"], "disabled");
+    assert_eq!(data["checks"]["outbox"]["pending"], 1);
+    assert!(
+        data["checks"]["outbox"]["oldestPendingAgeMs"]
+            .as_i64()
+            .unwrap()
+            >= 0
+    );
+    assert!(data["uptime"].as_f64().unwrap() > 0.0);
+    assert_eq!(data["version"], env!("CARGO_PKG_VERSION"));
+
+    let body = json_of(app.get("/api/v1/customers/health").await, 200).await;
+    assert_eq!(body["data"]["status"], "ok");
+    assert_eq!(body["data"]["service"], "customer-service");
+}
+
+async fn the_openapi_document_and_swagger_ui_are_served(app: TestApp) {
+    let doc = json_of(app.get("/api/docs/openapi.json").await, 200).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/customers",
+        "/api/v1/customers/{id}",
+        "/api/v1/customers/email/{email}",
+        "/api/v1/customers/active",
+        "/api/v1/customers/count",
+        "/api/v1/health",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["paths"]["/api/v1/customers/{id}"]["patch"].is_object());
+    let ui = app.get("/api/docs/").await;
+    assert_eq!(ui.status(), 200);
+    assert!(
+        ui.text().await.unwrap().contains("swagger"),
+        "Swagger UI page"
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.cors_origins = vec!["http://admin.test".into(), "http://other.test".into()];
+    })
+    .await;
+    let response = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/customers/count"))
+                .header("Origin", "http://other.test"),
+        )
+        .await;
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://other.test"
+    );
+    assert_eq!(
+        response.headers()["access-control-allow-credentials"],
+        "true"
+    );
+
+    let response = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/customers/count"))
+                .header("Origin", "http://evil.test"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let preflight = app
+        .send(
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/v1/customers/1"))
+                .header("Origin", "http://admin.test")
+                .header("Access-Control-Request-Method", "PATCH")
+                .header("Access-Control-Request-Headers", "content-type,if-match"),
+        )
+        .await;
+    assert_eq!(preflight.status(), 204);
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], "http://admin.test");
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("PATCH"));
+    assert!(headers.contains_key("x-correlation-id"));
+}

@@ -1,0 +1,15 @@
+//! Black-box tests: each spawns the real application (router, store, migrations) on a random
+//! port against a fresh database — a new SQLite file, and a new PostgreSQL database when
+//! `TEST_DATABASE_URL` is set — and talks to it over HTTP.
+
+mod test_app;
+
+mod cli;
+mod concurrency;
+mod create_customer;
+mod database_outage;
+mod delete_customer;
+mod http_basics;
+mod read_customers;
+mod robustness;
+mod update_customer;

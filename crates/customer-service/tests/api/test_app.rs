@@ -1,0 +1,269 @@
+//! `spawn_app`: the application under test, and one method per endpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use customer_service::application::{CustomerStore, StoredEvent};
+use customer_service::config::Config;
+use customer_service::domain::CustomerId;
+use customer_service::store::SqlStore;
+use customer_service::App;
+use reqwest::{RequestBuilder, Response};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Arc<SqlStore>,
+    /// Removed on drop (SQLite file and its WAL).
+    dir: Option<PathBuf>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name` and
+/// `postgres::name`. Without `TEST_DATABASE_URL` the PostgreSQL variants report that they did
+/// not run; with it set, an unreachable server fails them.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::test_app::spawn_app($crate::test_app::Backend::Sqlite).await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::test_app::postgres_url().is_none() {
+                        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                        return;
+                    }
+                    super::$name($crate::test_app::spawn_app($crate::test_app::Backend::Postgres).await).await
+                }
+            )*
+        }
+    };
+}
+
+/// The server that per-test PostgreSQL databases are created on.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A configuration as `customer-service` would read from an empty environment, on port 0.
+pub fn test_config(database_url: String) -> Config {
+    let mut config = Config::from_lookup(|_| None).expect("the defaults are valid");
+    config.http.port = 0;
+    config.http.host = "127.0.0.1".parse().unwrap();
+    config.database.url = database_url;
+    config.database.max_connections = 5;
+    config
+}
+
+/// A URL of a new, empty database of `backend`, and the temp dir holding it (SQLite).
+pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
+    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            (
+                format!("sqlite://{}", dir.join("customers.db").display()),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let server =
+                postgres_url().expect("TEST_DATABASE_URL must be set for PostgreSQL tests");
+            (create_postgres_database(&server, &name).await, None)
+        }
+    }
+}
+
+/// Creates database `name` on the server of `server_url`; returns its URL.
+pub async fn create_postgres_database(server_url: &str, name: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at TEST_DATABASE_URL is unreachable: {e}"));
+    sqlx::query(&format!(r#"create database "{name}""#))
+        .execute(&mut conn)
+        .await
+        .expect("creating the test database");
+    let (base, query) = server_url
+        .split_once('?')
+        .map_or((server_url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Spawns the app after `adjust` has edited its configuration.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let (url, dir) = fresh_database(backend).await;
+    let mut config = test_config(url);
+    adjust(&mut config);
+    let app = App::build(&config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        store,
+        dir,
+    }
+}
+
+/// A valid create body with every field.
+pub fn john() -> Value {
+    json!({
+        "email": "John.Doe@Example.com",
+        "firstName": "John",
+        "lastName": "Doe",
+        "phone": "+1-555-010-0100",
+        "isActive": true,
+        "dateOfBirth": "1990-01-15",
+        "address": {"street": "1 Main St", "city": "Springfield", "state": "IL",
+                    "zipCode": "62701", "country": "USA"},
+        "preferences": {"company": "Acme", "industry": "Retail",
+                        "preferredContact": "email", "newsletter": true}
+    })
+}
+
+/// A minimal valid create body for e-mail `email`.
+pub fn minimal(email: &str) -> Value {
+    json!({"email": email, "firstName": "Ann", "lastName": "Lee"})
+}
+
+impl TestApp {
+    /// A handle on an app the test built and spawned itself.
+    pub fn attach(address: String, store: Arc<SqlStore>) -> TestApp {
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            store,
+            dir: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Response {
+        request.send().await.expect("the request reaches the app")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_customer(&self, body: &Value) -> Response {
+        self.send(self.client.post(self.url("/api/v1/customers")).json(body))
+            .await
+    }
+
+    /// Creates a customer that must succeed; returns its `data`.
+    pub async fn create(&self, body: &Value) -> Value {
+        let response = self.post_customer(body).await;
+        assert_eq!(response.status(), 201, "create failed");
+        response.json::<Value>().await.unwrap()["data"].clone()
+    }
+
+    pub async fn get_customer(&self, id: i64) -> Response {
+        self.get(&format!("/api/v1/customers/{id}")).await
+    }
+
+    pub async fn patch_customer(&self, id: i64, body: &Value) -> Response {
+        self.send(
+            self.client
+                .patch(self.url(&format!("/api/v1/customers/{id}")))
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete_customer(&self, id: i64) -> Response {
+        self.send(
+            self.client
+                .delete(self.url(&format!("/api/v1/customers/{id}"))),
+        )
+        .await
+    }
+
+    /// The customer's event log, payloads parsed.
+    pub async fn events_of(&self, id: i64) -> Vec<Value> {
+        self.stored_events_of(id)
+            .await
+            .iter()
+            .map(|e| serde_json::from_str(&e.payload).expect("payloads are JSON"))
+            .collect()
+    }
+
+    pub async fn stored_events_of(&self, id: i64) -> Vec<StoredEvent> {
+        self.store
+            .events_of(CustomerId::new(id).unwrap())
+            .await
+            .expect("reading the event log")
+    }
+
+    /// Every event ever appended (no relay runs yet, so all are pending).
+    pub async fn event_count(&self) -> i64 {
+        self.store.outbox_status().await.unwrap().pending
+    }
+}
+
+/// Reads a response body as JSON, with the status checked first.
+pub async fn json_of(response: Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body}"))
+}
+
+/// `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`
+pub fn is_iso_millis(value: &Value) -> bool {
+    let Some(s) = value.as_str() else {
+        return false;
+    };
+    s.len() == 24
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            23 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
