@@ -108,3 +108,41 @@ fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::{middleware, Router};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_over_the_time_limit_gets_503_with_the_error_body() {
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "too late"
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Duration::from_millis(20),
+                request_context,
+            ));
+        let request = Request::builder()
+            .uri("/slow?x=1")
+            .header("x-correlation-id", "slow-1")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["x-correlation-id"], "slow-1");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["message"], "Request timed out");
+        assert_eq!(body["error"], "Service Unavailable");
+        assert_eq!(body["path"], "/slow?x=1");
+        assert_eq!(body["correlationId"], "slow-1");
+    }
+}
