@@ -138,7 +138,9 @@ mod tests {
         let response = app.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["x-correlation-id"], "slow-1");
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["message"], "Request timed out");
         assert_eq!(body["error"], "Service Unavailable");
