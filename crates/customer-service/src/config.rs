@@ -11,7 +11,60 @@ use std::time::Duration;
 pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
+    /// `None` when neither `REDIS_URL` nor `REDIS_HOST` is set: events then go to the log
+    /// and the in-process live stream only.
+    pub redis: Option<RedisConfig>,
+    pub relay: RelayConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// `REDIS_URL` (`redis://[:password@]host:port[/db]`), or built from the original's
+    /// `REDIS_HOST`, `REDIS_PORT` (default `6379`) and `REDIS_PASSWORD`.
+    pub url: String,
+    /// `REDIS_KEY_PREFIX` (default `customer`): keys are `<prefix>:events:<type>:<id>`.
+    pub key_prefix: String,
+    /// `EVENT_CHANNEL` (default `customer-service-events`): the Pub/Sub channel.
+    pub channel: String,
+    /// `EVENT_STREAM` (default `customer-service-events:stream`).
+    pub stream: String,
+    /// `EVENT_TTL_SECONDS` (default `86400`): lifetime of the per-event keys.
+    pub ttl_secs: u64,
+    /// `EVENT_STREAM_MAXLEN` (default `1000000`): approximate cap of the stream.
+    pub stream_max_len: u64,
+}
+
+/// The URL may carry a password: show only where it points.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self
+            .url
+            .rsplit_once('@')
+            .map_or(self.url.as_str(), |(_, host)| host);
+        f.debug_struct("RedisConfig")
+            .field(
+                "url",
+                &format_args!("redis://<redacted>@{}", host.trim_start_matches("redis://")),
+            )
+            .field("key_prefix", &self.key_prefix)
+            .field("channel", &self.channel)
+            .field("stream", &self.stream)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("stream_max_len", &self.stream_max_len)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `RELAY_ENABLED` (default `true`): run the relay that publishes the event log. Off only
+    /// for tests and maintenance: events then stay pending.
+    pub enabled: bool,
+    /// `RELAY_BATCH_SIZE` (default `500`): events per publish round trip.
+    pub batch_size: i64,
+    /// `RELAY_POLL_INTERVAL_MS` (default `1000`): the fallback when no wake-up arrives.
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +143,16 @@ Environment variables:
   FRONTEND_URL                 CORS origin(s), comma-separated [default: none]
   REQUEST_TIMEOUT_SECS         per-request time limit [default: 30]
   BODY_LIMIT_BYTES             largest accepted request body [default: 65536]
+  REDIS_URL                    redis://[:PASSWORD@]HOST:PORT[/DB]; or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
+                               [default: none: events go to the log and GET /api/v1/events/stream only]
+  REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
+  EVENT_CHANNEL                Redis Pub/Sub channel [default: customer-service-events]
+  EVENT_STREAM                 Redis stream [default: customer-service-events:stream]
+  EVENT_TTL_SECONDS            lifetime of the event keys [default: 86400]
+  EVENT_STREAM_MAXLEN          approximate cap of the stream [default: 1000000]
+  RELAY_ENABLED                publish the event log [default: true]
+  RELAY_BATCH_SIZE             events per publish round trip [default: 500]
+  RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
   LOG_FORMAT                   pretty | json [default: pretty]
   RUST_LOG                     log filter [default: info]";
 
@@ -136,6 +199,16 @@ impl Config {
                     "3000",
                 )?),
             },
+            redis: redis_config(&var)?,
+            relay: RelayConfig {
+                enabled: parse(&var, "RELAY_ENABLED", "true")?,
+                batch_size: positive(&var, "RELAY_BATCH_SIZE", "500")?,
+                poll_interval: Duration::from_millis(positive(
+                    &var,
+                    "RELAY_POLL_INTERVAL_MS",
+                    "1000",
+                )?),
+            },
             log: LogConfig {
                 format: match var("LOG_FORMAT")
                     .as_deref()
@@ -155,6 +228,49 @@ impl Config {
             },
         })
     }
+}
+
+fn redis_config(
+    var: &impl Fn(&'static str) -> Option<String>,
+) -> Result<Option<RedisConfig>, ConfigError> {
+    let url = match (var("REDIS_URL"), var("REDIS_HOST")) {
+        (Some(url), _) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    reason: "must start with redis:// or rediss://".to_owned(),
+                });
+            }
+            url
+        }
+        (None, Some(host)) => {
+            let port: u16 = parse(var, "REDIS_PORT", "6379")?;
+            let auth = var("REDIS_PASSWORD")
+                .map_or_else(String::new, |p| format!(":{}@", percent_encode(&p)));
+            format!("redis://{auth}{host}:{port}")
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(RedisConfig {
+        url,
+        key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "customer".to_owned()),
+        channel: var("EVENT_CHANNEL").unwrap_or_else(|| "customer-service-events".to_owned()),
+        stream: var("EVENT_STREAM").unwrap_or_else(|| "customer-service-events:stream".to_owned()),
+        ttl_secs: positive(var, "EVENT_TTL_SECONDS", "86400")?,
+        stream_max_len: positive(var, "EVENT_STREAM_MAXLEN", "1000000")?,
+    }))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (for a URL password).
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn parse<T: std::str::FromStr>(
@@ -234,6 +350,43 @@ mod tests {
         assert_eq!(
             config(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().var,
             "DATABASE_POOL_SIZE"
+        );
+    }
+
+    #[test]
+    fn redis_is_off_unless_configured() {
+        assert!(config(&[]).unwrap().redis.is_none());
+    }
+
+    #[test]
+    fn redis_can_be_configured_the_original_way() {
+        let c = config(&[("REDIS_HOST", "cache"), ("REDIS_PASSWORD", "p@ss:w/rd")]).unwrap();
+        let redis = c.redis.unwrap();
+        assert_eq!(redis.url, "redis://:p%40ss%3Aw%2Frd@cache:6379");
+        assert_eq!(redis.key_prefix, "customer");
+        assert_eq!(redis.channel, "customer-service-events");
+        assert_eq!(redis.stream, "customer-service-events:stream");
+        assert_eq!(redis.ttl_secs, 86400);
+        assert!(!format!("{redis:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn redis_url_wins_and_is_checked() {
+        let c = config(&[
+            ("REDIS_URL", "redis://127.0.0.1:6380/2"),
+            ("REDIS_HOST", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.unwrap().url, "redis://127.0.0.1:6380/2");
+        assert_eq!(
+            config(&[("REDIS_URL", "http://x")]).unwrap_err().var,
+            "REDIS_URL"
+        );
+        assert_eq!(
+            config(&[("REDIS_HOST", "x"), ("REDIS_PORT", "-1")])
+                .unwrap_err()
+                .var,
+            "REDIS_PORT"
         );
     }
 

@@ -1,5 +1,5 @@
-//! [`App`]: connect, migrate, bind, serve — the one start-up path shared by `main` and the
-//! tests.
+//! [`App`]: connect, migrate, bind, wire the relay — the one start-up path shared by `main`
+//! and the tests.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,17 +8,23 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
 
-use crate::application::SystemClock;
-use crate::config::Config;
+use crate::application::{EventLog, SystemClock};
+use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, RouterOptions};
-use crate::store::{SqlStore, StoreOptions};
+use crate::outbox::{self, Leadership, Relay, RelayTiming};
+use crate::sinks::{BroadcastSink, EventSink, RedisSettings, RedisSink};
+use crate::store::{Backend, SqlStore, StoreOptions};
 
-/// A built application: database connected and migrated, listener bound.
+/// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
     store: Arc<SqlStore>,
+    relay: Arc<Relay>,
+    relay_config: RelayConfig,
+    database_url: String,
 }
 
 /// Connects to the configured database (without migrating).
@@ -34,8 +40,9 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
 }
 
 impl App {
-    /// Connects the store, applies pending migrations and binds `HOST:PORT` (port 0: any
-    /// free port).
+    /// Connects the store, applies pending migrations, binds `HOST:PORT` (port 0: any free
+    /// port) and builds the relay with its sinks: Redis (when configured), then the
+    /// in-process broadcast.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let started_at = Instant::now();
         let store = Arc::new(connect_store(config).await?);
@@ -43,14 +50,44 @@ impl App {
             .migrate()
             .await
             .context("applying database migrations")?;
+
+        let live = BroadcastSink::default();
+        let redis = match &config.redis {
+            Some(redis) => Some(Arc::new(
+                RedisSink::new(
+                    &redis.url,
+                    RedisSettings {
+                        key_prefix: redis.key_prefix.clone(),
+                        channel: redis.channel.clone(),
+                        stream: redis.stream.clone(),
+                        ttl_secs: redis.ttl_secs,
+                        stream_max_len: redis.stream_max_len,
+                    },
+                )
+                .context("REDIS_URL")?,
+            )),
+            None => None,
+        };
+        let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+        if let Some(redis) = &redis {
+            sinks.push(redis.clone());
+        }
+        sinks.push(Arc::new(live.clone()));
+        let log: Arc<dyn EventLog> = store.clone();
+        let relay = Arc::new(Relay::new(log.clone(), sinks, config.relay.batch_size));
+
         let address = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (PORT / HOST)"))?;
         let state = AppState {
             store: store.clone(),
+            events: log,
             clock: Arc::new(SystemClock),
             started_at,
+            relay: relay.status(),
+            redis,
+            live,
         };
         let options = RouterOptions {
             cors_origins: config.http.cors_origins.clone(),
@@ -61,6 +98,9 @@ impl App {
             listener,
             router: http::router(state, &options),
             store,
+            relay,
+            relay_config: config.relay.clone(),
+            database_url: config.database.url.clone(),
         })
     }
 
@@ -77,18 +117,103 @@ impl App {
         self.store.clone()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish (each is
-    /// bounded by the request timeout) and closes the database pools.
+    /// The relay, so tests can drive [`Relay::step`] themselves (with `RELAY_ENABLED=false`).
+    pub fn relay(&self) -> Arc<Relay> {
+        self.relay.clone()
+    }
+
+    /// Serves (and relays, unless disabled) until `shutdown` completes; then stops accepting
+    /// connections, lets in-flight requests finish (each bounded by the request timeout),
+    /// stops the relay after its current batch and closes the database pools.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "listening");
+        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = trigger.send(true);
+        });
+
+        let wake = self.store.commit_signal();
+        let mut background = Vec::new();
+        if self.relay_config.enabled {
+            let leadership = match self.store.backend() {
+                Backend::Postgres => {
+                    background.push(tokio::spawn(forward_notifications(
+                        self.database_url.clone(),
+                        wake.clone(),
+                        stopped.clone(),
+                    )));
+                    Leadership::postgres(self.database_url.clone())
+                }
+                Backend::Sqlite => Leadership::Sole,
+            };
+            let timing = RelayTiming {
+                poll_interval: self.relay_config.poll_interval,
+                ..RelayTiming::default()
+            };
+            background.push(tokio::spawn(outbox::run(
+                self.relay.clone(),
+                leadership,
+                wake,
+                timing,
+                stopped.clone(),
+            )));
+        }
+
+        let mut server_stopped = stopped.clone();
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                let _ = server_stopped.wait_for(|stop| *stop).await;
+            })
             .await
             .context("serving HTTP");
+        if let Err(error) = &served {
+            tracing::error!(error = format!("{error:#}"), "HTTP server exited");
+        }
+        let _ = stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         self.store.close().await;
         served
+    }
+}
+
+/// Wakes the relay on PostgreSQL `NOTIFY customer_events`, sent by the trigger of every
+/// append, so a leader publishes writes made through other instances at once.
+async fn forward_notifications(url: String, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            error = listen(&url, &wake) => {
+                tracing::debug!(%error, "NOTIFY listener lost; polling covers the gap");
+            }
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Forwards notifications until the connection fails; returns why.
+async fn listen(url: &str, wake: &Notify) -> sqlx::Error {
+    let mut listener = match sqlx::postgres::PgListener::connect(url).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen("customer_events").await {
+        return error;
+    }
+    loop {
+        if let Err(error) = listener.recv().await {
+            return error;
+        }
+        wake.notify_one();
     }
 }

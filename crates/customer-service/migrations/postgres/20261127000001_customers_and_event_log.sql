@@ -49,11 +49,14 @@ create table customer_events_pending (
     position bigint primary key references customer_events (position)
 );
 
--- Every appended event is pending, whichever code path appended it.
+-- Every appended event is pending, whichever code path appended it; and the relay of every
+-- instance is woken when the transaction commits (PostgreSQL folds the notifications of one
+-- transaction into one).
 create function customer_events_mark_pending() returns trigger
 language plpgsql as $$
 begin
     insert into customer_events_pending (position) values (new.position);
+    perform pg_notify('customer_events', '');
     return new;
 end;
 $$;

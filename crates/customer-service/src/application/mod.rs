@@ -17,8 +17,8 @@ pub use delete_customer::delete_customer;
 pub use error::ApplicationError;
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
-    Clock, CustomerStore, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError, StoredEvent,
-    SystemClock,
+    Clock, CustomerStore, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
+    StoredEvent, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,

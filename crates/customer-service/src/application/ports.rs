@@ -122,7 +122,18 @@ pub trait CustomerStore: Send + Sync {
 
     /// The customer's events in sequence order (kept after deletion).
     async fn events_of(&self, id: CustomerId) -> Result<Vec<StoredEvent>, StoreError>;
-    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The event log seen as an outbox: what the relay reads and marks.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Up to `limit` events not yet published, in log (position) order.
+    async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Removes exactly these positions from the pending set.
+    async fn mark_published(&self, positions: &[i64]) -> Result<(), StoreError>;
+    async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
+    /// Events ever appended.
+    async fn event_count(&self) -> Result<i64, StoreError>;
 }

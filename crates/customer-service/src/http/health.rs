@@ -56,6 +56,10 @@ pub(crate) struct OutboxCheck {
     pending: Option<i64>,
     /// Age of the oldest pending event in milliseconds (`null` when none is pending).
     oldest_pending_age_ms: Option<i64>,
+    /// Whether this instance holds the relay lease and publishes.
+    is_leader: bool,
+    /// The relay's current failure, if its last attempt failed.
+    last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
 }
@@ -76,43 +80,60 @@ impl Check {
     }
 }
 
-/// Contract: GET /api/v1/health (200 healthy, 503 when the database is down).
+/// Contract: GET /api/v1/health (200 healthy or degraded, 503 when the database is down).
 #[utoipa::path(get, path = "/api/v1/health", tag = "health",
     responses((status = 200, description = "Healthy or degraded", body = Envelope<Health>),
               (status = 503, description = "Database down", body = Envelope<Health>)))]
 pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+    // The checks run concurrently: the answer takes the slowest one, not their sum.
+    let (database, redis, outbox) = tokio::join!(
+        tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
+        redis_check(&state),
+        tokio::time::timeout(CHECK_TIMEOUT, state.events.outbox_status()),
+    );
+    let database = match database {
         Ok(Ok(())) => Check::ok(),
         Ok(Err(_)) => Check::error("database unreachable"),
         Err(_) => Check::error("database did not answer in time"),
     };
-    let outbox = match tokio::time::timeout(CHECK_TIMEOUT, state.store.outbox_status()).await {
+    let relay = state.relay.snapshot();
+    let outbox = match outbox {
         Ok(Ok(status)) => OutboxCheck {
-            status: "ok",
+            status: if relay.last_error.is_some() {
+                "error"
+            } else {
+                "ok"
+            },
             pending: Some(status.pending),
             oldest_pending_age_ms: status
                 .oldest_pending_at
                 .map(|at| (state.clock.now().millis() - at.millis()).max(0)),
+            is_leader: relay.is_leader,
+            last_error: relay.last_error,
             message: None,
         },
         _ => OutboxCheck {
             status: "error",
             pending: None,
             oldest_pending_age_ms: None,
+            is_leader: relay.is_leader,
+            last_error: relay.last_error,
             message: Some("outbox status unavailable".to_owned()),
         },
     };
     let is_healthy = database.status == "ok";
+    let status = match (is_healthy, redis.status) {
+        (false, _) => "unhealthy",
+        (true, "error") => "degraded",
+        (true, _) => "healthy",
+    };
     let report = Health {
-        status: if is_healthy { "healthy" } else { "unhealthy" },
+        status,
         timestamp: now_iso(),
         service: super::SERVICE_NAME,
         checks: Checks {
             database,
-            redis: Check {
-                status: "disabled",
-                message: Some("no Redis configured".to_owned()),
-            },
+            redis,
             outbox,
         },
         uptime: state.started_at.elapsed().as_secs_f64(),
@@ -122,5 +143,19 @@ pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
         envelope::ok(report)
     } else {
         envelope::unhealthy(report)
+    }
+}
+
+async fn redis_check(state: &AppState) -> Check {
+    match &state.redis {
+        None => Check {
+            status: "disabled",
+            message: Some("no Redis configured".to_owned()),
+        },
+        Some(redis) => match tokio::time::timeout(CHECK_TIMEOUT, redis.ping()).await {
+            Ok(Ok(())) => Check::ok(),
+            Ok(Err(_)) => Check::error("redis unreachable; events wait in the log"),
+            Err(_) => Check::error("redis did not answer in time; events wait in the log"),
+        },
     }
 }

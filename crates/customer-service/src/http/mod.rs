@@ -8,6 +8,7 @@ mod cors;
 mod customers;
 mod envelope;
 mod error;
+mod events;
 mod extract;
 mod health;
 mod openapi;
@@ -22,7 +23,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::{middleware, Router};
 
-use crate::application::{Clock, CustomerStore};
+use crate::application::{Clock, CustomerStore, EventLog};
+use crate::outbox::RelayStatus;
+use crate::sinks::{BroadcastSink, RedisSink};
 
 /// `service` in health answers and `source` of events.
 pub(crate) const SERVICE_NAME: &str = "customer-service";
@@ -31,9 +34,15 @@ pub(crate) const SERVICE_NAME: &str = "customer-service";
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn CustomerStore>,
+    pub events: Arc<dyn EventLog>,
     pub clock: Arc<dyn Clock>,
     /// For the health check's `uptime`.
     pub started_at: Instant,
+    pub relay: Arc<RelayStatus>,
+    /// For the health check; `None` when no Redis is configured.
+    pub redis: Option<Arc<RedisSink>>,
+    /// The live stream behind `GET /api/v1/events/stream`.
+    pub live: BroadcastSink,
 }
 
 /// Limits and CORS settings of the router.
@@ -48,6 +57,7 @@ pub struct RouterOptions {
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let api = Router::new()
         .merge(customers::router())
+        .merge(events::router())
         .merge(health::router());
     let origins: Arc<[String]> = options.cors_origins.clone().into();
     Router::new()

@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{customers, health, AppState};
+use super::{customers, events, health, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,8 +21,9 @@ use super::{customers, health, AppState};
         customers::delete_customer,
         customers::liveness,
         health::health,
+        events::stream_events,
     ),
-    tags((name = "customers"), (name = "health"))
+    tags((name = "customers"), (name = "events"), (name = "health"))
 )]
 struct ApiDoc;
 

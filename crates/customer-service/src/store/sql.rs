@@ -87,3 +87,34 @@ join customer_events e on e.position = p.position
 "#;
 
 pub(super) const PING: &str = "select 1";
+
+/// The oldest pending events; a single leader reads them, so no row locks are needed.
+pub(super) const PENDING_EVENTS: &str = r#"
+select e.position, e.event_id, e.event_type, e.customer_id, e.sequence, e.occurred_at_ms, e.payload
+from customer_events_pending p
+join customer_events e on e.position = p.position
+order by p.position
+limit $1
+"#;
+
+/// Prefix of the statement that marks a batch published; `mark_published_sql` appends one
+/// placeholder per position. Exactly the published positions: a range would also delete a
+/// pending row that committed late inside it, and that event would never be published.
+pub(super) const MARK_PUBLISHED_PREFIX: &str =
+    "delete from customer_events_pending where position in (";
+
+pub(super) const COUNT_EVENTS: &str = "select count(*) from customer_events";
+
+/// `MARK_PUBLISHED_PREFIX` with `$1, …, $n)`.
+pub(super) fn mark_published_sql(n: usize) -> String {
+    let mut sql = String::from(MARK_PUBLISHED_PREFIX);
+    for i in 1..=n {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        sql.push('$');
+        sql.push_str(&i.to_string());
+    }
+    sql.push(')');
+    sql
+}

@@ -1,14 +1,18 @@
 //! [`SqlStore`]: customers and their event log on PostgreSQL or SQLite, every write one
 //! transaction holding the customer row and its events.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
+use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError, StoredEvent,
+    CustomerStore, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
+    StoredEvent,
 };
 use crate::domain::{
     Address, BirthDate, Customer, CustomerDraft, CustomerFields, CustomerId, Email, PersonName,
@@ -29,6 +33,8 @@ pub struct SqlStore {
     readers: AnyPool,
     /// Runs write transactions: on SQLite a single connection (see `sqlite.rs`).
     writer: AnyPool,
+    /// Signalled after every commit that appended events: wakes this process's relay.
+    committed: Arc<Notify>,
 }
 
 impl SqlStore {
@@ -55,11 +61,23 @@ impl SqlStore {
             backend,
             readers,
             writer,
+            committed: Arc::new(Notify::new()),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Notified after every commit that appended events.
+    pub fn commit_signal(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    async fn commit(&self, tx: sqlx::Transaction<'_, Any>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(classify)?;
+        self.committed.notify_one();
+        Ok(())
     }
 
     /// Applies the embedded migrations of this backend that have not run yet.
@@ -131,7 +149,7 @@ impl CustomerStore for SqlStore {
             .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
         let change = draft.into_created(id);
         Self::append(&mut tx, &seal(&change)).await?;
-        tx.commit().await.map_err(classify)?;
+        self.commit(tx).await?;
         Ok(change.customer)
     }
 
@@ -160,7 +178,7 @@ impl CustomerStore for SqlStore {
             return Err(StoreError::VersionConflict);
         }
         Self::append(&mut tx, events).await?;
-        tx.commit().await.map_err(classify)
+        self.commit(tx).await
     }
 
     #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
@@ -181,7 +199,7 @@ impl CustomerStore for SqlStore {
             return Err(StoreError::VersionConflict);
         }
         Self::append(&mut tx, events).await?;
-        tx.commit().await.map_err(classify)
+        self.commit(tx).await
     }
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -246,19 +264,44 @@ impl CustomerStore for SqlStore {
             .fetch_all(&self.readers)
             .await
             .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredEvent {
-                    position: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    event_type: row.try_get(2)?,
-                    customer_id: row.try_get(3)?,
-                    sequence: row.try_get(4)?,
-                    occurred_at: Timestamp::from_millis(row.try_get(5)?),
-                    payload: row.try_get(6)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+        rows.iter().map(read_event).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(sql::PING)
+            .execute(&self.readers)
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+}
+
+#[async_trait]
+impl EventLog for SqlStore {
+    #[tracing::instrument(name = "store.pending", skip_all)]
+    async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(sql::PENDING_EVENTS)
+            .bind(limit)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(read_event).collect()
+    }
+
+    #[tracing::instrument(name = "store.mark_published", skip_all, fields(outbox.batch_size = positions.len()))]
+    async fn mark_published(&self, positions: &[i64]) -> Result<(), StoreError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let statement = sql::mark_published_sql(positions.len());
+        let mut query = sqlx::query(&statement);
+        for position in positions {
+            query = query.bind(*position);
+        }
+        query
+            .execute(&self.writer)
+            .await
+            .map(drop)
             .map_err(classify)
     }
 
@@ -275,13 +318,28 @@ impl CustomerStore for SqlStore {
         })
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(sql::PING)
-            .execute(&self.readers)
+    async fn event_count(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar(sql::COUNT_EVENTS)
+            .fetch_one(&self.readers)
             .await
-            .map(drop)
             .map_err(classify)
     }
+}
+
+/// A row of `position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload`.
+fn read_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let read = || -> Result<StoredEvent, sqlx::Error> {
+        Ok(StoredEvent {
+            position: row.try_get(0)?,
+            event_id: row.try_get(1)?,
+            event_type: row.try_get(2)?,
+            customer_id: row.try_get(3)?,
+            sequence: row.try_get(4)?,
+            occurred_at: Timestamp::from_millis(row.try_get(5)?),
+            payload: row.try_get(6)?,
+        })
+    };
+    read().map_err(classify)
 }
 
 /// The written columns of a customer, bound as `$1..$12` in [`sql::INSERT_CUSTOMER`] and

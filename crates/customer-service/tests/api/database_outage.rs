@@ -143,9 +143,9 @@ async fn a_database_outage_gives_503s_and_the_service_recovers_on_its_own() {
     config.database.acquire_timeout = Duration::from_millis(500);
     let app = customer_service::App::build(&config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let store = app.store();
+    let handle = TestApp::attach(address, &app);
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let app = TestApp::attach(address, store);
+    let app = handle;
 
     let id = app.create(&minimal("before@example.com")).await["id"]
         .as_i64()

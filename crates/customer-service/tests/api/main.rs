@@ -9,6 +9,7 @@ mod concurrency;
 mod create_customer;
 mod database_outage;
 mod delete_customer;
+mod event_delivery;
 mod http_basics;
 mod read_customers;
 mod robustness;

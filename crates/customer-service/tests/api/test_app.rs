@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use customer_service::application::{CustomerStore, StoredEvent};
-use customer_service::config::Config;
+use customer_service::application::{CustomerStore, EventLog, StoredEvent};
+use customer_service::config::{Config, RedisConfig};
 use customer_service::domain::CustomerId;
+use customer_service::outbox::Relay;
 use customer_service::store::SqlStore;
 use customer_service::App;
 use reqwest::{RequestBuilder, Response};
@@ -24,6 +25,9 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub store: Arc<SqlStore>,
+    pub relay: Arc<Relay>,
+    /// Redis names of this test, when it has Redis.
+    pub redis: Option<RedisConfig>,
     /// Removed on drop (SQLite file and its WAL).
     dir: Option<PathBuf>,
 }
@@ -65,11 +69,59 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Like [`on_every_backend`], for tests that build their own app: each listed
+/// `async fn name(backend: Backend)` runs once per backend.
+#[macro_export]
+macro_rules! for_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::test_app::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::test_app::postgres_url().is_none() {
+                        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                        return;
+                    }
+                    super::$name($crate::test_app::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
 /// The server that per-test PostgreSQL databases are created on.
 pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The Redis server that tests with Redis use (each with its own key prefix and names).
+pub fn redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Redis settings with names no other test uses.
+pub fn unique_redis(url: String) -> RedisConfig {
+    let prefix = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+    RedisConfig {
+        url,
+        channel: format!("{prefix}:events"),
+        stream: format!("{prefix}:stream"),
+        key_prefix: prefix,
+        ttl_secs: 86_400,
+        stream_max_len: 1_000_000,
+    }
 }
 
 /// A configuration as `customer-service` would read from an empty environment, on port 0.
@@ -133,6 +185,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let app = App::build(&config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
+    let relay = app.relay();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         address,
@@ -141,6 +194,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
             .build()
             .unwrap(),
         store,
+        relay,
+        redis: config.redis.clone(),
         dir,
     }
 }
@@ -168,11 +223,13 @@ pub fn minimal(email: &str) -> Value {
 
 impl TestApp {
     /// A handle on an app the test built and spawned itself.
-    pub fn attach(address: String, store: Arc<SqlStore>) -> TestApp {
+    pub fn attach(address: String, app: &App) -> TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
-            store,
+            store: app.store(),
+            relay: app.relay(),
+            redis: None,
             dir: None,
         }
     }
@@ -238,9 +295,26 @@ impl TestApp {
             .expect("reading the event log")
     }
 
-    /// Every event ever appended (no relay runs yet, so all are pending).
+    /// Every event ever appended.
     pub async fn event_count(&self) -> i64 {
+        self.store.event_count().await.unwrap()
+    }
+
+    /// Events not yet published.
+    pub async fn pending_count(&self) -> i64 {
         self.store.outbox_status().await.unwrap().pending
+    }
+
+    /// Waits (bounded) until the running relay has published everything.
+    pub async fn wait_until_published(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.pending_count().await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "events still pending after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

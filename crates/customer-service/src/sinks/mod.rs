@@ -1,0 +1,37 @@
+//! Where published events go. Sinks move envelopes; they never look inside them.
+//!
+//! - [`RedisSink`]: `PUBLISH` + 24 h key + stream entry, idempotently, one script per batch.
+//! - [`BroadcastSink`]: the in-process live stream behind `GET /api/v1/events/stream`.
+
+mod broadcast;
+mod redis;
+
+pub use broadcast::{BroadcastSink, LiveEvent};
+pub use redis::{RedisSettings, RedisSink};
+
+use async_trait::async_trait;
+
+use crate::application::StoredEvent;
+
+/// Why a sink could not take a batch. The relay keeps the batch and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The destination cannot be reached or did not answer in time.
+    #[error("{sink} unavailable")]
+    Unavailable {
+        sink: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A destination of published events.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Short name for logs and health ("redis", "broadcast").
+    fn name(&self) -> &'static str;
+
+    /// Delivers `batch` (log order) or fails as a whole. Must be idempotent per event: the
+    /// relay re-delivers a batch whose marking failed.
+    async fn publish(&self, batch: &[StoredEvent]) -> Result<(), SinkError>;
+}

@@ -1,0 +1,167 @@
+//! The Redis sink: for each event, `SET <prefix>:events:<type>:<id> <envelope> EX ttl NX`,
+//! and only if that key was new, `PUBLISH` on the channel and `XADD` to the capped stream.
+//! One Lua script runs a whole batch atomically, so a relay that crashed after publishing and
+//! before marking re-runs it without duplicating anything in Redis.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Mutex;
+
+use crate::application::StoredEvent;
+
+use super::{EventSink, SinkError};
+
+/// KEYS[1] = stream, KEYS[2..] = one event key per event.
+/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, then per event three
+/// values: type, id, envelope. Returns how many events were new.
+const PUBLISH_BATCH: &str = r"
+local published = 0
+for i = 2, #KEYS do
+  local base = 3 + (i - 2) * 3
+  local event_type, event_id, envelope = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  if redis.call('SET', KEYS[i], envelope, 'EX', ARGV[1], 'NX') then
+    redis.call('PUBLISH', ARGV[2], envelope)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+               'type', event_type, 'id', event_id, 'event', envelope)
+    published = published + 1
+  end
+end
+return published
+";
+
+/// How long one Redis round trip (or a connection attempt) may take before the batch is
+/// retried later: short, so an outage is noticed quickly and never stalls the relay.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Names and limits of what the sink writes.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `<key_prefix>:events:<eventType>:<eventId>`.
+    pub key_prefix: String,
+    pub channel: String,
+    pub stream: String,
+    pub ttl_secs: u64,
+    /// Approximate cap of the stream (`MAXLEN ~`).
+    pub stream_max_len: u64,
+}
+
+pub struct RedisSink {
+    client: redis::Client,
+    settings: RedisSettings,
+    script: redis::Script,
+    /// The live connection, dropped after any failure and re-made on the next call, so the
+    /// sink reconnects by itself after Redis restarts.
+    connection: Mutex<Option<MultiplexedConnection>>,
+}
+
+fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SinkError {
+    SinkError::Unavailable {
+        sink: "redis",
+        source: source.into(),
+    }
+}
+
+impl RedisSink {
+    /// A sink for the server at `url` (`redis://[:password@]host:port[/db]`). Connects lazily.
+    pub fn new(url: &str, settings: RedisSettings) -> Result<RedisSink, SinkError> {
+        Ok(RedisSink {
+            client: redis::Client::open(url).map_err(unavailable)?,
+            settings,
+            script: redis::Script::new(PUBLISH_BATCH),
+            connection: Mutex::new(None),
+        })
+    }
+
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// The event key of one event.
+    pub fn event_key(&self, event_type: &str, event_id: &str) -> String {
+        format!(
+            "{}:events:{event_type}:{event_id}",
+            self.settings.key_prefix
+        )
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, SinkError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connection = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| unavailable("connecting timed out"))?
+        .map_err(unavailable)?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs `command` on the connection within [`REDIS_TIMEOUT`]; forgets the connection on
+    /// failure.
+    async fn run<T, F>(
+        &self,
+        command: impl FnOnce(MultiplexedConnection) -> F,
+    ) -> Result<T, SinkError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection().await?;
+        let result = match tokio::time::timeout(REDIS_TIMEOUT, command(connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(unavailable(error)),
+            Err(_) => Err(unavailable("Redis did not answer in time")),
+        };
+        if result.is_err() {
+            *self.connection.lock().await = None;
+        }
+        result
+    }
+
+    /// `PING`, for the health check.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl EventSink for RedisSink {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn publish(&self, batch: &[StoredEvent]) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(&self.settings.stream);
+        invocation
+            .arg(self.settings.ttl_secs)
+            .arg(&self.settings.channel)
+            .arg(self.settings.stream_max_len);
+        for event in batch {
+            invocation.key(self.event_key(&event.event_type, &event.event_id));
+            invocation
+                .arg(&event.event_type)
+                .arg(&event.event_id)
+                .arg(&event.payload);
+        }
+        let published: i64 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        tracing::debug!(
+            outbox.batch_size = batch.len(),
+            redis.new_events = published,
+            "published to Redis"
+        );
+        Ok(())
+    }
+}
