@@ -1,0 +1,254 @@
+//! Whole processes failing: `kill -9` of the service during a write load, and of the relay
+//! leader among several instances. Each test owns its redis-server and service processes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use customer_service::application::EventLog;
+use customer_service::store::{SqlStore, StoreOptions};
+use serde_json::{json, Value};
+
+use crate::own_server::{OwnRedis, ServiceProcess};
+use crate::test_app::{fresh_database, minimal, unique_redis, Backend};
+
+crate::for_every_backend!(a_killed_process_publishes_every_committed_event_after_restart);
+
+fn service_env(
+    database_url: &str,
+    redis: &customer_service::config::RedisConfig,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("REDIS_URL", redis.url.clone()),
+        ("REDIS_KEY_PREFIX", redis.key_prefix.clone()),
+        ("EVENT_CHANNEL", redis.channel.clone()),
+        ("EVENT_STREAM", redis.stream.clone()),
+    ]
+}
+
+/// Payloads of the whole stream, in stream order.
+async fn streamed(redis: &customer_service::config::RedisConfig) -> Vec<String> {
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(&redis.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, mut fields)| fields.remove(5))
+        .collect()
+}
+
+async fn wait_until_drained(process: &ServiceProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(health) = process.health().await {
+            if health["checks"]["outbox"]["pending"] == 0 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "events still pending after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the stream holds every event of the log exactly once, each customer's in
+/// sequence order.
+async fn assert_stream_matches_log(database_url: &str, payloads: &[String]) {
+    let store = SqlStore::connect(&StoreOptions {
+        url: database_url.to_owned(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let logged = store.event_count().await.unwrap();
+    store.close().await;
+    let unique: HashSet<&String> = payloads.iter().collect();
+    assert_eq!(unique.len(), payloads.len(), "an event was streamed twice");
+    assert_eq!(
+        payloads.len() as i64,
+        logged,
+        "streamed events differ from the log"
+    );
+    let mut sequences: HashMap<i64, Vec<i64>> = HashMap::new();
+    for payload in payloads {
+        let envelope: Value = serde_json::from_str(payload).unwrap();
+        let customer = envelope["metadata"]["aggregateId"].as_i64().unwrap();
+        sequences
+            .entry(customer)
+            .or_default()
+            .push(envelope["metadata"]["sequence"].as_i64().unwrap());
+    }
+    for (customer, seen) in sequences {
+        assert_eq!(
+            seen,
+            (1..=seen.len() as i64).collect::<Vec<_>>(),
+            "order of customer {customer}"
+        );
+    }
+}
+
+async fn a_killed_process_publishes_every_committed_event_after_restart(backend: Backend) {
+    let redis_server = OwnRedis::start();
+    let redis = unique_redis(redis_server.url());
+    let (database_url, dir) = fresh_database(backend).await;
+    let env = service_env(&database_url, &redis);
+
+    let mut first = ServiceProcess::start(&env).await;
+    let base = Arc::new(first.base.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let body = minimal(&format!("k{writer}-{n}@example.com"));
+                    let Ok(response) = client
+                        .post(format!("{base}/api/v1/customers"))
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        break; // the process is gone
+                    };
+                    if response.status() != 201 {
+                        break;
+                    }
+                    let id = response.json::<Value>().await.unwrap()["data"]["id"]
+                        .as_i64()
+                        .unwrap();
+                    if client
+                        .patch(format!("{base}/api/v1/customers/{id}"))
+                        .json(&json!({"isActive": false}))
+                        .send()
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    acknowledged.push(id);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    first.kill();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "no write completed before the kill"
+    );
+
+    let second = ServiceProcess::start(&env).await;
+    wait_until_drained(&second).await;
+    let payloads = streamed(&redis).await;
+    assert_stream_matches_log(&database_url, &payloads).await;
+    // Every acknowledged customer's creation is among them.
+    let created: HashSet<i64> = payloads
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        .filter(|e| e["eventType"] == "CustomerCreated")
+        .map(|e| e["metadata"]["aggregateId"].as_i64().unwrap())
+        .collect();
+    assert!(acknowledged.iter().all(|id| created.contains(id)));
+    if let Some(dir) = dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_takes_over_when_the_leader_dies() {
+    if crate::test_app::postgres_url().is_none() {
+        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+        return;
+    }
+    let redis_server = OwnRedis::start();
+    let redis = unique_redis(redis_server.url());
+    let (database_url, _) = fresh_database(Backend::Postgres).await;
+    let env = service_env(&database_url, &redis);
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(ServiceProcess::start(&env).await);
+    }
+
+    async fn leaders(instances: &[ServiceProcess]) -> Vec<usize> {
+        let mut leaders = Vec::new();
+        for (i, instance) in instances.iter().enumerate() {
+            if instance
+                .health()
+                .await
+                .is_some_and(|h| h["checks"]["outbox"]["isLeader"] == true)
+            {
+                leaders.push(i);
+            }
+        }
+        leaders
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        let found = leaders(&instances).await;
+        assert!(found.len() <= 1, "two leaders at once: {found:?}");
+        if let [leader] = found[..] {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "no leader emerged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let client = reqwest::Client::new();
+    let write = |instance: &ServiceProcess, n: usize| {
+        let url = instance.url("/api/v1/customers");
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(url)
+                .json(&minimal(&format!("l{n}@example.com")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+    };
+    for n in 0..30 {
+        write(&instances[n % 3], n).await;
+    }
+    wait_until_drained(&instances[leader]).await;
+
+    instances[leader].kill();
+    let killed_at = Instant::now();
+    let survivors: Vec<ServiceProcess> = instances
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| (i != leader).then_some(p))
+        .collect();
+    loop {
+        let found = leaders(&survivors).await;
+        assert!(found.len() <= 1, "two leaders at once: {found:?}");
+        if found.len() == 1 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(2),
+            "no new leader within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 30..60 {
+        write(&survivors[n % 2], n).await;
+    }
+    wait_until_drained(&survivors[0]).await;
+    let payloads = streamed(&redis).await;
+    assert_eq!(payloads.len(), 60);
+    assert_stream_matches_log(&database_url, &payloads).await;
+}
