@@ -162,6 +162,9 @@ async fn drain(base: &str, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Customer id → (when its 201 was read, when its CustomerCreated arrived).
+type Timings = HashMap<i64, (Option<Instant>, Option<Instant>)>;
+
 async fn event_latency(
     base: &str,
     redis_url: &str,
@@ -169,8 +172,7 @@ async fn event_latency(
     rate: u64,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    // customer id -> (when the 201 was read, when the event arrived)
-    let seen: Arc<Mutex<HashMap<i64, (Option<Instant>, Option<Instant>)>>> = Arc::default();
+    let seen: Arc<Mutex<Timings>> = Arc::default();
     let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     let listener = {
