@@ -8,23 +8,11 @@ use customer_events::{
 use serde_json::Value;
 
 use super::birth_date::BirthDate;
-use super::customer_input::{CustomerFields, CustomerPatch};
+use super::customer_input::{CustomerFields, CustomerPatch, CUSTOMER_FIELDS};
 use super::timestamp::Timestamp;
 
 /// `reason` of a CustomerDeactivated caused by a PATCH.
 const DEACTIVATED_BY_PATCH: &str = "Updated by user";
-
-/// The fields a PATCH can change, in representation order: the keys of `changes`.
-const CHANGEABLE_FIELDS: [&str; 8] = [
-    "email",
-    "firstName",
-    "lastName",
-    "phone",
-    "isActive",
-    "dateOfBirth",
-    "address",
-    "preferences",
-];
 
 /// A customer's id, assigned by the database: a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -246,7 +234,7 @@ fn changes_between(before: &CustomerSnapshot, after: &CustomerSnapshot) -> Chang
     };
     let (old, new) = (as_object(before), as_object(after));
     Changes(
-        CHANGEABLE_FIELDS
+        CUSTOMER_FIELDS
             .iter()
             .filter(|field| old.get(**field) != new.get(**field))
             .map(|field| FieldChange {

@@ -12,8 +12,9 @@ use super::phone::{Phone, PHONE_MESSAGE};
 use super::preferences::Preferences;
 use super::validation::{DomainError, FieldErrors};
 
-/// The fields a client may send, in the order failures are reported.
-const KNOWN_FIELDS: [&str; 8] = [
+/// The fields a client may send, in representation order: the order failures are reported
+/// in, and the keys a CustomerUpdated's `changes` can hold.
+pub(crate) const CUSTOMER_FIELDS: [&str; 8] = [
     "email",
     "firstName",
     "lastName",
@@ -182,7 +183,7 @@ impl<'a> Input<'a> {
     /// Adds unknown-property failures, then returns the value or every failure.
     fn finish<T>(mut self, value: impl FnOnce() -> T) -> Result<T, DomainError> {
         for key in self.body.keys() {
-            if !KNOWN_FIELDS.contains(&key.as_str()) {
+            if !CUSTOMER_FIELDS.contains(&key.as_str()) {
                 self.errors
                     .add(key.clone(), format!("property {key} should not exist"));
             }

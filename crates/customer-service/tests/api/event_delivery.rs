@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::test_app::{
-    json_of, minimal, redis_url, spawn_app_with, unique_redis, Backend, TestApp,
+    json_of, minimal, redis_url, spawn_app_with, stream_entries, unique_redis, Backend, TestApp,
 };
 
 crate::for_every_backend!(
@@ -41,16 +41,8 @@ async fn redis_connection(app: &TestApp) -> redis::aio::MultiplexedConnection {
     client.get_multiplexed_async_connection().await.unwrap()
 }
 
-/// `(entry id, [field, value, …])` of the test's whole stream.
-async fn stream_entries(app: &TestApp) -> Vec<(String, Vec<String>)> {
-    let mut redis = redis_connection(app).await;
-    redis::cmd("XRANGE")
-        .arg(&app.redis.as_ref().unwrap().stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .unwrap()
+async fn stream_of(app: &TestApp) -> Vec<(String, Vec<String>)> {
+    stream_entries(app.redis.as_ref().unwrap()).await
 }
 
 /// Every stored payload of the log, in log order.
@@ -193,7 +185,7 @@ async fn every_event_type_reaches_redis_in_the_contract_wire_format(backend: Bac
     }
 
     // The stream: one entry per event, in order, with type / id / event fields.
-    let entries = stream_entries(&app).await;
+    let entries = stream_of(&app).await;
     assert_eq!(entries.len(), stored.len());
     for ((_, fields), event) in entries.iter().zip(&stored) {
         assert_eq!(
@@ -228,7 +220,7 @@ async fn a_relay_that_crashed_before_marking_duplicates_nothing(backend: Backend
     assert_eq!(app.relay.drain().await.unwrap(), 3);
     assert_eq!(app.pending_count().await, 0);
 
-    assert_eq!(stream_entries(&app).await.len(), 3);
+    assert_eq!(stream_of(&app).await.len(), 3);
     let mut messages = pubsub.on_message();
     let mut received = Vec::new();
     while let Ok(Some(message)) =
@@ -275,7 +267,7 @@ async fn concurrent_writers_lose_no_event_and_keep_per_customer_order(backend: B
 
     let log = log_payloads(&app, &ids).await;
     assert_eq!(log.len(), 2000);
-    let entries = stream_entries(&app).await;
+    let entries = stream_of(&app).await;
     let streamed: Vec<&String> = entries.iter().map(|(_, fields)| &fields[5]).collect();
     assert_eq!(
         streamed.len(),

@@ -10,7 +10,7 @@ use customer_service::store::{SqlStore, StoreOptions};
 use serde_json::{json, Value};
 
 use crate::own_server::{OwnRedis, ServiceProcess};
-use crate::test_app::{fresh_database, minimal, unique_redis, Backend};
+use crate::test_app::{fresh_database, minimal, streamed_payloads, unique_redis, Backend};
 
 crate::for_every_backend!(a_killed_process_publishes_every_committed_event_after_restart);
 
@@ -25,23 +25,6 @@ fn service_env(
         ("EVENT_CHANNEL", redis.channel.clone()),
         ("EVENT_STREAM", redis.stream.clone()),
     ]
-}
-
-/// Payloads of the whole stream, in stream order.
-async fn streamed(redis: &customer_service::config::RedisConfig) -> Vec<String> {
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(&redis.stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    entries
-        .into_iter()
-        .map(|(_, mut fields)| fields.remove(5))
-        .collect()
 }
 
 async fn wait_until_drained(process: &ServiceProcess) {
@@ -152,7 +135,7 @@ async fn a_killed_process_publishes_every_committed_event_after_restart(backend:
 
     let second = ServiceProcess::start(&env).await;
     wait_until_drained(&second).await;
-    let payloads = streamed(&redis).await;
+    let payloads = streamed_payloads(&redis).await;
     assert_stream_matches_log(&database_url, &payloads).await;
     // Every acknowledged customer's creation is among them.
     let created: HashSet<i64> = payloads
@@ -248,7 +231,7 @@ async fn another_instance_takes_over_when_the_leader_dies() {
         write(&survivors[n % 2], n).await;
     }
     wait_until_drained(&survivors[0]).await;
-    let payloads = streamed(&redis).await;
+    let payloads = streamed_payloads(&redis).await;
     assert_eq!(payloads.len(), 60);
     assert_stream_matches_log(&database_url, &payloads).await;
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::own_server::OwnRedis;
-use crate::test_app::{json_of, minimal, spawn_app_with, unique_redis, Backend};
+use crate::test_app::{json_of, minimal, spawn_app_with, streamed_payloads, unique_redis, Backend};
 
 crate::for_every_backend!(a_redis_outage_delays_events_and_loses_none);
 
@@ -53,22 +53,10 @@ async fn a_redis_outage_delays_events_and_loses_none(backend: Backend) {
     );
 
     // The restarted server kept nothing, so its stream holds exactly the outage's events.
-    let client = redis::Client::open(settings.url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(&settings.stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
     let mut expected = Vec::new();
     for id in &ids {
         expected.push(app.stored_events_of(*id).await.remove(0).payload);
     }
-    let streamed: Vec<String> = entries
-        .into_iter()
-        .map(|(_, mut fields)| fields.remove(5))
-        .collect();
+    let streamed = streamed_payloads(&settings).await;
     assert_eq!(streamed, expected, "every event once, in commit order");
 }

@@ -124,6 +124,28 @@ pub fn unique_redis(url: String) -> RedisConfig {
     }
 }
 
+/// `(entry id, [field, value, …])` of every entry of the stream `redis` names.
+pub async fn stream_entries(redis: &RedisConfig) -> Vec<(String, Vec<String>)> {
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("XRANGE")
+        .arg(&redis.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+/// The envelopes (the `event` field) of the stream `redis` names, in stream order.
+pub async fn streamed_payloads(redis: &RedisConfig) -> Vec<String> {
+    stream_entries(redis)
+        .await
+        .into_iter()
+        .map(|(_, mut fields)| fields.remove(5))
+        .collect()
+}
+
 /// A configuration as `customer-service` would read from an empty environment, on port 0.
 pub fn test_config(database_url: String) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("the defaults are valid");
