@@ -34,6 +34,17 @@ pub enum RelayError {
     Sink(#[from] SinkError),
 }
 
+impl RelayError {
+    /// What failed, without driver text: "redis unavailable", "database unavailable", …
+    /// (safe to show in the health answer; the full cause goes to the log).
+    pub fn summary(&self) -> String {
+        match self {
+            RelayError::Store(error) => error.to_string(),
+            RelayError::Sink(error) => error.to_string(),
+        }
+    }
+}
+
 /// What the health check shows of the relay.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RelaySnapshot {

@@ -77,13 +77,15 @@ pub async fn run(
                 }
             }
             Err(error) => {
-                let message = format!("{error}: {}", source_chain(&error));
                 if failures == 0 {
                     // Once per streak: the state is in the health check meanwhile.
-                    tracing::warn!(error = %message, "relay step failed; retrying with back-off");
+                    let cause = format!("{error}: {}", source_chain(&error));
+                    tracing::warn!(error = %cause, "relay step failed; retrying with back-off");
                 }
                 failures = failures.saturating_add(1);
-                relay.status.update(|s| s.last_error = Some(message));
+                relay
+                    .status
+                    .update(|s| s.last_error = Some(error.summary()));
                 let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
                 backoff = (backoff * 2).min(timing.max_backoff);
                 if pause(jittered, &Notify::new(), &mut shutdown).await {

@@ -42,6 +42,8 @@ async fn a_redis_outage_delays_events_and_loses_none(backend: Backend) {
     assert_eq!(health["checks"]["redis"]["status"], "error");
     assert_eq!(health["checks"]["database"], json!({"status": "ok"}));
     assert!(health["checks"]["outbox"]["pending"].as_i64().unwrap() > 0);
+    assert_eq!(health["checks"]["outbox"]["lastError"], "redis unavailable");
+    assert_eq!(health["checks"]["outbox"]["status"], "error");
 
     redis.restart();
     app.wait_until_published().await;
