@@ -25,6 +25,8 @@ pub struct App {
     relay: Arc<Relay>,
     relay_config: RelayConfig,
     database_url: String,
+    /// Set to true to stop everything; created at build so the router can watch it.
+    stop: Arc<watch::Sender<bool>>,
 }
 
 /// Connects to the configured database (without migrating).
@@ -80,6 +82,7 @@ impl App {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding {address} (PORT / HOST)"))?;
+        let (stop, stopped) = watch::channel(false);
         let state = AppState {
             store: store.clone(),
             events: log,
@@ -88,6 +91,7 @@ impl App {
             relay: relay.status(),
             redis,
             live,
+            shutdown: stopped,
         };
         let options = RouterOptions {
             cors_origins: config.http.cors_origins.clone(),
@@ -101,6 +105,7 @@ impl App {
             relay,
             relay_config: config.relay.clone(),
             database_url: config.database.url.clone(),
+            stop: Arc::new(stop),
         })
     }
 
@@ -130,8 +135,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "listening");
-        let (stop, stopped) = watch::channel(false);
-        let stop = Arc::new(stop);
+        let stop = self.stop.clone();
+        let stopped = stop.subscribe();
         let trigger = stop.clone();
         tokio::spawn(async move {
             shutdown.await;

@@ -29,20 +29,27 @@ pub(crate) async fn stream_events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = state.live.subscribe();
-    let events = stream::unfold(receiver, |mut receiver| async move {
-        let event = match receiver.recv().await {
-            Ok(live) => Event::default()
-                .event(&live.event_type)
-                .id(live.position.to_string())
-                .data(&live.payload),
-            // A subscriber too slow for the buffer is told how much it missed; it can catch
-            // up from the event log.
-            Err(RecvError::Lagged(missed)) => {
-                Event::default().comment(format!("missed {missed} events"))
-            }
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), receiver))
-    });
+    let events = stream::unfold(
+        (receiver, state.shutdown),
+        |(mut receiver, mut shutdown)| async move {
+            let received = tokio::select! {
+                received = receiver.recv() => received,
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+            };
+            let event = match received {
+                Ok(live) => Event::default()
+                    .event(&live.event_type)
+                    .id(live.position.to_string())
+                    .data(&live.payload),
+                // A subscriber too slow for the buffer is told how much it missed; it can catch
+                // up from the event log.
+                Err(RecvError::Lagged(missed)) => {
+                    Event::default().comment(format!("missed {missed} events"))
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (receiver, shutdown)))
+        },
+    );
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }

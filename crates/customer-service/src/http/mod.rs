@@ -43,6 +43,9 @@ pub struct AppState {
     pub redis: Option<Arc<RedisSink>>,
     /// The live stream behind `GET /api/v1/events/stream`.
     pub live: BroadcastSink,
+    /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
+    /// graceful shutdown open forever.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Limits and CORS settings of the router.

@@ -76,7 +76,7 @@ fn migrate_creates_the_sqlite_file_and_its_schema() {
 }
 
 #[tokio::test]
-async fn serve_logs_json_without_personal_data_and_stops_on_sigterm() {
+async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_live_stream() {
     let (dir, url) = temp_db();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -131,6 +131,14 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(deleted.status(), 204);
 
+    // An open live stream must not hold the shutdown open.
+    let live = client
+        .get(format!("{base}/api/v1/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -147,6 +155,7 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm() {
     .await
     .unwrap();
     assert!(output.status.success(), "exit status {:?}", output.status);
+    drop(live);
 
     let logs = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<Value> = logs
