@@ -20,6 +20,12 @@ enum Command {
     Serve,
     /// Apply pending database migrations to DATABASE_URL and exit.
     Migrate,
+    /// Fill DATABASE_URL with realistic, varied customers (each with its CustomerCreated).
+    Seed {
+        /// How many customers to create.
+        #[arg(long, default_value_t = 400)]
+        count: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
+            Command::Seed { count } => cli::seed::run(config, count).await,
         }
     });
     match result {

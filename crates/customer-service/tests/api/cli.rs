@@ -183,3 +183,34 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_li
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn seed_creates_valid_customers_each_with_its_created_event() {
+    use customer_service::application::{CustomerStore, EventLog};
+    let (dir, url) = temp_db();
+    let output = Command::new(BIN)
+        .args(["seed", "--count", "25"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store =
+        customer_service::store::SqlStore::connect(&customer_service::store::StoreOptions {
+            url,
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 25);
+    assert_eq!(store.event_count().await.unwrap(), 25);
+    // Varied: some inactive, some without optional fields.
+    let active = store.list_active().await.unwrap().len();
+    assert!(active > 0 && active < 25, "{active} active");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
