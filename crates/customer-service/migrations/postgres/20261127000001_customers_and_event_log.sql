@@ -49,6 +49,16 @@ create table customer_events_pending (
     position bigint primary key references customer_events (position)
 );
 
+-- A queue table: every row is deleted soon after it is inserted. Vacuum it after a few
+-- thousand dead rows rather than 20 % of the table, or after a backlog drains the relay's
+-- "oldest first" index scan wades through dead entries (measured: 201 → Redis p50 went from
+-- 2 ms to 137 ms right after a 100,000-event drain).
+alter table customer_events_pending set (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_cost_delay = 0
+);
+
 -- Every appended event is pending, whichever code path appended it; and the relay of every
 -- instance is woken when the transaction commits (PostgreSQL folds the notifications of one
 -- transaction into one).

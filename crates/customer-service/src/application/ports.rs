@@ -136,4 +136,7 @@ pub trait EventLog: Send + Sync {
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// Events ever appended.
     async fn event_count(&self) -> Result<i64, StoreError>;
+    /// Reclaims the space of published pending rows (PostgreSQL: `VACUUM` of the pending
+    /// table; SQLite reuses deleted pages by itself).
+    async fn compact(&self) -> Result<(), StoreError>;
 }

@@ -4,7 +4,7 @@
 //! leader dies, its connection closes, the lock is released and another instance's next
 //! attempt (every half second) takes over. SQLite is single-process: always the leader.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection};
 
@@ -13,6 +13,11 @@ use sqlx::{AnyConnection, Connection};
 const LEASE_KEY: i64 = 0x637573746f6d6572;
 /// Each lease operation gives up after this, so a hung database cannot stall the relay.
 const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a leader re-checks that its lease connection is alive. Not before every batch:
+/// that round trip would sit on every event's path. A leader that lost its lease unnoticed
+/// for this long can only race the new leader on events both read as pending; the sinks'
+/// per-event `NX` keeps each published once and both read the log in order.
+const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 pub enum Leadership {
     /// The only possible publisher (SQLite).
@@ -22,6 +27,8 @@ pub enum Leadership {
         url: String,
         /// The connection that holds the lock while we are leader.
         connection: Option<AnyConnection>,
+        /// When the held lease was last seen alive.
+        checked_at: Instant,
     },
 }
 
@@ -30,6 +37,7 @@ impl Leadership {
         Leadership::PostgresLock {
             url,
             connection: None,
+            checked_at: Instant::now(),
         }
     }
 
@@ -38,12 +46,20 @@ impl Leadership {
     pub async fn acquire(&mut self) -> bool {
         match self {
             Leadership::Sole => true,
-            Leadership::PostgresLock { url, connection } => {
+            Leadership::PostgresLock {
+                url,
+                connection,
+                checked_at,
+            } => {
                 if let Some(held) = connection.as_mut() {
+                    if checked_at.elapsed() < LEASE_CHECK_INTERVAL {
+                        return true;
+                    }
                     if matches!(
                         tokio::time::timeout(LEASE_TIMEOUT, held.ping()).await,
                         Ok(Ok(()))
                     ) {
+                        *checked_at = Instant::now();
                         return true;
                     }
                     // The connection is gone, and the lock with it.
@@ -65,6 +81,7 @@ impl Leadership {
                 if matches!(locked, Ok(Ok(true))) {
                     tracing::info!("became the relay leader");
                     *connection = Some(candidate);
+                    *checked_at = Instant::now();
                     true
                 } else {
                     let _ = candidate.close().await;

@@ -72,6 +72,11 @@ impl RelayStatus {
     }
 }
 
+/// Published events after which an idle relay compacts the pending table (see
+/// `EventLog::compact`): small enough that dead rows never slow the oldest-first scan, large
+/// enough that the vacuum's cost is spread over thousands of events.
+const COMPACT_AFTER_EVENTS: u64 = 5_000;
+
 /// Moves pending events from the log to the sinks.
 pub struct Relay {
     log: Arc<dyn EventLog>,
@@ -80,6 +85,8 @@ pub struct Relay {
     sinks: Vec<Arc<dyn EventSink>>,
     batch_size: i64,
     status: Arc<RelayStatus>,
+    /// Events published since the pending table was last compacted.
+    since_compact: std::sync::atomic::AtomicU64,
 }
 
 impl Relay {
@@ -89,6 +96,7 @@ impl Relay {
             sinks,
             batch_size,
             status: Arc::new(RelayStatus::default()),
+            since_compact: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -100,12 +108,25 @@ impl Relay {
     #[tracing::instrument(name = "relay.step", skip_all)]
     pub async fn step(&self) -> Result<StepOutcome, RelayError> {
         let Some(positions) = self.publish_pending().await? else {
+            self.compact_if_due().await?;
             return Ok(StepOutcome::Idle);
         };
         self.log.mark_published(&positions).await?;
-        self.status
-            .update(|s| s.published_total += positions.len() as u64);
+        let published = positions.len() as u64;
+        self.status.update(|s| s.published_total += published);
+        self.since_compact
+            .fetch_add(published, std::sync::atomic::Ordering::Relaxed);
         Ok(StepOutcome::Published(positions.len()))
+    }
+
+    /// Compacts the pending table once enough events went through it, while idle.
+    async fn compact_if_due(&self) -> Result<(), RelayError> {
+        use std::sync::atomic::Ordering;
+        if self.since_compact.load(Ordering::Relaxed) >= COMPACT_AFTER_EVENTS {
+            self.log.compact().await?;
+            self.since_compact.store(0, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Steps until nothing is pending; returns how many events were published.

@@ -13,4 +13,13 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<AnyPool, sqlx::Err
         .await
 }
 
+/// For transactions whose loss in a crash is harmless (see `mark_published`).
+pub(super) const RELAXED_COMMIT: &str = "set local synchronous_commit = off";
+
+/// The pending table is a queue: every published row leaves a dead tuple, and the relay's
+/// oldest-first index scan slows down as they pile up faster than autovacuum (at most once a
+/// minute) removes them. Measured: 201 → Redis p50 30 ms right after a 30,000-event drain,
+/// 0.7 ms once vacuumed. The relay runs this after every few thousand published events.
+pub(super) const VACUUM_PENDING: &str = "vacuum customer_events_pending";
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

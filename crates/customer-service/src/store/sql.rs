@@ -80,10 +80,13 @@ where customer_id = $1
 order by sequence
 "#;
 
+/// The backlog size, and when its oldest event occurred: one primary-key lookup rather than
+/// a join over the whole backlog (health is polled while large backlogs drain).
 pub(super) const OUTBOX_STATUS: &str = r#"
-select count(*), min(e.occurred_at_ms)
-from customer_events_pending p
-join customer_events e on e.position = p.position
+select
+    (select count(*) from customer_events_pending),
+    (select e.occurred_at_ms from customer_events e
+     where e.position = (select min(p.position) from customer_events_pending p))
 "#;
 
 pub(super) const PING: &str = "select 1";

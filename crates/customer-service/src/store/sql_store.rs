@@ -298,11 +298,17 @@ impl EventLog for SqlStore {
         for position in positions {
             query = query.bind(*position);
         }
-        query
-            .execute(&self.writer)
-            .await
-            .map(drop)
-            .map_err(classify)
+        let mut tx = self.writer.begin().await.map_err(classify)?;
+        if self.backend == Backend::Postgres {
+            // A mark lost in a crash only means the batch is published again, which the
+            // sinks absorb (idempotent), so it need not wait for its WAL flush.
+            sqlx::query(postgres::RELAXED_COMMIT)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        query.execute(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
@@ -316,6 +322,16 @@ impl EventLog for SqlStore {
             pending,
             oldest_pending_at: oldest.map(Timestamp::from_millis),
         })
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query(postgres::VACUUM_PENDING)
+                .execute(&self.writer)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {

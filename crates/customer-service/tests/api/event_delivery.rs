@@ -19,6 +19,7 @@ crate::for_every_backend!(
     a_relay_that_crashed_before_marking_duplicates_nothing,
     concurrent_writers_lose_no_event_and_keep_per_customer_order,
     the_live_stream_shows_each_event_as_it_is_published,
+    compacting_the_pending_table_keeps_pending_events,
 );
 
 /// An app with Redis (unique names) and the relay as asked; `None` without TEST_REDIS_URL.
@@ -329,4 +330,18 @@ async fn the_live_stream_shows_each_event_as_it_is_published(backend: Backend) {
         })
         .collect();
     assert_eq!(text, expected);
+}
+
+async fn compacting_the_pending_table_keeps_pending_events(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.relay.enabled = false).await;
+    for i in 0..3 {
+        app.create(&minimal(&format!("c{i}@example.com"))).await;
+    }
+    app.relay.step_crashing_before_mark().await.unwrap();
+    // VACUUM on PostgreSQL must run outside a transaction; this proves the statement runs.
+    app.store.compact().await.unwrap();
+    assert_eq!(app.pending_count().await, 3);
+    assert_eq!(app.relay.drain().await.unwrap(), 3);
+    app.store.compact().await.unwrap();
+    assert_eq!(app.pending_count().await, 0);
 }
