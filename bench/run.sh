@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# One benchmark run on this machine: the service's figures and, beside them, the limits of the
+# same machine's PostgreSQL and Redis for the same work. Writes bench/RESULTS.md.
+# Needs the machine's PostgreSQL (127.0.0.1:5432, user postgres, pgbench) and Redis
+# (127.0.0.1:6379, redis-benchmark). Takes about 5 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}      # seconds measured per scenario
+WARMUP=${WARMUP:-3}
+CONNECTIONS=${CONNECTIONS:-16}
+SEED=${SEED:-10000}
+BACKLOG=${BACKLOG:-100000}
+PORT=${PORT:-3099}
+PG=postgres://postgres@127.0.0.1:5432
+REDIS_URL=redis://127.0.0.1:6379
+RUN=bench_$(date +%s)
+OUT=$(mktemp -d)
+
+cargo build --release -p customer-service -p loadgen
+BIN=target/release/customer-service
+LOADGEN="target/release/loadgen --base-url http://127.0.0.1:$PORT"
+
+psql "$PG/postgres" -qc "create database $RUN"
+# The insert limit writes into its own copy of the schema, so the service never sees its rows.
+psql "$PG/postgres" -qc "create database ${RUN}_limit"
+SERVICE=
+cleanup() {
+    [ -n "$SERVICE" ] && kill "$SERVICE" 2>/dev/null && wait "$SERVICE" 2>/dev/null || true
+    psql "$PG/postgres" -qc "drop database if exists $RUN" >/dev/null 2>&1 || true
+    psql "$PG/postgres" -qc "drop database if exists ${RUN}_limit" >/dev/null 2>&1 || true
+    redis-cli del "$RUN:stream" "$RUN:bench-stream" >/dev/null 2>&1 || true
+    redis-cli --scan --pattern "$RUN:*" | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+service_env() {
+    echo DATABASE_URL="$PG/$RUN" PORT="$PORT" RUST_LOG=warn DATABASE_POOL_SIZE="$CONNECTIONS" \
+        REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$RUN" EVENT_CHANNEL="$RUN:events" EVENT_STREAM="$RUN:stream"
+}
+start() { # $1 = RELAY_ENABLED; sets SERVICE and STARTUP_MS
+    local t0; t0=$(date +%s%N)
+    env $(service_env) RELAY_ENABLED="$1" "$BIN" & SERVICE=$!
+    until curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null; do sleep 0.002; done
+    STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+stop() { kill "$SERVICE"; wait "$SERVICE" || true; SERVICE=; }
+field() { grep -o "$1 [0-9.]*" | head -n 1 | awk '{print $2}'; }
+
+echo "== schema and seed ($SEED customers)"
+env $(service_env) "$BIN" migrate
+DATABASE_URL="$PG/${RUN}_limit" RUST_LOG=warn "$BIN" migrate
+env $(service_env) "$BIN" seed --count "$SEED" >/dev/null
+
+echo "== limits: pgbench and redis-benchmark"
+pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-insert.sql "$PG/${RUN}_limit" > "$OUT/pg-insert" 2>&1
+MAX_ID=$(psql "$PG/$RUN" -Atc "select max(id) from customers")
+pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -D max_id="$MAX_ID" -f bench/pgbench-select.sql "$PG/$RUN" > "$OUT/pg-select" 2>&1
+PG_INSERT=$(grep -o 'tps = [0-9.]*' "$OUT/pg-insert" | awk '{print $3}')
+PG_SELECT=$(grep -o 'tps = [0-9.]*' "$OUT/pg-select" | awk '{print $3}')
+PAYLOAD=$(head -c 900 /dev/zero | tr '\0' x)
+redis-benchmark -q -n 200000 -c "$CONNECTIONS" -r 100000000 SET "$RUN:k:__rand_int__" "$PAYLOAD" EX 86400 NX > "$OUT/r-set"
+redis-benchmark -q -n 200000 -c "$CONNECTIONS" PUBLISH "$RUN:bench-channel" "$PAYLOAD" > "$OUT/r-pub"
+redis-benchmark -q -n 200000 -c "$CONNECTIONS" XADD "$RUN:bench-stream" MAXLEN '~' 1000000 '*' event "$PAYLOAD" > "$OUT/r-xadd"
+R_SET=$(grep -o '[0-9.]* requests per second' "$OUT/r-set" | tail -n 1 | awk '{print $1}')
+R_PUB=$(grep -o '[0-9.]* requests per second' "$OUT/r-pub" | tail -n 1 | awk '{print $1}')
+R_XADD=$(grep -o '[0-9.]* requests per second' "$OUT/r-xadd" | tail -n 1 | awk '{print $1}')
+
+echo "== service scenarios ($CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s)"
+start true
+STARTUP=$STARTUP_MS
+for scenario in create get list search update mixed; do
+    $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
+        --warmup-secs "$WARMUP" | tee "$OUT/$scenario"
+done
+$LOADGEN event-latency --redis-url "$REDIS_URL" --channel "$RUN:events" --rate 1000 --duration-secs 10 | tee "$OUT/latency"
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE/status")
+stop
+
+echo "== backlog of $BACKLOG events written with the relay off, then drained"
+start false
+$LOADGEN create --count "$BACKLOG" --connections "$CONNECTIONS" > /dev/null
+stop
+start true
+$LOADGEN drain | tee "$OUT/drain"
+stop
+
+rps() { field "connections," < "$OUT/$1" ; }
+p() { grep -o "$2 [0-9.]* ms" "$OUT/$1" | head -n 1 | awk '{print $2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
+CREATE=$(rps create); GET=$(rps get); LIST=$(rps list); SEARCH=$(rps search); UPDATE=$(rps update); MIXED=$(rps mixed)
+DRAIN=$(grep -o '[0-9]* events/s' "$OUT/drain" | awk '{print $1}')
+RSS_MB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+
+cat > bench/RESULTS.md <<MD
+# Benchmark results
+
+Produced by \`bench/run.sh\` on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`,
+on $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB. PostgreSQL $(psql -V | awk '{print $3}'),
+Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2). Service: release build, PostgreSQL backend,
+Redis sink on, $CONNECTIONS client connections, ${WARMUP} s warm-up then ${DURATION} s per scenario,
+$SEED seeded customers. Client, service, PostgreSQL and Redis share the same 2 cores.
+The original NestJS service's figures are those measured on the same kind of machine (issue \`bench\`).
+
+| figure | service | limit beside it | ratio | original | target |
+|---|---|---|---|---|---|
+| POST create, req/s | $CREATE (p50 $(p create p50) ms, p99 $(p create p99) ms) | pgbench insert tx $PG_INSERT tps | $(ratio "$CREATE" "$PG_INSERT") | 927 (p99 31 ms) | ≥ 0.8 × limit |
+| GET by id, req/s | $GET (p99 $(p get p99) ms) | pgbench pk select $PG_SELECT tps | $(ratio "$GET" "$PG_SELECT") | 2,541 | ≥ 0.5 × limit |
+| GET list page, req/s | $LIST (p99 $(p list p99) ms) | original 1,987 | $(ratio "$LIST" 1987) | 1,987 | ≥ 10 × original |
+| GET list with search, req/s | $SEARCH (p99 $(p search p99) ms) | | | | |
+| PATCH update, req/s | $UPDATE (p99 $(p update p99) ms) | | | | |
+| mixed 80 % reads, req/s | $MIXED (p99 $(p mixed p99) ms) | | | | |
+| peak RSS under load | $RSS_MB MB | | | 373 MB | ≤ 30 MB |
+| start → first healthy answer | $STARTUP ms | | | 960 ms | ≤ 50 ms |
+| event latency 201 → Redis subscriber at 1,000 writes/s | p50 $(p latency p50) ms, p99 $(p latency p99) ms | | | | p99 < 5 ms |
+| backlog drain ($BACKLOG events) | $DRAIN events/s | redis-benchmark SET NX EX $R_SET, PUBLISH $R_PUB, XADD $R_XADD req/s | | | ≥ 30,000 events/s |
+
+Raw lines of this run:
+
+\`\`\`
+$(cat "$OUT"/create "$OUT"/get "$OUT"/list "$OUT"/search "$OUT"/update "$OUT"/mixed "$OUT"/latency "$OUT"/drain)
+\`\`\`
+MD
+echo "wrote bench/RESULTS.md"
