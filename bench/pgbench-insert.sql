@@ -6,8 +6,9 @@ with c as (
                            preferences, search_text, created_at_ms, updated_at_ms, version)
     values ('pgb-' || gen_random_uuid() || '@bench.example', 'Bench', 'Mark', '+1-555-010-0100', true,
             '1990-01-15',
-            '{"street":"1 Main St","city":"Springfield","state":"IL","zipCode":"62701","country":"USA"}',
-            '{"company":"Acme","industry":"Retail","newsletter":true,"preferredContact":"email"}',
+            -- (a space after each colon: pgbench would read ":name" as one of its variables)
+            '{"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "USA"}',
+            '{"company": "Acme", "industry": "Retail", "newsletter": true, "preferredContact": "email"}',
             'bench' || chr(31) || 'mark' || chr(31) || 'pgb@bench.example', 1795741307502, 1795741307502, 1)
     returning id
 )
