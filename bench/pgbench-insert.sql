@@ -1,12 +1,13 @@
 -- The limit for POST /customers: one transaction inserting a customer row and its
 -- CustomerCreated event (the trigger adds the pending row and the NOTIFY), as the service does.
+-- The JSON has a space after each colon: pgbench reads a colon followed by a name as one of
+-- its variables.
 begin;
 with c as (
     insert into customers (email, first_name, last_name, phone, is_active, date_of_birth, address,
                            preferences, search_text, created_at_ms, updated_at_ms, version)
     values ('pgb-' || gen_random_uuid() || '@bench.example', 'Bench', 'Mark', '+1-555-010-0100', true,
             '1990-01-15',
-            -- (a space after each colon: pgbench would read ":name" as one of its variables)
             '{"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "USA"}',
             '{"company": "Acme", "industry": "Retail", "newsletter": true, "preferredContact": "email"}',
             'bench' || chr(31) || 'mark' || chr(31) || 'pgb@bench.example', 1795741307502, 1795741307502, 1)
