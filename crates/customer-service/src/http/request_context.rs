@@ -2,6 +2,7 @@
 //! time limit, renders [`ApiError`] bodies (which need the request's path and id) and logs
 //! each request once, with the cause of any 5xx.
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -10,6 +11,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::envelope::now_iso;
@@ -59,8 +61,19 @@ pub(crate) async fn request_context(
     let span = tracing::info_span!("request", http.method = %method, http.route = %route, correlation_id = %id);
 
     async move {
-        let mut response = match tokio::time::timeout(request_timeout, next.run(request)).await {
-            Ok(response) => response,
+        // A panic in a handler is a bug, but the client still gets the contract's 500 (with
+        // its correlation id) rather than a dropped connection.
+        let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+        let mut response = match tokio::time::timeout(request_timeout, handled).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a handler panicked".to_owned());
+                ApiError::Internal(what.into()).into_response()
+            }
             Err(_elapsed) => ApiError::Timeout.into_response(),
         };
         if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
@@ -115,6 +128,29 @@ mod tests {
     use axum::routing::get;
     use axum::{middleware, Router};
     use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_the_contract_500_not_a_dropped_connection() {
+        async fn boom() -> &'static str {
+            panic!("select * from secrets")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .layer(middleware::from_fn_with_state(
+                Duration::from_secs(5),
+                request_context,
+            ));
+        let request = Request::builder().uri("/boom").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().contains_key("x-correlation-id"));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["message"], "Internal server error");
+        assert!(!body.to_string().contains("secrets"), "{body}");
+    }
 
     #[tokio::test]
     async fn a_request_over_the_time_limit_gets_503_with_the_error_body() {
