@@ -116,10 +116,13 @@ impl Relay {
         self.status.update(|s| s.published_total += published);
         self.since_compact
             .fetch_add(published, std::sync::atomic::Ordering::Relaxed);
+        // Also mid-drain: each oldest-first read walks past the entries of rows already
+        // deleted, so a long drain slows down as it goes unless they are cleared.
+        self.compact_if_due().await?;
         Ok(StepOutcome::Published(positions.len()))
     }
 
-    /// Compacts the pending table once enough events went through it, while idle.
+    /// Compacts the pending table once enough events went through it.
     async fn compact_if_due(&self) -> Result<(), RelayError> {
         use std::sync::atomic::Ordering;
         if self.since_compact.load(Ordering::Relaxed) >= COMPACT_AFTER_EVENTS {
