@@ -31,8 +31,33 @@ impl From<StoreError> for ApplicationError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::EmailTaken => ApplicationError::EmailTaken,
-            StoreError::Unavailable(_) => ApplicationError::Unavailable(error),
-            StoreError::VersionConflict | StoreError::Other(_) => ApplicationError::Internal(error),
+            // A version conflict reaches here only when a write lost every retry to
+            // concurrent writers of one customer: an overload worth retrying, not a bug.
+            StoreError::Unavailable(_) | StoreError::VersionConflict => {
+                ApplicationError::Unavailable(error)
+            }
+            StoreError::Other(_) => ApplicationError::Internal(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_map_to_meanings() {
+        assert!(matches!(
+            ApplicationError::from(StoreError::EmailTaken),
+            ApplicationError::EmailTaken
+        ));
+        assert!(matches!(
+            ApplicationError::from(StoreError::VersionConflict),
+            ApplicationError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApplicationError::from(StoreError::Other("corrupt".into())),
+            ApplicationError::Internal(_)
+        ));
     }
 }
