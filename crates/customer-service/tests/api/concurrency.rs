@@ -42,9 +42,7 @@ async fn fifty_concurrent_creates_of_one_email_yield_one_customer(app: TestApp) 
 }
 
 async fn twenty_concurrent_patches_of_one_customer_get_sequences_without_gaps(app: TestApp) {
-    let id = app.create(&minimal("hot@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("hot@example.com")).await;
     let app = std::sync::Arc::new(app);
     let tasks: Vec<_> = (0..20)
         .map(|i| {

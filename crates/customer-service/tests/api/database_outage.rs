@@ -147,9 +147,7 @@ async fn a_database_outage_gives_503s_and_the_service_recovers_on_its_own() {
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let app = handle;
 
-    let id = app.create(&minimal("before@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("before@example.com")).await;
     pg.stop();
 
     let started = Instant::now();

@@ -64,12 +64,8 @@ async fn the_relay_step_publishes_in_log_order_and_marks_what_it_published(backe
         c.relay.batch_size = 3;
     })
     .await;
-    let a = app.create(&minimal("a@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
-    let b = app.create(&minimal("b@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let a = app.create_id(&minimal("a@example.com")).await;
+    let b = app.create_id(&minimal("b@example.com")).await;
     json_of(
         app.patch_customer(a, &json!({"isActive": false})).await,
         200,
@@ -99,9 +95,7 @@ async fn every_event_type_reaches_redis_in_the_contract_wire_format(backend: Bac
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe(&settings.channel).await.unwrap();
 
-    let id = app.create(&crate::test_app::john()).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&crate::test_app::john()).await;
     json_of(
         app.patch_customer(id, &json!({"isActive": false})).await,
         200,
@@ -249,7 +243,7 @@ async fn concurrent_writers_lose_no_event_and_keep_per_customer_order(backend: B
                 let mut ids = Vec::new();
                 for n in 0..50 {
                     let email = format!("w{writer}-{n}@example.com");
-                    let id = app.create(&minimal(&email)).await["id"].as_i64().unwrap();
+                    let id = app.create_id(&minimal(&email)).await;
                     for round in 0..4 {
                         let body = json!({"lastName": format!("Round{round}")});
                         assert_eq!(app.patch_customer(id, &body).await.status(), 200);
@@ -300,9 +294,7 @@ async fn the_live_stream_shows_each_event_as_it_is_published(backend: Backend) {
     let mut response = app.get("/api/v1/events/stream").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let id = app.create(&minimal("live@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("live@example.com")).await;
     json_of(
         app.patch_customer(id, &json!({"isActive": false})).await,
         200,

@@ -111,9 +111,7 @@ async fn null_in_every_field_is_a_400_not_a_500(app: TestApp) {
         json!({"email": ["email must be an email"], "firstName": ["firstName must be a string"],
                "lastName": ["lastName must be a string"], "isActive": ["isActive must be a boolean value"]})
     );
-    let id = app.create(&minimal("n@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("n@example.com")).await;
     json_of(app.patch_customer(id, &Value::Object(body)).await, 400).await;
 }
 

@@ -41,31 +41,11 @@ impl Drop for TestApp {
 }
 
 /// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name` and
-/// `postgres::name`. Without `TEST_DATABASE_URL` the PostgreSQL variants report that they did
-/// not run; with it set, an unreachable server fails them.
+/// `postgres::name`, each with a freshly spawned app.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::test_app::spawn_app($crate::test_app::Backend::Sqlite).await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if $crate::test_app::postgres_url().is_none() {
-                        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
-                        return;
-                    }
-                    super::$name($crate::test_app::spawn_app($crate::test_app::Backend::Postgres).await).await
-                }
-            )*
-        }
+        $crate::backend_matrix!($crate::test_app::with_app; $($name),*);
     };
 }
 
@@ -74,11 +54,21 @@ macro_rules! on_every_backend {
 #[macro_export]
 macro_rules! for_every_backend {
     ($($name:ident),* $(,)?) => {
+        $crate::backend_matrix!($crate::test_app::with_backend; $($name),*);
+    };
+}
+
+/// The matrix behind both: `sqlite::name` and `postgres::name` call `$run(backend, name)`.
+/// Without `TEST_DATABASE_URL` the PostgreSQL variants report that they did not run; with it
+/// set, an unreachable server fails them.
+#[macro_export]
+macro_rules! backend_matrix {
+    ($run:path; $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::test_app::Backend::Sqlite).await
+                    $run($crate::test_app::Backend::Sqlite, super::$name).await
                 }
             )*
         }
@@ -90,11 +80,27 @@ macro_rules! for_every_backend {
                         eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
                         return;
                     }
-                    super::$name($crate::test_app::Backend::Postgres).await
+                    $run($crate::test_app::Backend::Postgres, super::$name).await
                 }
             )*
         }
     };
+}
+
+/// Runs `test` against a freshly spawned app on `backend`.
+pub async fn with_app<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    test: impl FnOnce(TestApp) -> F,
+) {
+    test(spawn_app(backend).await).await
+}
+
+/// Runs `test`, which builds its own app, for `backend`.
+pub async fn with_backend<F: std::future::Future<Output = ()>>(
+    backend: Backend,
+    test: impl FnOnce(Backend) -> F,
+) {
+    test(backend).await
 }
 
 /// The server that per-test PostgreSQL databases are created on.
@@ -278,6 +284,13 @@ impl TestApp {
         let response = self.post_customer(body).await;
         assert_eq!(response.status(), 201, "create failed");
         response.json::<Value>().await.unwrap()["data"].clone()
+    }
+
+    /// Creates a customer that must succeed; returns its id.
+    pub async fn create_id(&self, body: &Value) -> i64 {
+        self.create(body).await["id"]
+            .as_i64()
+            .expect("a created customer has an id")
     }
 
     pub async fn get_customer(&self, id: i64) -> Response {

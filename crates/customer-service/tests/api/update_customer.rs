@@ -96,9 +96,7 @@ async fn a_patch_that_changes_nothing_keeps_updated_at_and_emits_nothing(app: Te
 }
 
 async fn deactivating_and_reactivating_emit_their_events_in_order(app: TestApp) {
-    let id = app.create(&minimal("ann@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("ann@example.com")).await;
     let off = patch_ok(&app, id, json!({"isActive": false})).await["data"].clone();
     assert_eq!(off["version"], 3);
     let on =
@@ -148,7 +146,7 @@ async fn deactivating_and_reactivating_emit_their_events_in_order(app: TestApp) 
 }
 
 async fn null_clears_optional_fields(app: TestApp) {
-    let id = app.create(&john()).await["id"].as_i64().unwrap();
+    let id = app.create_id(&john()).await;
     let body = json!({"phone": null, "dateOfBirth": null, "address": null, "preferences": null});
     let data = patch_ok(&app, id, body).await["data"].clone();
     for key in ["phone", "dateOfBirth", "address", "preferences"] {
@@ -164,9 +162,7 @@ async fn null_clears_optional_fields(app: TestApp) {
 
 async fn an_email_taken_by_another_customer_is_a_conflict(app: TestApp) {
     app.create(&minimal("taken@example.com")).await;
-    let id = app.create(&minimal("mine@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("mine@example.com")).await;
     let body = json_of(
         app.patch_customer(id, &json!({"email": "TAKEN@example.com"}))
             .await,
@@ -181,9 +177,7 @@ async fn an_email_taken_by_another_customer_is_a_conflict(app: TestApp) {
 }
 
 async fn a_stale_if_match_is_a_precondition_failure(app: TestApp) {
-    let id = app.create(&minimal("ann@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("ann@example.com")).await;
     let patch = |tag: &'static str, body: Value| {
         app.client
             .patch(app.url(&format!("/api/v1/customers/{id}")))
@@ -231,9 +225,7 @@ async fn patching_an_unknown_customer_is_not_found(app: TestApp) {
 }
 
 async fn invalid_patches_are_reported_per_field(app: TestApp) {
-    let id = app.create(&minimal("ann@example.com")).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.create_id(&minimal("ann@example.com")).await;
     let body = json_of(
         app.patch_customer(
             id,
