@@ -63,18 +63,11 @@ pub(crate) struct Liveness {
 }
 
 /// One customer in its envelope, with its version as a strong ETag.
-fn customer_response(
-    (status, body): (StatusCode, Json<Envelope<CustomerSnapshot>>),
-    extra: Option<(axum::http::HeaderName, String)>,
-) -> Response {
+fn customer_response((status, body): (StatusCode, Json<Envelope<CustomerSnapshot>>)) -> Response {
     let etag = format!("\"{}\"", body.data.version);
     let mut response = (status, body).into_response();
     if let Ok(value) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(ETAG, value);
-    }
-    if let Some((name, value)) = extra.and_then(|(n, v)| Some((n, HeaderValue::from_str(&v).ok()?)))
-    {
-        response.headers_mut().insert(name, value);
     }
     response
 }
@@ -105,11 +98,11 @@ pub(crate) async fn create_customer(
 ) -> Result<Response, ApiError> {
     let ctx = write_context(&state, correlation);
     let customer = application::create_customer(&*state.store, &ctx, &body).await?;
-    let location = format!("/api/v1/customers/{}", customer.id);
-    Ok(customer_response(
-        envelope::created(customer.snapshot()),
-        Some((LOCATION, location)),
-    ))
+    let mut response = customer_response(envelope::created(customer.snapshot()));
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/customers/{}", customer.id)) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// Contract: GET /api/v1/customers?page=&limit=&search=, newest first.
@@ -170,7 +163,7 @@ pub(crate) async fn get_customer_by_email(
     Path(email): Path<String>,
 ) -> Result<Response, ApiError> {
     let customer = application::find_customer_by_email(&*state.store, &email).await?;
-    Ok(customer_response(envelope::ok(customer.snapshot()), None))
+    Ok(customer_response(envelope::ok(customer.snapshot())))
 }
 
 /// Contract: GET /api/v1/customers/:id.
@@ -184,7 +177,7 @@ pub(crate) async fn get_customer(
     CustomerIdParam(id): CustomerIdParam,
 ) -> Result<Response, ApiError> {
     let customer = application::get_customer(&*state.store, id).await?;
-    Ok(customer_response(envelope::ok(customer.snapshot()), None))
+    Ok(customer_response(envelope::ok(customer.snapshot())))
 }
 
 /// Contract: PATCH /api/v1/customers/:id → CustomerUpdated (+ Activated/Deactivated).
@@ -207,10 +200,7 @@ pub(crate) async fn update_customer(
     let customer =
         application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers))
             .await?;
-    Ok(customer_response(
-        envelope::updated(customer.snapshot()),
-        None,
-    ))
+    Ok(customer_response(envelope::updated(customer.snapshot())))
 }
 
 /// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted.

@@ -19,6 +19,7 @@ crate::on_every_backend!(
 async fn a_customer_is_created_with_every_field(app: TestApp) {
     let response = app.post_customer(&john()).await;
     assert_eq!(response.headers()["etag"], "\"1\"");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body = json_of(response, 201).await;
     assert_eq!(body["message"], "Created successfully");
     assert_eq!(body["statusCode"], 201);
@@ -27,6 +28,7 @@ async fn a_customer_is_created_with_every_field(app: TestApp) {
     let data = &body["data"];
     let id = data["id"].as_i64().unwrap();
     assert!(id > 0);
+    assert_eq!(location, format!("/api/v1/customers/{id}"));
     assert!(is_iso_millis(&data["createdAt"]));
     assert_eq!(data["createdAt"], data["updatedAt"]);
     assert_eq!(
