@@ -5,8 +5,10 @@
 //! [`sql`]; `postgres.rs` and `sqlite.rs` hold only what truly differs (connection setup,
 //! pools and pragmas) and each backend has its own migrations folder.
 
+mod count_cache;
 mod error;
 mod postgres;
+mod row;
 mod sql;
 mod sql_store;
 mod sqlite;
