@@ -43,6 +43,9 @@ enum Scenario {
     Update,
     /// `read_percent` % get, the rest split between create and update.
     Mixed,
+    /// GET a malformed id, which the service answers (400) without the database: the
+    /// ceiling of HTTP alone, client included, on this machine.
+    Floor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +233,7 @@ async fn run(
                             .json(&body(&email(run, n)))
                     }
                     Scenario::Get => client.get(format!("{base}/api/v1/customers/{id}")),
+                    Scenario::Floor => client.get(format!("{base}/api/v1/customers/x{id}")),
                     Scenario::List => client.get(format!(
                         "{base}/api/v1/customers?page={}&limit=10",
                         1 + roll % 100

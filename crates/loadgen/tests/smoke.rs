@@ -37,7 +37,9 @@ async fn every_scenario_runs_and_reports() {
         let base = base.clone();
         move || {
             let mut report = loadgen(&base, &["create", "--count", "50", "--connections", "4"]);
-            for scenario in ["create", "get", "list", "search", "update", "mixed"] {
+            for scenario in [
+                "create", "get", "list", "search", "update", "mixed", "floor",
+            ] {
                 report += &loadgen(
                     &base,
                     &[
@@ -64,7 +66,7 @@ async fn every_scenario_runs_and_reports() {
         "{report}"
     );
     let runs: Vec<&str> = report.lines().filter(|l| l.starts_with("run ")).collect();
-    assert_eq!(runs.len(), 6, "{report}");
+    assert_eq!(runs.len(), 7, "{report}");
     for line in runs {
         for part in [
             "req/s",
@@ -77,7 +79,7 @@ async fn every_scenario_runs_and_reports() {
         ] {
             assert!(line.contains(part), "{part} missing: {line}");
         }
-        // Only successes: 201 for creates, 200 otherwise.
+        // Only successes (201 for creates, 200 otherwise); the floor's malformed ids get 400.
         let statuses = line
             .split("statuses [")
             .nth(1)
@@ -87,10 +89,12 @@ async fn every_scenario_runs_and_reports() {
             .unwrap();
         assert!(!statuses.is_empty(), "no request completed: {line}");
         for status in statuses.split(' ') {
-            assert!(
-                status.starts_with("200=") || status.starts_with("201="),
-                "{line}"
-            );
+            let expected = if line.starts_with("run Floor") {
+                status.starts_with("400=")
+            } else {
+                status.starts_with("200=") || status.starts_with("201=")
+            };
+            assert!(expected, "{line}");
         }
     }
     let _ = std::fs::remove_dir_all(dir);

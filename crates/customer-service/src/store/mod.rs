@@ -7,6 +7,7 @@
 
 mod count_cache;
 mod error;
+mod pool;
 mod postgres;
 mod row;
 mod sql;

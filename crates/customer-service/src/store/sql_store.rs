@@ -1,13 +1,12 @@
 //! [`SqlStore`]: customers and their event log on PostgreSQL or SQLite, every write one
 //! transaction holding the customer row and its events.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
@@ -16,8 +15,9 @@ use crate::application::{
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
-use super::count_cache::CountCache;
+use super::count_cache::{CountCache, ALL_CUSTOMERS};
 use super::error::{classify, classify_append, classify_customer_write};
+use super::pool::{Lease, Pool};
 use super::row::{like_pattern, read_customer, read_event, Columns};
 use super::{postgres, sql, sqlite, Backend, StoreOptions};
 
@@ -26,9 +26,9 @@ use super::{postgres, sql, sqlite, Backend, StoreOptions};
 pub struct SqlStore {
     backend: Backend,
     /// Runs queries. On PostgreSQL the same pool as `writer`.
-    readers: AnyPool,
+    readers: Pool,
     /// Runs write transactions: on SQLite a single connection (see `sqlite.rs`).
-    writer: AnyPool,
+    writer: Pool,
     /// Signalled after every commit that appended events: wakes this process's relay.
     committed: Arc<Notify>,
     /// The customer count, shared by every list page until the next local commit.
@@ -88,7 +88,10 @@ impl SqlStore {
             Backend::Postgres => &postgres::MIGRATOR,
             Backend::Sqlite => &sqlite::MIGRATOR,
         };
-        migrator.run(&self.writer).await
+        let mut connection = self.writer.acquire().await?;
+        let result = migrator.run(&mut *connection).await;
+        connection.settle(result.is_ok());
+        result
     }
 
     /// Closes every connection (at shutdown, after the last request).
@@ -120,9 +123,68 @@ impl SqlStore {
         &self,
         query: Query<'q, Any, AnyArguments<'q>>,
     ) -> Result<Vec<Customer>, StoreError> {
-        let rows = query.fetch_all(&self.readers).await.map_err(classify)?;
+        let rows = self.fetch_all(query).await?;
         rows.iter().map(read_customer).collect()
     }
+
+    /// Runs `query` on a reader connection; the helpers below are its other shapes.
+    async fn fetch_all<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut connection = self.readers.acquire().await.map_err(classify)?;
+        let result = query.fetch_all(&mut *connection).await;
+        connection.settle_on(result).map_err(classify)
+    }
+
+    async fn fetch_optional<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let mut connection = self.readers.acquire().await.map_err(classify)?;
+        let result = query.fetch_optional(&mut *connection).await;
+        connection.settle_on(result).map_err(classify)
+    }
+
+    /// The count `query` returns, from the cache under `key` while no commit happened.
+    async fn cached_count<'q>(
+        &self,
+        key: &str,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<i64, StoreError> {
+        if let Some(count) = self.count_cache.get(key) {
+            return Ok(count);
+        }
+        let generation = self.count_cache.generation();
+        let count = self.fetch_scalar(query).await?;
+        self.count_cache.put(key, count, generation);
+        Ok(count)
+    }
+
+    /// The first column of the one row `query` returns.
+    async fn fetch_scalar<'q, T>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<T, StoreError>
+    where
+        T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+    {
+        let mut connection = self.readers.acquire().await.map_err(classify)?;
+        let result = query.fetch_one(&mut *connection).await;
+        let row = connection.settle_on(result).map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+}
+
+/// Ends a write's lease: the connection goes back to the pool unless the write failed for a
+/// reason that may have left it unusable.
+fn settle_write<T>(lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    let reusable = match &result {
+        Ok(_) | Err(StoreError::EmailTaken | StoreError::VersionConflict) => true,
+        Err(StoreError::Unavailable(_) | StoreError::Other(_)) => false,
+    };
+    lease.settle(reusable);
+    result
 }
 
 /// The scheme of a URL, for error messages that must not echo credentials.
@@ -130,17 +192,17 @@ fn scheme(url: &str) -> &str {
     url.split_once(':').map_or("", |(scheme, _)| scheme)
 }
 
-#[async_trait]
-impl CustomerStore for SqlStore {
-    #[tracing::instrument(name = "store.insert", skip_all)]
-    async fn insert(
+/// The transactions of the writes, each on a leased writer connection.
+impl SqlStore {
+    async fn insert_on(
         &self,
+        connection: &mut AnyConnection,
         draft: CustomerDraft,
         seal: EventSealer<'_>,
     ) -> Result<Customer, StoreError> {
         let at = draft.created_at.millis();
         let columns = Columns::new(&draft.fields, at, at, 1);
-        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut tx = connection.begin().await.map_err(classify)?;
         let row = columns
             .bind(sqlx::query(sql::INSERT_CUSTOMER))
             .fetch_one(&mut *tx)
@@ -155,9 +217,9 @@ impl CustomerStore for SqlStore {
         Ok(change.customer)
     }
 
-    #[tracing::instrument(name = "store.update", skip_all, fields(customer.id = %customer.id))]
-    async fn update(
+    async fn update_on(
         &self,
+        connection: &mut AnyConnection,
         expected_version: i64,
         customer: &Customer,
         events: &[NewEvent],
@@ -168,7 +230,7 @@ impl CustomerStore for SqlStore {
             customer.updated_at.millis(),
             customer.version,
         );
-        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut tx = connection.begin().await.map_err(classify)?;
         let updated = columns
             .bind(sqlx::query(sql::UPDATE_CUSTOMER))
             .bind(customer.id.get())
@@ -183,14 +245,14 @@ impl CustomerStore for SqlStore {
         self.commit(tx).await
     }
 
-    #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
-    async fn delete(
+    async fn delete_on(
         &self,
+        connection: &mut AnyConnection,
         id: CustomerId,
         expected_version: i64,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut tx = connection.begin().await.map_err(classify)?;
         let deleted = sqlx::query(sql::DELETE_CUSTOMER)
             .bind(id.get())
             .bind(expected_version)
@@ -204,21 +266,82 @@ impl CustomerStore for SqlStore {
         self.commit(tx).await
     }
 
+    async fn mark_published_on(
+        &self,
+        connection: &mut AnyConnection,
+        positions: &[i64],
+    ) -> Result<(), StoreError> {
+        let statement = sql::mark_published_sql(positions.len());
+        let mut query = sqlx::query(&statement);
+        for position in positions {
+            query = query.bind(*position);
+        }
+        let mut tx = connection.begin().await.map_err(classify)?;
+        if self.backend == Backend::Postgres {
+            // A mark lost in a crash only means the batch is published again, which the
+            // sinks absorb (idempotent), so it need not wait for its WAL flush.
+            sqlx::query(postgres::RELAXED_COMMIT)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        query.execute(&mut *tx).await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl CustomerStore for SqlStore {
+    #[tracing::instrument(name = "store.insert", skip_all)]
+    async fn insert(
+        &self,
+        draft: CustomerDraft,
+        seal: EventSealer<'_>,
+    ) -> Result<Customer, StoreError> {
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = self.insert_on(&mut lease, draft, seal).await;
+        settle_write(lease, result)
+    }
+
+    #[tracing::instrument(name = "store.update", skip_all, fields(customer.id = %customer.id))]
+    async fn update(
+        &self,
+        expected_version: i64,
+        customer: &Customer,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = self
+            .update_on(&mut lease, expected_version, customer, events)
+            .await;
+        settle_write(lease, result)
+    }
+
+    #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
+    async fn delete(
+        &self,
+        id: CustomerId,
+        expected_version: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = self
+            .delete_on(&mut lease, id, expected_version, events)
+            .await;
+        settle_write(lease, result)
+    }
+
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        let row = sqlx::query(sql::CUSTOMER_BY_ID)
-            .bind(id.get())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(classify)?;
+        let row = self
+            .fetch_optional(sqlx::query(sql::CUSTOMER_BY_ID).bind(id.get()))
+            .await?;
         row.as_ref().map(read_customer).transpose()
     }
 
     async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
-        let row = sqlx::query(sql::CUSTOMER_BY_EMAIL)
-            .bind(email)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(classify)?;
+        let row = self
+            .fetch_optional(sqlx::query(sql::CUSTOMER_BY_EMAIL).bind(email))
+            .await?;
         row.as_ref().map(read_customer).transpose()
     }
 
@@ -238,11 +361,8 @@ impl CustomerStore for SqlStore {
                     .bind(query.limit)
                     .bind(query.offset);
                 let customers = self.fetch_customers(page).await?;
-                let total: i64 = sqlx::query_scalar(sql::COUNT_SEARCH)
-                    .bind(pattern)
-                    .fetch_one(&self.readers)
-                    .await
-                    .map_err(classify)?;
+                let count = sqlx::query(sql::COUNT_SEARCH).bind(pattern.clone());
+                let total = self.cached_count(&pattern, count).await?;
                 Ok((customers, total))
             }
         }
@@ -254,33 +374,19 @@ impl CustomerStore for SqlStore {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        if let Some(count) = self.count_cache.get() {
-            return Ok(count);
-        }
-        let generation = self.count_cache.generation.load(Ordering::Acquire);
-        let count = sqlx::query_scalar(sql::COUNT_CUSTOMERS)
-            .fetch_one(&self.readers)
+        self.cached_count(ALL_CUSTOMERS, sqlx::query(sql::COUNT_CUSTOMERS))
             .await
-            .map_err(classify)?;
-        self.count_cache.put(count, generation);
-        Ok(count)
     }
 
     async fn events_of(&self, id: CustomerId) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(sql::EVENTS_OF_CUSTOMER)
-            .bind(id.get())
-            .fetch_all(&self.readers)
-            .await
-            .map_err(classify)?;
+        let rows = self
+            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(id.get()))
+            .await?;
         rows.iter().map(read_event).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(sql::PING)
-            .execute(&self.readers)
-            .await
-            .map(drop)
-            .map_err(classify)
+        self.fetch_all(sqlx::query(sql::PING)).await.map(drop)
     }
 }
 
@@ -288,11 +394,9 @@ impl CustomerStore for SqlStore {
 impl EventLog for SqlStore {
     #[tracing::instrument(name = "store.pending", skip_all)]
     async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(sql::PENDING_EVENTS)
-            .bind(limit)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(classify)?;
+        let rows = self
+            .fetch_all(sqlx::query(sql::PENDING_EVENTS).bind(limit))
+            .await?;
         rows.iter().map(read_event).collect()
     }
 
@@ -301,29 +405,16 @@ impl EventLog for SqlStore {
         if positions.is_empty() {
             return Ok(());
         }
-        let statement = sql::mark_published_sql(positions.len());
-        let mut query = sqlx::query(&statement);
-        for position in positions {
-            query = query.bind(*position);
-        }
-        let mut tx = self.writer.begin().await.map_err(classify)?;
-        if self.backend == Backend::Postgres {
-            // A mark lost in a crash only means the batch is published again, which the
-            // sinks absorb (idempotent), so it need not wait for its WAL flush.
-            sqlx::query(postgres::RELAXED_COMMIT)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        query.execute(&mut *tx).await.map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = self.mark_published_on(&mut lease, positions).await;
+        settle_write(lease, result)
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let row = sqlx::query(sql::OUTBOX_STATUS)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(classify)?;
+        let row = self
+            .fetch_optional(sqlx::query(sql::OUTBOX_STATUS))
+            .await?
+            .ok_or_else(|| StoreError::Other("the outbox status query returned no row".into()))?;
         let pending: i64 = row.try_get(0).map_err(classify)?;
         let oldest: Option<i64> = row.try_get(1).map_err(classify)?;
         Ok(OutboxStatus {
@@ -334,18 +425,16 @@ impl EventLog for SqlStore {
 
     async fn compact(&self) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            sqlx::query(postgres::VACUUM_PENDING)
-                .execute(&self.writer)
-                .await
-                .map_err(classify)?;
+            let mut lease = self.writer.acquire().await.map_err(classify)?;
+            let result = sqlx::query(postgres::VACUUM_PENDING)
+                .execute(&mut *lease)
+                .await;
+            lease.settle_on(result).map_err(classify)?;
         }
         Ok(())
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar(sql::COUNT_EVENTS)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(classify)
+        self.fetch_scalar(sqlx::query(sql::COUNT_EVENTS)).await
     }
 }

@@ -7,9 +7,7 @@
 //! connection costs nothing SQLite would not serialize anyway. WAL lets the readers run while
 //! the writer writes.
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
-
+use super::pool::Pool;
 use super::StoreOptions;
 
 /// Statements run on every new connection. `synchronous = normal` is WAL's recommended
@@ -32,32 +30,13 @@ fn create_if_missing(url: &str) -> String {
     }
 }
 
-async fn pool(
-    url: &str,
-    max_connections: u32,
-    options: &StoreOptions,
-) -> Result<AnyPool, sqlx::Error> {
-    AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(options.acquire_timeout)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                for pragma in PRAGMAS {
-                    conn.execute(pragma).await?;
-                }
-                Ok(())
-            })
-        })
-        .connect(url)
-        .await
-}
-
 /// `(readers, writer)`. The writer connects first so that it creates the file and switches it
 /// to WAL before any reader opens it.
-pub(super) async fn connect(options: &StoreOptions) -> Result<(AnyPool, AnyPool), sqlx::Error> {
+pub(super) async fn connect(options: &StoreOptions) -> Result<(Pool, Pool), sqlx::Error> {
     let url = create_if_missing(&options.url);
-    let writer = pool(&url, 1, options).await?;
-    let readers = pool(&url, options.max_connections, options).await?;
+    let timeout = options.acquire_timeout;
+    let writer = Pool::connect(&url, 1, &PRAGMAS, timeout).await?;
+    let readers = Pool::connect(&url, options.max_connections, &PRAGMAS, timeout).await?;
     Ok((readers, writer))
 }
 

@@ -11,6 +11,7 @@ crate::on_every_backend!(
     a_customer_is_found_by_email_in_any_case,
     the_list_is_paged_newest_first,
     search_matches_names_and_email_case_insensitively,
+    list_and_search_totals_follow_every_write_at_once,
     bad_paging_parameters_are_reported_per_field,
     active_customers_and_the_count,
 );
@@ -142,6 +143,31 @@ async fn search_matches_names_and_email_case_insensitively(app: TestApp) {
     // A search never matches across the boundary of two fields.
     let body = json_of(app.get("/api/v1/customers?search=max%20must").await, 200).await;
     assert_eq!(body["data"]["total"], 0);
+}
+
+/// Totals are cached between writes: each write must show in the very next answer.
+async fn list_and_search_totals_follow_every_write_at_once(app: TestApp) {
+    async fn totals(app: &TestApp) -> (Value, Value) {
+        let all = json_of(app.get("/api/v1/customers").await, 200).await;
+        let ann = json_of(app.get("/api/v1/customers?search=ann").await, 200).await;
+        (all["data"]["total"].clone(), ann["data"]["total"].clone())
+    }
+    assert_eq!(totals(&app).await, (json!(0), json!(0)));
+    let ann = app
+        .create_id(&json!({"email": "a@x.io", "firstName": "Ann", "lastName": "Lee"}))
+        .await;
+    assert_eq!(totals(&app).await, (json!(1), json!(1)));
+    let bob = app
+        .create_id(&json!({"email": "b@x.io", "firstName": "Bob", "lastName": "Lee"}))
+        .await;
+    assert_eq!(totals(&app).await, (json!(2), json!(1)));
+    let renamed = app
+        .patch_customer(bob, &json!({"firstName": "Joanna"}))
+        .await;
+    assert_eq!(renamed.status(), 200);
+    assert_eq!(totals(&app).await, (json!(2), json!(2)));
+    assert_eq!(app.delete_customer(ann).await.status(), 204);
+    assert_eq!(totals(&app).await, (json!(1), json!(1)));
 }
 
 fn urlencode(term: &str) -> String {
