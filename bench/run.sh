@@ -70,7 +70,7 @@ R_XADD=$(grep -o '[0-9.]* requests per second' "$OUT/r-xadd" | tail -n 1 | awk '
 echo "== service scenarios ($CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s)"
 start true
 STARTUP=$STARTUP_MS
-for scenario in create get list search update mixed; do
+for scenario in create get list search update mixed floor; do
     $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --warmup-secs "$WARMUP" | tee "$OUT/$scenario"
 done
@@ -89,7 +89,7 @@ stop
 rps() { field "connections," < "$OUT/$1" ; }
 p() { grep -o "$2 [0-9.]* ms" "$OUT/$1" | head -n 1 | awk '{print $2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; }
-CREATE=$(rps create); GET=$(rps get); LIST=$(rps list); SEARCH=$(rps search); UPDATE=$(rps update); MIXED=$(rps mixed)
+CREATE=$(rps create); GET=$(rps get); LIST=$(rps list); SEARCH=$(rps search); UPDATE=$(rps update); MIXED=$(rps mixed); FLOOR=$(rps floor)
 DRAIN=$(grep -o '[0-9]* events/s' "$OUT/drain" | awk '{print $1}')
 RSS_MB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
@@ -112,6 +112,7 @@ The original NestJS service's figures are those measured on the same kind of mac
 | GET list with search, req/s | $SEARCH (p99 $(p search p99) ms) | | | | |
 | PATCH update, req/s | $UPDATE (p99 $(p update p99) ms) | | | | |
 | mixed 80 % reads, req/s | $MIXED (p99 $(p mixed p99) ms) | | | | |
+| HTTP alone: GET of a malformed id (400, no database), req/s | $FLOOR (p99 $(p floor p99) ms) | | | | |
 | peak RSS under load | $RSS_MB MB | | | 373 MB | ≤ 30 MB |
 | start → first healthy answer | $STARTUP ms | | | 960 ms | ≤ 50 ms |
 | event latency 201 → Redis subscriber at 1,000 writes/s | p50 $(p latency p50) ms, p99 $(p latency p99) ms | | | | p99 < 5 ms |
@@ -120,7 +121,7 @@ The original NestJS service's figures are those measured on the same kind of mac
 Raw lines of this run:
 
 \`\`\`
-$(cat "$OUT"/create "$OUT"/get "$OUT"/list "$OUT"/search "$OUT"/update "$OUT"/mixed "$OUT"/latency "$OUT"/drain)
+$(cat "$OUT"/create "$OUT"/get "$OUT"/list "$OUT"/search "$OUT"/update "$OUT"/mixed "$OUT"/floor "$OUT"/latency "$OUT"/drain)
 \`\`\`
 MD
 echo "wrote bench/RESULTS.md"

@@ -6,6 +6,10 @@ use clap::{Parser, Subcommand};
 use customer_service::config::{Config, ENVIRONMENT_HELP};
 use customer_service::{cli, telemetry};
 
+/// glibc's allocator cost a quarter of the CPU of a list request (perf, `bench/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Customer records with reliable events. Configuration comes from the environment.
 #[derive(Debug, Parser)]
 #[command(name = "customer-service", version, after_help = ENVIRONMENT_HELP)]

@@ -25,14 +25,12 @@ impl BirthDate {
 
     /// A stored `YYYY-MM-DD`; `None` if the stored text is not one.
     pub fn from_stored(stored: &str) -> Option<BirthDate> {
-        NaiveDate::parse_from_str(stored, "%Y-%m-%d")
-            .ok()
-            .map(BirthDate)
+        stored.parse::<NaiveDate>().ok().map(BirthDate)
     }
 
     /// `YYYY-MM-DD`.
     pub fn to_iso(self) -> String {
-        self.0.format("%Y-%m-%d").to_string()
+        self.0.to_string()
     }
 }
 
