@@ -10,9 +10,11 @@
 //! - [`event`]: [`CustomerEvent`] and the `data` structs, one per event type.
 //! - [`snapshot`]: [`CustomerSnapshot`], the customer as the HTTP API represents it.
 //! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
+//! - [`fold`]: rebuilding a customer from its events.
 
 pub mod envelope;
 pub mod event;
+pub mod fold;
 pub mod snapshot;
 
 pub use envelope::{new_event_id, Envelope, Metadata, SCHEMA_VERSION, SOURCE};
@@ -20,4 +22,5 @@ pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
     CustomerEvent, CustomerUpdated, EventType, FieldChange,
 };
+pub use fold::{apply, fold, ReadError};
 pub use snapshot::{Address, CustomerSnapshot};

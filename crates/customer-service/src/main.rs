@@ -30,6 +30,18 @@ enum Command {
         #[arg(long, default_value_t = 400)]
         count: u64,
     },
+    /// Tools over the event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Rebuild every customer from its events and compare it with the customers table;
+    /// prints each mismatch and exits non-zero if there is any.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +69,9 @@ fn main() -> ExitCode {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
             Command::Seed { count } => cli::seed::run(config, count).await,
+            Command::Events {
+                command: EventsCommand::Verify,
+            } => cli::events::verify(config).await,
         }
     });
     match result {

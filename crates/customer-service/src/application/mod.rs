@@ -7,14 +7,17 @@
 mod create_customer;
 mod delete_customer;
 mod error;
+mod history;
 mod new_event;
 mod ports;
 mod query_customers;
 mod update_customer;
+mod verify_log;
 
 pub use create_customer::create_customer;
 pub use delete_customer::delete_customer;
 pub use error::ApplicationError;
+pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
     Clock, CustomerStore, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
@@ -25,3 +28,4 @@ pub use query_customers::{
     CustomerPage, PageRequest,
 };
 pub use update_customer::update_customer;
+pub use verify_log::{verify_log, Mismatch, Verification};

@@ -122,6 +122,10 @@ pub trait CustomerStore: Send + Sync {
 
     /// The customer's events in sequence order (kept after deletion).
     async fn events_of(&self, id: CustomerId) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Ids of customers that have events, ascending, after `after`: at most `limit`.
+    async fn logged_customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Ids of customer rows without a single event (there should be none): at most `limit`.
+    async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

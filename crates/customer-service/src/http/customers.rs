@@ -10,10 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use customer_events::CustomerSnapshot;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::application::{self, PageRequest, WriteContext};
+use crate::application::{
+    self, ApplicationError, PageRequest, StoreError, StoredEvent, WriteContext,
+};
 use crate::domain::Customer;
 
 use super::envelope::{self, Envelope};
@@ -35,6 +38,44 @@ pub(crate) fn router() -> Router<AppState> {
                 .patch(update_customer)
                 .delete(delete_customer),
         )
+        .route("/customers/{id}/history", get(customer_history))
+}
+
+/// `data` of the history route.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerHistory {
+    customer_id: i64,
+    events: Vec<LoggedEvent>,
+}
+
+/// One event of the log: its position (commit order across all customers) and the envelope
+/// exactly as published.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LoggedEvent {
+    position: i64,
+    #[schema(value_type = Object)]
+    event: Box<RawValue>,
+}
+
+impl LoggedEvent {
+    /// The stored envelope, passed through unparsed (it is JSON the service wrote itself).
+    pub(crate) fn from_stored(event: StoredEvent) -> Result<LoggedEvent, ApiError> {
+        let position = event.position;
+        let event = RawValue::from_string(event.payload).map_err(|error| {
+            ApiError::from(ApplicationError::Internal(StoreError::Other(
+                format!("event at position {position} is not JSON: {error}").into(),
+            )))
+        })?;
+        Ok(LoggedEvent { position, event })
+    }
+}
+
+/// Query parameters of GET /customers/:id.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GetCustomerQuery {
+    #[serde(rename = "asOf")]
+    as_of: Option<String>,
 }
 
 /// `data` of the list route.
@@ -168,16 +209,46 @@ pub(crate) async fn get_customer_by_email(
 
 /// Contract: GET /api/v1/customers/:id.
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = i64, Path, description = "positive integer")),
+    params(("id" = i64, Path, description = "positive integer"),
+           ("asOf" = Option<String>, Query, description = "RFC 3339 date-time: the customer as it was then, folded from its events")),
     responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>),
-              (status = 400, description = "Not a positive integer", body = ErrorBody),
-              (status = 404, description = "Customer not found", body = ErrorBody)))]
+              (status = 400, description = "Not a positive integer, or a bad asOf", body = ErrorBody),
+              (status = 404, description = "Customer not found (at asOf: not yet created, or deleted)", body = ErrorBody)))]
 pub(crate) async fn get_customer(
     State(state): State<AppState>,
     CustomerIdParam(id): CustomerIdParam,
+    query: Result<Query<GetCustomerQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
+    if let Some(raw) = query.as_of {
+        // A past state: no ETag, since it is not a version a write could be conditioned on.
+        let at = application::parse_as_of(&raw)?;
+        let customer = application::customer_as_of(&*state.store, id, at).await?;
+        return Ok(envelope::ok(customer).into_response());
+    }
     let customer = application::get_customer(&*state.store, id).await?;
     Ok(customer_response(envelope::ok(customer.snapshot())))
+}
+
+/// Every event of the customer, in sequence order; also after its deletion.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/history", tag = "customers",
+    params(("id" = i64, Path, description = "positive integer")),
+    responses((status = 200, description = "The customer's events", body = Envelope<CustomerHistory>),
+              (status = 400, description = "Not a positive integer", body = ErrorBody),
+              (status = 404, description = "No customer ever had this id", body = ErrorBody)))]
+pub(crate) async fn customer_history(
+    State(state): State<AppState>,
+    CustomerIdParam(id): CustomerIdParam,
+) -> Result<impl IntoResponse, ApiError> {
+    let events = application::customer_history(&*state.store, id).await?;
+    Ok(envelope::ok(CustomerHistory {
+        customer_id: id.get(),
+        events: events
+            .into_iter()
+            .map(LoggedEvent::from_stored)
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// Contract: PATCH /api/v1/customers/:id → CustomerUpdated (+ Activated/Deactivated).

@@ -17,6 +17,7 @@ use super::{customers, events, health, AppState};
         customers::count_customers,
         customers::get_customer_by_email,
         customers::get_customer,
+        customers::customer_history,
         customers::update_customer,
         customers::delete_customer,
         customers::liveness,

@@ -80,6 +80,20 @@ where customer_id = $1
 order by sequence
 "#;
 
+pub(super) const LOGGED_CUSTOMER_IDS: &str = r#"
+select distinct customer_id from customer_events
+where customer_id > $1
+order by customer_id
+limit $2
+"#;
+
+pub(super) const CUSTOMERS_WITHOUT_EVENTS: &str = r#"
+select c.id from customers c
+where not exists (select 1 from customer_events e where e.customer_id = c.id)
+order by c.id
+limit $1
+"#;
+
 /// The backlog size, and when its oldest event occurred: one primary-key lookup rather than
 /// a join over the whole backlog (health is polled while large backlogs drain).
 pub(super) const OUTBOX_STATUS: &str = r#"

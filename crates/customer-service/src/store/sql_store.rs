@@ -176,6 +176,12 @@ impl SqlStore {
     }
 }
 
+fn first_column(rows: Vec<AnyRow>) -> Result<Vec<i64>, StoreError> {
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(classify))
+        .collect()
+}
+
 /// Ends a write's lease: the connection goes back to the pool unless the write failed for a
 /// reason that may have left it unusable.
 fn settle_write<T>(lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -383,6 +389,18 @@ impl CustomerStore for SqlStore {
             .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(id.get()))
             .await?;
         rows.iter().map(read_event).collect()
+    }
+
+    async fn logged_customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let query = sqlx::query(sql::LOGGED_CUSTOMER_IDS)
+            .bind(after)
+            .bind(limit);
+        first_column(self.fetch_all(query).await?)
+    }
+
+    async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let query = sqlx::query(sql::CUSTOMERS_WITHOUT_EVENTS).bind(limit);
+        first_column(self.fetch_all(query).await?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -143,7 +143,7 @@ async fn a_database_outage_gives_503s_and_the_service_recovers_on_its_own() {
     config.database.acquire_timeout = Duration::from_millis(500);
     let app = customer_service::App::build(&config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = TestApp::attach(address, &app);
+    let handle = TestApp::attach(address, &app, config.database.url.clone());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let app = handle;
 

@@ -28,6 +28,8 @@ pub struct TestApp {
     pub relay: Arc<Relay>,
     /// Redis names of this test, when it has Redis.
     pub redis: Option<RedisConfig>,
+    /// The app's `DATABASE_URL`, for tests that run the binary or SQL beside it.
+    pub database_url: String,
     /// Removed on drop (SQLite file and its WAL).
     dir: Option<PathBuf>,
 }
@@ -224,6 +226,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         store,
         relay,
         redis: config.redis.clone(),
+        database_url: config.database.url.clone(),
         dir,
     }
 }
@@ -251,13 +254,14 @@ pub fn minimal(email: &str) -> Value {
 
 impl TestApp {
     /// A handle on an app the test built and spawned itself.
-    pub fn attach(address: String, app: &App) -> TestApp {
+    pub fn attach(address: String, app: &App, database_url: String) -> TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
             store: app.store(),
             relay: app.relay(),
             redis: None,
+            database_url,
             dir: None,
         }
     }
