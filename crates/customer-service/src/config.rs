@@ -67,6 +67,9 @@ pub struct RelayConfig {
     pub batch_size: i64,
     /// `RELAY_POLL_INTERVAL_MS` (default `1000`): the fallback when no wake-up arrives.
     pub poll_interval: Duration,
+    /// `RELAY_GAP_GRACE_MS` (default `5000`): how long a missing log position holds back
+    /// cursor readers before it counts as rolled back (see `outbox/watermark.rs`).
+    pub gap_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +158,7 @@ Environment variables:
   RELAY_ENABLED                publish the event log [default: true]
   RELAY_BATCH_SIZE             events per publish round trip [default: 1000]
   RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
+  RELAY_GAP_GRACE_MS           how long a missing log position holds readers back [default: 5000]
   LOG_FORMAT                   pretty | json [default: pretty]
   RUST_LOG                     log filter [default: info]";
 
@@ -210,6 +214,7 @@ impl Config {
                     "RELAY_POLL_INTERVAL_MS",
                     "1000",
                 )?),
+                gap_grace: Duration::from_millis(positive(&var, "RELAY_GAP_GRACE_MS", "5000")?),
             },
             log: LogConfig {
                 format: match var("LOG_FORMAT")

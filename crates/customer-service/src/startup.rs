@@ -14,7 +14,7 @@ use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, RouterOptions};
 use crate::outbox::{self, Leadership, Relay, RelayTiming};
-use crate::sinks::{BroadcastSink, EventSink, RedisSettings, RedisSink};
+use crate::sinks::{EventSink, RedisSettings, RedisSink};
 use crate::store::{Backend, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
@@ -43,8 +43,7 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
 
 impl App {
     /// Connects the store, applies pending migrations, binds `HOST:PORT` (port 0: any free
-    /// port) and builds the relay with its sinks: Redis (when configured), then the
-    /// in-process broadcast.
+    /// port) and builds the relay with its sink: Redis, when configured.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let started_at = Instant::now();
         let store = Arc::new(connect_store(config).await?);
@@ -53,7 +52,6 @@ impl App {
             .await
             .context("applying database migrations")?;
 
-        let live = BroadcastSink::default();
         let redis = match &config.redis {
             Some(redis) => Some(Arc::new(
                 RedisSink::new(
@@ -74,9 +72,11 @@ impl App {
         if let Some(redis) = &redis {
             sinks.push(redis.clone());
         }
-        sinks.push(Arc::new(live.clone()));
         let log: Arc<dyn EventLog> = store.clone();
-        let relay = Arc::new(Relay::new(log.clone(), sinks, config.relay.batch_size));
+        let relay = Arc::new(
+            Relay::new(log.clone(), sinks, config.relay.batch_size)
+                .with_gap_grace(config.relay.gap_grace),
+        );
 
         let address = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(address)
@@ -90,7 +90,7 @@ impl App {
             started_at,
             relay: relay.status(),
             redis,
-            live,
+            settled: relay.settled(),
             shutdown: stopped,
         };
         let options = RouterOptions {

@@ -11,6 +11,7 @@ mod history;
 mod new_event;
 mod ports;
 mod query_customers;
+mod read_events;
 mod update_customer;
 mod verify_log;
 
@@ -20,12 +21,15 @@ pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
-    Clock, CustomerStore, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
-    StoredEvent, SystemClock,
+    Clock, CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
+    StoreError, StoredEvent, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,
     CustomerPage, PageRequest,
+};
+pub use read_events::{
+    parse_event_query, read_events, EventPage, EventPageRequest, EventQuery, MAX_EVENT_PAGE,
 };
 pub use update_customer::update_customer;
 pub use verify_log::{verify_log, Mismatch, Verification};

@@ -59,6 +59,13 @@ pub struct ListQuery {
     pub search: Option<String>,
 }
 
+/// Which settled events to read (every filter optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub event_type: Option<EventType>,
+    pub customer_id: Option<CustomerId>,
+}
+
 /// Events appended but not yet published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxStatus {
@@ -135,8 +142,25 @@ pub trait CustomerStore: Send + Sync {
 pub trait EventLog: Send + Sync {
     /// Up to `limit` events not yet published, in log (position) order.
     async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Removes exactly these positions from the pending set.
-    async fn mark_published(&self, positions: &[i64]) -> Result<(), StoreError>;
+    /// Removes exactly these positions from the pending set and, if given, stores the new
+    /// watermark (see `outbox/watermark.rs`), in one transaction.
+    async fn mark_published(
+        &self,
+        positions: &[i64],
+        watermark: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// The stored watermark, and the positions above it that are already published.
+    async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError>;
+    /// Up to `limit` events after position `after` and at or below the watermark, in
+    /// position order: the log as cursor readers may see it.
+    async fn settled_events(
+        &self,
+        after: i64,
+        limit: i64,
+        filter: &EventFilter,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The watermark: where a reader that wants only new events starts.
+    async fn watermark(&self) -> Result<i64, StoreError>;
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// Events ever appended.
     async fn event_count(&self) -> Result<i64, StoreError>;

@@ -125,7 +125,7 @@ pub async fn count_customers(store: &dyn CustomerStore) -> Result<i64, Applicati
 }
 
 /// An integer query parameter with bounds, class-validator's messages on failure.
-fn parse_bound(
+pub(super) fn parse_bound(
     errors: &mut FieldErrors,
     field: &str,
     raw: Option<&str>,

@@ -25,7 +25,7 @@ use axum::{middleware, Router};
 
 use crate::application::{Clock, CustomerStore, EventLog};
 use crate::outbox::RelayStatus;
-use crate::sinks::{BroadcastSink, RedisSink};
+use crate::sinks::RedisSink;
 
 /// `service` in health answers and `source` of events.
 pub(crate) const SERVICE_NAME: &str = "customer-service";
@@ -41,8 +41,8 @@ pub struct AppState {
     pub relay: Arc<RelayStatus>,
     /// For the health check; `None` when no Redis is configured.
     pub redis: Option<Arc<RedisSink>>,
-    /// The live stream behind `GET /api/v1/events/stream`.
-    pub live: BroadcastSink,
+    /// Moves when this instance's relay moves the watermark: wakes the SSE streams.
+    pub settled: tokio::sync::watch::Receiver<i64>,
     /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
     /// graceful shutdown open forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

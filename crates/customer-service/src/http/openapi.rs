@@ -22,6 +22,7 @@ use super::{customers, events, health, AppState};
         customers::delete_customer,
         customers::liveness,
         health::health,
+        events::list_events,
         events::stream_events,
     ),
     tags((name = "customers"), (name = "events"), (name = "health"))

@@ -7,11 +7,18 @@
 
 mod leader;
 mod runner;
+mod watermark;
 
 pub use leader::Leadership;
 pub use runner::{run, RelayTiming};
+pub use watermark::{Watermark, GAP_GRACE};
+
+use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
 
 use crate::application::{EventLog, StoreError};
 use crate::sinks::{EventSink, SinkError};
@@ -87,6 +94,12 @@ pub struct Relay {
     status: Arc<RelayStatus>,
     /// Events published since the pending table was last compacted.
     since_compact: std::sync::atomic::AtomicU64,
+    /// The settled prefix while this instance leads; `None` until loaded (again).
+    watermark: Mutex<Option<Watermark>>,
+    /// Announces each new watermark to this process's cursor readers (the SSE streams).
+    settled: watch::Sender<i64>,
+    /// How long a missing position may hold the watermark back.
+    gap_grace: Duration,
 }
 
 impl Relay {
@@ -97,7 +110,57 @@ impl Relay {
             batch_size,
             status: Arc::new(RelayStatus::default()),
             since_compact: std::sync::atomic::AtomicU64::new(0),
+            watermark: Mutex::new(None),
+            settled: watch::Sender::new(0),
+            gap_grace: GAP_GRACE,
         }
+    }
+
+    /// Overrides [`GAP_GRACE`] (`RELAY_GAP_GRACE_MS`).
+    pub fn with_gap_grace(mut self, grace: Duration) -> Relay {
+        self.gap_grace = grace;
+        self
+    }
+
+    /// Changes whenever this instance's relay moves the watermark. Readers on an instance
+    /// that does not lead see no changes here and poll instead.
+    pub fn settled(&self) -> watch::Receiver<i64> {
+        self.settled.subscribe()
+    }
+
+    /// Drops the in-memory watermark; the next step reloads it from the database. Called
+    /// when this instance (re)gains the lease, since another leader may have moved it.
+    pub fn forget_watermark(&self) {
+        if let Ok(mut watermark) = self.watermark.lock() {
+            *watermark = None;
+        }
+    }
+
+    async fn load_watermark_if_needed(&self) -> Result<(), RelayError> {
+        let loaded = self.watermark.lock().map(|w| w.is_some()).unwrap_or(false);
+        if !loaded {
+            let (settled, above) = self.log.load_watermark().await?;
+            if let Ok(mut watermark) = self.watermark.lock() {
+                *watermark = Some(Watermark::new(settled, above));
+            }
+            self.settled.send_replace(settled);
+        }
+        Ok(())
+    }
+
+    /// Records `positions` as published and moves the watermark if it can; the new value.
+    fn advance_watermark(&self, positions: &[i64]) -> Option<i64> {
+        let mut guard = self.watermark.lock().ok()?;
+        let watermark = guard.as_mut()?;
+        let late = watermark.published(positions);
+        if !late.is_empty() {
+            tracing::warn!(
+                outbox.late_positions = ?late,
+                "events committed long after later ones: published, but readers of the \
+                 settled log (events API, SSE) have passed them"
+            );
+        }
+        watermark.advance(Instant::now(), self.gap_grace)
     }
 
     pub fn status(&self) -> Arc<RelayStatus> {
@@ -107,11 +170,21 @@ impl Relay {
     /// Publishes the oldest pending batch to every sink, then marks it published.
     #[tracing::instrument(name = "relay.step", skip_all)]
     pub async fn step(&self) -> Result<StepOutcome, RelayError> {
-        let Some(positions) = self.publish_pending().await? else {
+        self.load_watermark_if_needed().await?;
+        let positions = self.publish_pending().await?.unwrap_or_default();
+        let watermark = self.advance_watermark(&positions);
+        if let Err(error) = self.log.mark_published(&positions, watermark).await {
+            // The in-memory watermark may now be ahead of the stored one: reload it.
+            self.forget_watermark();
+            return Err(error.into());
+        }
+        if let Some(watermark) = watermark {
+            self.settled.send_replace(watermark);
+        }
+        if positions.is_empty() {
             self.compact_if_due().await?;
             return Ok(StepOutcome::Idle);
-        };
-        self.log.mark_published(&positions).await?;
+        }
         let published = positions.len() as u64;
         self.status.update(|s| s.published_total += published);
         self.since_compact

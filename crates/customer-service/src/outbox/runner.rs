@@ -52,14 +52,21 @@ pub async fn run(
 ) {
     let mut backoff = timing.min_backoff;
     let mut failures: u32 = 0;
+    let mut leading = false;
     while !*shutdown.borrow() {
         if !leadership.acquire().await {
+            leading = false;
             relay.status.update(|s| s.is_leader = false);
             // Not woken by commits: only the lease matters here.
             if pause(timing.lease_retry, &Notify::new(), &mut shutdown).await {
                 break;
             }
             continue;
+        }
+        if !leading {
+            // Another leader may have moved the watermark meanwhile.
+            relay.forget_watermark();
+            leading = true;
         }
         relay.status.update(|s| s.is_leader = true);
         match relay.step().await {

@@ -1,12 +1,12 @@
 //! Where published events go. Sinks move envelopes; they never look inside them.
 //!
 //! - [`RedisSink`]: `PUBLISH` + 24 h key + stream entry, idempotently, one script per batch.
-//! - [`BroadcastSink`]: the in-process live stream behind `GET /api/v1/events/stream`.
+//!
+//! The SSE stream is not a sink: it reads the settled log (see `outbox/watermark.rs`), so it
+//! can resume from any position and works on every instance, not only the leader's.
 
-mod broadcast;
 mod redis;
 
-pub use broadcast::{BroadcastSink, LiveEvent};
 pub use redis::{RedisSettings, RedisSink};
 
 use async_trait::async_trait;

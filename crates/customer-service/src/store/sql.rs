@@ -120,6 +120,34 @@ limit $1
 pub(super) const MARK_PUBLISHED_PREFIX: &str =
     "delete from customer_events_pending where position in (";
 
+pub(super) const WATERMARK: &str = "select position from relay_watermark where id = 1";
+
+/// Only ever forward: a relay that lost its lease unnoticed must not move it back.
+pub(super) const SAVE_WATERMARK: &str =
+    "update relay_watermark set position = $1 where id = 1 and position < $1";
+
+/// Published positions above the watermark `$1` (a new leader's starting state; a few
+/// batches at most, the limit only guards against the unexpected).
+pub(super) const PUBLISHED_ABOVE: &str = r#"
+select e.position from customer_events e
+where e.position > $1
+  and not exists (select 1 from customer_events_pending p where p.position = e.position)
+order by e.position
+limit 100000
+"#;
+
+/// `$2` event type and `$3` customer id are optional (null: any).
+pub(super) const SETTLED_EVENTS: &str = r#"
+select position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload
+from customer_events
+where position > $1
+  and position <= (select w.position from relay_watermark w where w.id = 1)
+  and ($2 is null or event_type = $2)
+  and ($3 is null or customer_id = $3)
+order by position
+limit $4
+"#;
+
 pub(super) const COUNT_EVENTS: &str = "select count(*) from customer_events";
 
 /// `MARK_PUBLISHED_PREFIX` with `$1, …, $n)`.

@@ -10,8 +10,8 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus, StoreError,
-    StoredEvent,
+    CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
+    StoreError, StoredEvent,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -276,12 +276,8 @@ impl SqlStore {
         &self,
         connection: &mut AnyConnection,
         positions: &[i64],
+        watermark: Option<i64>,
     ) -> Result<(), StoreError> {
-        let statement = sql::mark_published_sql(positions.len());
-        let mut query = sqlx::query(&statement);
-        for position in positions {
-            query = query.bind(*position);
-        }
         let mut tx = connection.begin().await.map_err(classify)?;
         if self.backend == Backend::Postgres {
             // A mark lost in a crash only means the batch is published again, which the
@@ -291,7 +287,21 @@ impl SqlStore {
                 .await
                 .map_err(classify)?;
         }
-        query.execute(&mut *tx).await.map_err(classify)?;
+        if !positions.is_empty() {
+            let statement = sql::mark_published_sql(positions.len());
+            let mut query = sqlx::query(&statement);
+            for position in positions {
+                query = query.bind(*position);
+            }
+            query.execute(&mut *tx).await.map_err(classify)?;
+        }
+        if let Some(watermark) = watermark {
+            sqlx::query(sql::SAVE_WATERMARK)
+                .bind(watermark)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
         tx.commit().await.map_err(classify)
     }
 }
@@ -419,13 +429,46 @@ impl EventLog for SqlStore {
     }
 
     #[tracing::instrument(name = "store.mark_published", skip_all, fields(outbox.batch_size = positions.len()))]
-    async fn mark_published(&self, positions: &[i64]) -> Result<(), StoreError> {
-        if positions.is_empty() {
+    async fn mark_published(
+        &self,
+        positions: &[i64],
+        watermark: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if positions.is_empty() && watermark.is_none() {
             return Ok(());
         }
         let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self.mark_published_on(&mut lease, positions).await;
+        let result = self
+            .mark_published_on(&mut lease, positions, watermark)
+            .await;
         settle_write(lease, result)
+    }
+
+    async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError> {
+        let settled: i64 = self.fetch_scalar(sqlx::query(sql::WATERMARK)).await?;
+        let rows = self
+            .fetch_all(sqlx::query(sql::PUBLISHED_ABOVE).bind(settled))
+            .await?;
+        Ok((settled, first_column(rows)?))
+    }
+
+    async fn settled_events(
+        &self,
+        after: i64,
+        limit: i64,
+        filter: &EventFilter,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = sqlx::query(sql::SETTLED_EVENTS)
+            .bind(after)
+            .bind(filter.event_type.map(|t| t.as_str()))
+            .bind(filter.customer_id.map(|id| id.get()))
+            .bind(limit);
+        let rows = self.fetch_all(query).await?;
+        rows.iter().map(read_event).collect()
+    }
+
+    async fn watermark(&self) -> Result<i64, StoreError> {
+        self.fetch_scalar(sqlx::query(sql::WATERMARK)).await
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {

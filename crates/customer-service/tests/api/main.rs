@@ -10,6 +10,7 @@ mod create_customer;
 mod database_outage;
 mod delete_customer;
 mod event_delivery;
+mod event_log;
 mod history;
 mod http_basics;
 mod own_server;

@@ -1,0 +1,332 @@
+//! The settled event log as cursor readers see it: `GET /api/v1/events`, the SSE stream's
+//! resume, and the watermark that keeps a late-committing transaction from slipping behind a
+//! reader's cursor.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::test_app::{json_of, minimal, postgres_url, spawn_app_with, Backend, TestApp};
+
+crate::for_every_backend!(
+    the_events_api_pages_every_published_event_in_position_order_with_filters,
+    events_appear_only_once_published,
+    sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes,
+);
+
+/// Three customers' worth of every event type; returns the ids.
+async fn some_history(app: &TestApp) -> Vec<i64> {
+    let a = app.create_id(&minimal("a@example.com")).await;
+    let b = app.create_id(&minimal("b@example.com")).await;
+    let c = app.create_id(&minimal("c@example.com")).await;
+    json_of(
+        app.patch_customer(b, &json!({"isActive": false})).await,
+        200,
+    )
+    .await;
+    assert_eq!(app.delete_customer(c).await.status(), 204);
+    vec![a, b, c]
+}
+
+/// Every event of the log through the API, `limit` at a time: (position, raw envelope).
+async fn page_through(app: &TestApp, query: &str, limit: i64) -> Vec<(i64, String)> {
+    let mut after = 0;
+    let mut all = Vec::new();
+    loop {
+        let response = app
+            .get(&format!(
+                "/api/v1/events?after={after}&limit={limit}{query}"
+            ))
+            .await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let events = body["data"]["events"].as_array().unwrap().clone();
+        assert!(events.len() as i64 <= limit);
+        for event in &events {
+            let position = event["position"].as_i64().unwrap();
+            // The envelope exactly as stored, whatever the key order of a JSON parser.
+            let start = text
+                .find(&format!(r#"{{"position":{position},"event":"#))
+                .unwrap();
+            let rest = &text[start..];
+            let raw = &rest[rest.find(r#""event":"#).unwrap() + 8..];
+            all.push((position, raw.to_owned()));
+        }
+        if events.is_empty() {
+            assert_eq!(body["data"]["nextAfter"], json!(after));
+            return all;
+        }
+        after = body["data"]["nextAfter"].as_i64().unwrap();
+        assert_eq!(Some(after), all.last().map(|(p, _)| *p));
+    }
+}
+
+async fn the_events_api_pages_every_published_event_in_position_order_with_filters(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let ids = some_history(&app).await;
+    app.wait_until_published().await;
+    let mut stored = Vec::new();
+    for id in &ids {
+        stored.extend(app.stored_events_of(*id).await);
+    }
+    stored.sort_by_key(|e| e.position);
+    assert_eq!(stored.len(), 6);
+
+    let all = page_through(&app, "", 2).await;
+    assert_eq!(all.len(), stored.len());
+    for ((position, raw), stored) in all.iter().zip(&stored) {
+        assert_eq!(*position, stored.position);
+        assert!(raw.starts_with(&stored.payload), "verbatim envelope");
+    }
+    let deleted = page_through(&app, "&type=CustomerDeleted", 10).await;
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0]
+        .1
+        .starts_with(r#"{"eventType":"CustomerDeleted""#));
+    let of_b = page_through(&app, &format!("&customerId={}", ids[1]), 10).await;
+    let expected: Vec<i64> = stored
+        .iter()
+        .filter(|e| e.customer_id == ids[1])
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(of_b.iter().map(|(p, _)| *p).collect::<Vec<_>>(), expected);
+    assert_eq!(expected.len(), 3, "created, updated, deactivated");
+
+    let body = json_of(
+        app.get("/api/v1/events?after=-1&limit=0&type=Nope&customerId=0")
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        body["fieldErrors"],
+        json!({
+            "after": ["after must not be less than 0"],
+            "limit": ["limit must not be less than 1"],
+            "type": ["type must be one of the following values: CustomerCreated, CustomerUpdated, CustomerActivated, CustomerDeactivated, CustomerDeleted"],
+            "customerId": ["customerId must not be less than 1"]
+        })
+    );
+}
+
+async fn events_appear_only_once_published(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.relay.enabled = false).await;
+    app.create(&minimal("a@example.com")).await;
+    app.create(&minimal("b@example.com")).await;
+    let body = json_of(app.get("/api/v1/events").await, 200).await;
+    assert_eq!(
+        body["data"]["events"],
+        json!([]),
+        "pending events are not settled"
+    );
+    app.relay.step().await.unwrap();
+    let body = json_of(app.get("/api/v1/events").await, 200).await;
+    assert_eq!(body["data"]["events"].as_array().unwrap().len(), 2);
+}
+
+/// Reads SSE events from `response` until `count` arrived: (id, event line, data).
+async fn read_sse(response: &mut reqwest::Response, count: usize) -> Vec<(i64, String)> {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let complete = |text: &str| {
+        text.split_inclusive("\n\n")
+            .filter(|block| block.ends_with("\n\n") && block.contains("\nid: "))
+            .count()
+    };
+    while complete(&text) < count {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("events within 20 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text.split("\n\n")
+        .filter(|block| block.contains("\nid: "))
+        .take(count)
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap()
+                    .to_owned()
+            };
+            (field("id: ").parse().unwrap(), field("data: "))
+        })
+        .collect()
+}
+
+async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes(
+    backend: Backend,
+) {
+    let app = std::sync::Arc::new(spawn_app_with(backend, |_| {}).await);
+    let mut first = app.get("/api/v1/events/stream?after=0").await;
+    assert_eq!(first.status(), 200);
+    // 4 writers × 15 customers × (create + update) = 120 events, while the client reads,
+    // drops the connection and resumes.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let id = app
+                        .create_id(&minimal(&format!("w{w}-{i}@example.com")))
+                        .await;
+                    json_of(
+                        app.patch_customer(id, &json!({"lastName": "Next"})).await,
+                        200,
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    let mut received = read_sse(&mut first, 37).await;
+    drop(first);
+    let last = received.last().unwrap().0;
+    let mut resumed = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/events/stream"))
+                .header("Last-Event-ID", last.to_string()),
+        )
+        .await;
+    assert_eq!(resumed.status(), 200);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    received.extend(read_sse(&mut resumed, 120 - 37).await);
+
+    app.wait_until_published().await;
+    let mut stored = Vec::new();
+    for id in 1..=200 {
+        stored.extend(app.stored_events_of(id).await);
+    }
+    stored.sort_by_key(|e| e.position);
+    assert_eq!(stored.len(), 120);
+    let expected: Vec<(i64, String)> = stored
+        .into_iter()
+        .map(|e| (e.position, e.payload))
+        .collect();
+    assert_eq!(received, expected, "every event once, in position order");
+}
+
+/// PostgreSQL only (a rolled-back SQLite transaction gives its AUTOINCREMENT value back): a
+/// transaction takes a log position and rolls back; readers wait for it no longer than the
+/// grace period, then go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_position_holds_readers_back_only_for_the_grace_period() {
+    if postgres_url().is_none() {
+        eprintln!("TEST_DATABASE_URL is not set: not run");
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.relay.enabled = false;
+        c.relay.gap_grace = Duration::from_millis(300);
+    })
+    .await;
+    let first = app.create_id(&minimal("a@example.com")).await;
+    burn_a_position(&app, first).await;
+    app.create(&minimal("b@example.com")).await;
+    app.relay.step().await.unwrap();
+    let visible = |body: Value| body["data"]["events"].as_array().unwrap().len();
+    assert_eq!(
+        visible(json_of(app.get("/api/v1/events").await, 200).await),
+        1,
+        "the second event waits behind the missing position"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    app.relay.step().await.unwrap();
+    assert_eq!(
+        visible(json_of(app.get("/api/v1/events").await, 200).await),
+        2,
+        "after the grace period the missing position counts as rolled back"
+    );
+}
+
+/// Inserts an event in a transaction that rolls back: its position is used up.
+async fn burn_a_position(app: &TestApp, customer: i64) {
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query(
+        "insert into customer_events (event_id, event_type, customer_id, sequence, \
+         occurred_at_ms, payload) values ('burnt', 'CustomerDeleted', $1, 99, 0, '{}')",
+    )
+    .bind(customer)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+}
+
+/// PostgreSQL only (SQLite has one writer, so commits happen in position order): an event
+/// committed while an earlier position's transaction is still open stays invisible to
+/// readers until that one commits — then both appear, in position order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_never_slips_behind_a_readers_cursor() {
+    if postgres_url().is_none() {
+        eprintln!("TEST_DATABASE_URL is not set: not run");
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |c| c.relay.enabled = false).await;
+    let first = app.create_id(&minimal("a@example.com")).await;
+    app.relay.step().await.unwrap();
+
+    // An open transaction holding the next position.
+    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let payload = app.stored_events_of(first).await[0]
+        .payload
+        .replace("\"sequence\":1", "\"sequence\":2");
+    sqlx::query(
+        "insert into customer_events (event_id, event_type, customer_id, sequence, \
+         occurred_at_ms, payload) values ('late_one', 'CustomerCreated', $1, 2, 0, $2)",
+    )
+    .bind(first)
+    .bind(&payload)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    let second = app.create_id(&minimal("b@example.com")).await;
+    app.relay.step().await.unwrap();
+    let positions = |body: Value| -> Vec<i64> {
+        body["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["position"].as_i64().unwrap())
+            .collect()
+    };
+    let seen = positions(json_of(app.get("/api/v1/events").await, 200).await);
+    assert_eq!(
+        seen.len(),
+        1,
+        "the second create waits behind the open transaction"
+    );
+    let cursor = seen[0];
+
+    tx.commit().await.unwrap();
+    app.relay.step().await.unwrap();
+    let after = positions(
+        json_of(
+            app.get(&format!("/api/v1/events?after={cursor}")).await,
+            200,
+        )
+        .await,
+    );
+    let late = app.stored_events_of(first).await[1].position;
+    let second_position = app.stored_events_of(second).await[0].position;
+    assert!(late < second_position);
+    assert_eq!(after, [late, second_position], "nothing skipped, in order");
+}
