@@ -42,6 +42,11 @@ enum EventsCommand {
     /// Rebuild every customer from its events and compare it with the customers table;
     /// prints each mismatch and exits non-zero if there is any.
     Verify,
+    /// Re-publish envelopes from the log, unchanged (same eventIds), to a Redis stream: to
+    /// rebuild a consumer from scratch. Needs REDIS_URL (or REDIS_HOST).
+    Replay(cli::events::ReplayArgs),
+    /// Print events as they are published, one JSON line each ({"position","event"}).
+    Tail(cli::events::TailArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,9 +74,11 @@ fn main() -> ExitCode {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
             Command::Seed { count } => cli::seed::run(config, count).await,
-            Command::Events {
-                command: EventsCommand::Verify,
-            } => cli::events::verify(config).await,
+            Command::Events { command } => match command {
+                EventsCommand::Verify => cli::events::verify(config).await,
+                EventsCommand::Replay(args) => cli::events::replay(config, args).await,
+                EventsCommand::Tail(args) => cli::events::tail(config, args).await,
+            },
         }
     });
     match result {

@@ -161,6 +161,10 @@ pub trait EventLog: Send + Sync {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// The watermark: where a reader that wants only new events starts.
     async fn watermark(&self) -> Result<i64, StoreError>;
+    /// The first position whose event occurred at or after `at`, if any.
+    async fn first_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError>;
+    /// The last position whose event occurred at or before `at`, if any.
+    async fn last_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError>;
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// Events ever appended.
     async fn event_count(&self) -> Result<i64, StoreError>;

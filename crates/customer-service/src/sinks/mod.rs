@@ -7,7 +7,7 @@
 
 mod redis;
 
-pub use redis::{RedisSettings, RedisSink};
+pub use redis::{append_to_stream, RedisSettings, RedisSink};
 
 use async_trait::async_trait;
 

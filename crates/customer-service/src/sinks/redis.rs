@@ -47,6 +47,42 @@ pub struct RedisSettings {
     pub stream_max_len: u64,
 }
 
+/// Appends `events` to `stream` exactly as the relay does (fields `type`, `id`, `event`, the
+/// envelope unchanged), in order, one pipeline per call: `events replay`.
+pub async fn append_to_stream(
+    client: &redis::Client,
+    stream: &str,
+    max_len: u64,
+    events: &[StoredEvent],
+) -> Result<(), SinkError> {
+    let mut connection =
+        tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+    let mut pipeline = redis::pipe();
+    for event in events {
+        pipeline
+            .cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len)
+            .arg("*")
+            .arg("type")
+            .arg(&event.event_type)
+            .arg("id")
+            .arg(&event.event_id)
+            .arg("event")
+            .arg(&event.payload)
+            .ignore();
+    }
+    pipeline
+        .query_async::<()>(&mut connection)
+        .await
+        .map_err(unavailable)
+}
+
 pub struct RedisSink {
     client: redis::Client,
     settings: RedisSettings,

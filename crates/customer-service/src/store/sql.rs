@@ -148,6 +148,12 @@ order by position
 limit $4
 "#;
 
+pub(super) const FIRST_POSITION_AT: &str =
+    "select min(position) from customer_events where occurred_at_ms >= $1";
+
+pub(super) const LAST_POSITION_AT: &str =
+    "select max(position) from customer_events where occurred_at_ms <= $1";
+
 pub(super) const COUNT_EVENTS: &str = "select count(*) from customer_events";
 
 /// `MARK_PUBLISHED_PREFIX` with `$1, …, $n)`.

@@ -471,6 +471,16 @@ impl EventLog for SqlStore {
         self.fetch_scalar(sqlx::query(sql::WATERMARK)).await
     }
 
+    async fn first_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError> {
+        let query = sqlx::query(sql::FIRST_POSITION_AT).bind(at.millis());
+        self.fetch_scalar(query).await
+    }
+
+    async fn last_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError> {
+        let query = sqlx::query(sql::LAST_POSITION_AT).bind(at.millis());
+        self.fetch_scalar(query).await
+    }
+
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
         let row = self
             .fetch_optional(sqlx::query(sql::OUTBOX_STATUS))

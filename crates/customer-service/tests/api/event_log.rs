@@ -7,12 +7,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-use crate::test_app::{json_of, minimal, postgres_url, spawn_app_with, Backend, TestApp};
+use crate::test_app::{
+    json_of, minimal, postgres_url, redis_url, spawn_app_with, stream_entries, streamed_payloads,
+    unique_redis, Backend, TestApp,
+};
 
 crate::for_every_backend!(
     the_events_api_pages_every_published_event_in_position_order_with_filters,
     events_appear_only_once_published,
     sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes,
+    replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time,
+    tail_prints_each_new_event_as_a_json_line,
 );
 
 /// Three customers' worth of every event type; returns the ids.
@@ -329,4 +334,200 @@ async fn a_late_commit_never_slips_behind_a_readers_cursor() {
     let second_position = app.stored_events_of(second).await[0].position;
     assert!(late < second_position);
     assert_eq!(after, [late, second_position], "nothing skipped, in order");
+}
+
+/// Runs `customer-service <args>` against the app's database and Redis: (success, stdout).
+async fn run_binary(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"));
+    command
+        .args(args)
+        .env("DATABASE_URL", &app.database_url)
+        .env("RUST_LOG", "off");
+    if let Some(redis) = &app.redis {
+        command
+            .env("REDIS_URL", &redis.url)
+            .env("EVENT_STREAM", &redis.stream)
+            .env("REDIS_KEY_PREFIX", &redis.key_prefix)
+            .env("EVENT_CHANNEL", &redis.channel);
+    }
+    tokio::task::spawn_blocking(move || {
+        let output = command.output().expect("the binary runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time(backend: Backend) {
+    let Some(url) = redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: not run");
+        return;
+    };
+    let app = spawn_app_with(backend, |c| c.redis = Some(unique_redis(url))).await;
+    let ids = some_history(&app).await;
+    app.wait_until_published().await;
+    let mut stored = Vec::new();
+    for id in &ids {
+        stored.extend(app.stored_events_of(*id).await);
+    }
+    stored.sort_by_key(|e| e.position);
+    let redis = app.redis.clone().unwrap();
+    // What the relay published is what the log holds.
+    let published = streamed_payloads(&redis).await;
+    let payloads: Vec<String> = stored.iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(published, payloads);
+
+    let replayed = |name: &str| {
+        let mut target = redis.clone();
+        target.stream = format!("{}:{name}", redis.stream);
+        target
+    };
+    // From a position (inclusive), to the end.
+    let from = stored[2].position.to_string();
+    let target = replayed("from-position");
+    let (ok, out) = run_binary(
+        &app,
+        &[
+            "events",
+            "replay",
+            "--from",
+            &from,
+            "--stream",
+            &target.stream,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(out, format!("replayed 4 events to {}\n", target.stream));
+    let entries = stream_entries(&target).await;
+    let expected: Vec<Vec<String>> = stored[2..]
+        .iter()
+        .map(|e| {
+            vec![
+                "type".into(),
+                e.event_type.clone(),
+                "id".into(),
+                e.event_id.clone(),
+                "event".into(),
+                e.payload.clone(),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        entries.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+        expected
+    );
+
+    // From a time: every event that occurred at or after it; up to a position; by type.
+    let at = chrono::DateTime::from_timestamp_millis(stored[3].occurred_at.millis())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let first = stored
+        .iter()
+        .position(|e| e.occurred_at.millis() >= stored[3].occurred_at.millis())
+        .unwrap();
+    let target = replayed("from-time");
+    let (ok, out) = run_binary(
+        &app,
+        &[
+            "events",
+            "replay",
+            "--from",
+            &at,
+            "--stream",
+            &target.stream,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(streamed_payloads(&target).await, payloads[first..]);
+
+    let to = stored[1].position.to_string();
+    let target = replayed("range");
+    let (ok, _) = run_binary(
+        &app,
+        &[
+            "events",
+            "replay",
+            "--from",
+            "0",
+            "--to",
+            &to,
+            "--stream",
+            &target.stream,
+        ],
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(streamed_payloads(&target).await, payloads[..2]);
+
+    let target = replayed("typed");
+    let (ok, _) = run_binary(
+        &app,
+        &[
+            "events",
+            "replay",
+            "--from",
+            "0",
+            "--type",
+            "CustomerCreated",
+            "--stream",
+            &target.stream,
+        ],
+    )
+    .await;
+    assert!(ok);
+    let created: Vec<String> = stored
+        .iter()
+        .filter(|e| e.event_type == "CustomerCreated")
+        .map(|e| e.payload.clone())
+        .collect();
+    assert_eq!(streamed_payloads(&target).await, created);
+}
+
+async fn tail_prints_each_new_event_as_a_json_line(backend: Backend) {
+    use std::io::BufRead;
+
+    let app = spawn_app_with(backend, |_| {}).await;
+    let before = app.create_id(&minimal("before@example.com")).await;
+    app.wait_until_published().await;
+    // Started after the first customer's event, however late the process gets going.
+    let after = app.stored_events_of(before).await[0].position.to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
+        .args(["events", "tail", "--after", &after])
+        .env("DATABASE_URL", &app.database_url)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .collect::<Result<Vec<String>, _>>()
+    });
+    let id = app.create_id(&minimal("after@example.com")).await;
+    json_of(
+        app.patch_customer(id, &json!({"lastName": "Tailed"})).await,
+        200,
+    )
+    .await;
+    let lines = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .expect("two lines within 20 s")
+        .unwrap()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected: Vec<String> = app
+        .stored_events_of(id)
+        .await
+        .iter()
+        .map(|e| format!(r#"{{"position":{},"event":{}}}"#, e.position, e.payload))
+        .collect();
+    assert_eq!(lines, expected);
 }
