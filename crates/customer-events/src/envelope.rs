@@ -5,9 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{CustomerEvent, EventType};
 
-/// Schema version of every event type today; written to `metadata.version`.
-pub const SCHEMA_VERSION: &str = "1.0";
-
 /// `metadata.source` of every event this service emits.
 pub const SOURCE: &str = "customer-service";
 
@@ -58,7 +55,7 @@ impl Envelope<CustomerEvent> {
                 event_id: event_id.clone(),
                 event_type: event_type.clone(),
                 occurred_on: occurred_on.clone(),
-                version: SCHEMA_VERSION.to_owned(),
+                version: event.event_type().schema_version().to_owned(),
                 aggregate_id,
                 sequence,
                 correlation_id,

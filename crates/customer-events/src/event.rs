@@ -39,6 +39,16 @@ impl EventType {
         }
     }
 
+    /// The schema version of this type's `data` that the service writes now
+    /// (`metadata.version`). Older versions are read through [`crate::versions::upcast`].
+    pub fn schema_version(self) -> &'static str {
+        match self {
+            // 1.1 added `actor`.
+            EventType::CustomerDeactivated => "1.1",
+            _ => "1.0",
+        }
+    }
+
     /// The type with wire name `name`, if there is one.
     pub fn parse(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.as_str() == name)
@@ -153,6 +163,9 @@ pub struct CustomerDeactivated {
     /// Why: "Updated by user" for a PATCH.
     pub reason: String,
     pub deactivated_at: String,
+    /// Since 1.1: who deactivated the customer (the authenticated subject), `null` when the
+    /// request was not authenticated.
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,8 @@ pub enum ReadError {
     Json(serde_json::Error),
     /// An `eventType` this crate does not know.
     UnknownType(String),
+    /// A schema version of a known type that this crate cannot read (newer than it).
+    UnknownVersion { event_type: String, version: String },
 }
 
 impl std::fmt::Display for ReadError {
@@ -21,6 +23,10 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::Json(error) => write!(f, "not a customer event envelope: {error}"),
             ReadError::UnknownType(name) => write!(f, "unknown event type {name:?}"),
+            ReadError::UnknownVersion {
+                event_type,
+                version,
+            } => write!(f, "unknown version {version:?} of {event_type}"),
         }
     }
 }
@@ -29,25 +35,31 @@ impl std::error::Error for ReadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ReadError::Json(error) => Some(error),
-            ReadError::UnknownType(_) => None,
+            ReadError::UnknownType(_) | ReadError::UnknownVersion { .. } => None,
         }
     }
 }
 
 impl Envelope<CustomerEvent> {
-    /// Reads an envelope as published (or as stored in the service's event log).
+    /// Reads an envelope as published (or as stored in the service's event log), of any
+    /// schema version ever published: older `data` is upcast to the current type, and
+    /// `metadata.version` then names the current version.
     pub fn from_json(json: &str) -> Result<Self, ReadError> {
         let raw: Envelope<serde_json::Value> =
             serde_json::from_str(json).map_err(ReadError::Json)?;
         let event_type = EventType::parse(&raw.event_type)
             .ok_or_else(|| ReadError::UnknownType(raw.event_type.clone()))?;
-        let data = CustomerEvent::from_data(event_type, raw.data).map_err(ReadError::Json)?;
+        let data = crate::versions::upcast(event_type, &raw.metadata.version, raw.data)?;
+        let mut metadata = raw.metadata;
+        event_type
+            .schema_version()
+            .clone_into(&mut metadata.version);
         Ok(Envelope {
             event_type: raw.event_type,
             event_id: raw.event_id,
             occurred_on: raw.occurred_on,
             data,
-            metadata: raw.metadata,
+            metadata,
         })
     }
 }

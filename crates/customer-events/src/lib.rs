@@ -11,13 +11,15 @@
 //! - [`snapshot`]: [`CustomerSnapshot`], the customer as the HTTP API represents it.
 //! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
 //! - [`fold`]: rebuilding a customer from its events.
+//! - [`versions`]: every schema version ever published, and upcasting old ones.
 
 pub mod envelope;
 pub mod event;
 pub mod fold;
 pub mod snapshot;
+pub mod versions;
 
-pub use envelope::{new_event_id, Envelope, Metadata, SCHEMA_VERSION, SOURCE};
+pub use envelope::{new_event_id, Envelope, Metadata, SOURCE};
 pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
     CustomerEvent, CustomerUpdated, EventType, FieldChange,

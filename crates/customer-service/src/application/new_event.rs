@@ -12,6 +12,8 @@ pub struct WriteContext {
     pub now: Timestamp,
     /// The request's `X-Correlation-ID`, copied into every event's metadata.
     pub correlation_id: String,
+    /// Who is writing (an authenticated subject), where known.
+    pub actor: Option<String>,
 }
 
 /// An `If-Match` precondition on the customer's version.

@@ -30,7 +30,7 @@ pub async fn update_customer(
         if precondition.is_some_and(|p| !p.holds_for(current.version)) {
             return Err(ApplicationError::VersionMismatch);
         }
-        let Some(change) = current.update(&patch, ctx.now) else {
+        let Some(change) = current.update(&patch, ctx.now, ctx.actor.as_deref()) else {
             return Ok(current);
         };
         let events = ctx.seal(id, current.version + 1, &change.events);

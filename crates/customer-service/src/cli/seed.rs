@@ -130,6 +130,7 @@ pub async fn run(config: Config, count: u64) -> anyhow::Result<()> {
                 let ctx = WriteContext {
                     now: SystemClock.now(),
                     correlation_id: correlation_id.clone(),
+                    actor: None,
                 };
                 let store: &dyn CustomerStore = &*store;
                 application::create_customer(store, &ctx, &seed_body(n, run)).await?;

@@ -141,7 +141,14 @@ impl Customer {
 
     /// Applies `patch` at `now`. `None` when no value would change: no event, and
     /// `updatedAt` stays as it was.
-    pub fn update(&self, patch: &CustomerPatch, now: Timestamp) -> Option<CustomerChange> {
+    /// `actor` is who made the change (a token's subject), recorded where an event type has
+    /// a field for it.
+    pub fn update(
+        &self,
+        patch: &CustomerPatch,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Option<CustomerChange> {
         let mut next = self.clone();
         if let Some(email) = &patch.email {
             next.fields.email = email.clone();
@@ -205,6 +212,7 @@ impl Customer {
                     full_name: after.full_name,
                     reason: DEACTIVATED_BY_PATCH.to_owned(),
                     deactivated_at: now.to_iso(),
+                    actor: actor.map(str::to_owned),
                 })
             });
         }
@@ -306,6 +314,7 @@ mod tests {
             .update(
                 &patch(json!({"lastName": "Roe", "firstName": "John", "phone": null})),
                 Timestamp::from_millis(LATER_MS),
+                None,
             )
             .unwrap();
         assert_eq!(change.customer.version, 2);
@@ -330,9 +339,16 @@ mod tests {
             json!({"email": "JOHN.DOE@example.com", "firstName": "John ",
                                 "isActive": true, "dateOfBirth": "1990-01-15T00:00:00Z"}),
         );
-        assert_eq!(john.update(&same, Timestamp::from_millis(LATER_MS)), None);
         assert_eq!(
-            john.update(&CustomerPatch::default(), Timestamp::from_millis(LATER_MS)),
+            john.update(&same, Timestamp::from_millis(LATER_MS), None),
+            None
+        );
+        assert_eq!(
+            john.update(
+                &CustomerPatch::default(),
+                Timestamp::from_millis(LATER_MS),
+                None
+            ),
             None
         );
     }
@@ -343,6 +359,7 @@ mod tests {
             .update(
                 &patch(json!({"isActive": false})),
                 Timestamp::from_millis(LATER_MS),
+                Some("admin-7"),
             )
             .unwrap();
         let types: Vec<_> = change
@@ -358,7 +375,8 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&change.events[1]).unwrap(),
             json!({"customerId": 7, "email": "john.doe@example.com", "fullName": "John Doe",
-                   "reason": "Updated by user", "deactivatedAt": "2026-01-01T10:01:00.000Z"})
+                   "reason": "Updated by user", "deactivatedAt": "2026-01-01T10:01:00.000Z",
+                   "actor": "admin-7"})
         );
     }
 
@@ -368,6 +386,7 @@ mod tests {
             .update(
                 &patch(json!({"isActive": false})),
                 Timestamp::from_millis(LATER_MS),
+                None,
             )
             .unwrap()
             .customer;
@@ -375,6 +394,7 @@ mod tests {
             .update(
                 &patch(json!({"isActive": true})),
                 Timestamp::from_millis(LATER_MS + 1),
+                None,
             )
             .unwrap();
         assert_eq!(

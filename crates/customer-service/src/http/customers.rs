@@ -117,6 +117,7 @@ fn write_context(state: &AppState, correlation: CorrelationId) -> WriteContext {
     WriteContext {
         now: state.clock.now(),
         correlation_id: correlation.0,
+        actor: None,
     }
 }
 

@@ -13,6 +13,7 @@ crate::on_every_backend!(
     as_of_returns_exactly_what_a_read_returned_at_that_time,
     history_and_as_of_reject_bad_input_and_unknown_customers,
     events_verify_passes_on_a_healthy_log_and_names_what_was_altered,
+    events_stored_at_an_older_schema_version_still_fold,
 );
 
 /// Writes with a pause between them, so that no two land in the same millisecond.
@@ -222,4 +223,44 @@ async fn events_verify_passes_on_a_healthy_log_and_names_what_was_altered(app: T
         !out.contains("Tampered") && !out.contains('@'),
         "no values: {out}"
     );
+}
+
+/// A CustomerDeactivated stored at schema 1.0 (before `actor`), as a database that ran an
+/// older release holds it: history shows it as stored, `asOf` and `verify` read it upcast.
+async fn events_stored_at_an_older_schema_version_still_fold(app: TestApp) {
+    let id = app.create_id(&john()).await;
+    pause().await;
+    json_of(
+        app.patch_customer(id, &json!({"isActive": false})).await,
+        200,
+    )
+    .await;
+    let current = read(&app, id).await;
+    let stored = app.stored_events_of(id).await;
+    let deactivated = &stored[2];
+    let mut old: Value = serde_json::from_str(&deactivated.payload).unwrap();
+    old["data"].as_object_mut().unwrap().remove("actor");
+    old["metadata"]["version"] = json!("1.0");
+    let old = old.to_string();
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("update customer_events set payload = $1 where position = $2")
+        .bind(&old)
+        .bind(deactivated.position)
+        .execute(&mut db)
+        .await
+        .unwrap();
+
+    let history = app.get(&format!("/api/v1/customers/{id}/history")).await;
+    assert!(
+        history.text().await.unwrap().contains(&old),
+        "history shows it as stored"
+    );
+    let at = current["updatedAt"].as_str().unwrap();
+    let body = json_of(as_of(&app, id, at).await, 200).await;
+    assert_eq!(body["data"], current);
+    let (ok, out) = verify(&app).await;
+    assert!(ok, "{out}");
 }

@@ -126,8 +126,14 @@ async fn deactivating_and_reactivating_emit_their_events_in_order(app: TestApp) 
     assert_eq!(
         events[2]["data"],
         json!({"customerId": id, "email": "ann@example.com", "fullName": "Ann Lee",
-               "reason": "Updated by user", "deactivatedAt": off["updatedAt"]})
+               "reason": "Updated by user", "deactivatedAt": off["updatedAt"], "actor": null})
     );
+    // Schema 1.1 of CustomerDeactivated (it added `actor`); the others are at 1.0.
+    let versions: Vec<&str> = events
+        .iter()
+        .map(|e| e["metadata"]["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0", "1.0", "1.1", "1.0", "1.0"]);
     assert_eq!(
         events[1]["data"]["changes"],
         json!({"isActive": {"old": true, "new": false}})
