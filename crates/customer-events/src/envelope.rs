@@ -11,6 +11,8 @@ pub const SOURCE: &str = "customer-service";
 /// One event as published. `D` is the payload: a [`CustomerEvent`] when producing, or
 /// `serde_json::Value` for a consumer that dispatches on `event_type` itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope<D> {
     pub event_type: String,
@@ -23,6 +25,8 @@ pub struct Envelope<D> {
 /// The envelope's `metadata`. `event_id`, `event_type` and `occurred_on` repeat the top-level
 /// values (the original's subscribers read them from either place).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub event_id: String,

@@ -110,6 +110,8 @@ impl CustomerEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerCreated {
     pub customer_id: i64,
@@ -126,6 +128,8 @@ pub struct CustomerCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerUpdated {
     pub customer_id: i64,
@@ -146,6 +150,8 @@ pub struct CustomerUpdated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerActivated {
     pub customer_id: i64,
@@ -155,6 +161,8 @@ pub struct CustomerActivated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerDeactivated {
     pub customer_id: i64,
@@ -169,6 +177,8 @@ pub struct CustomerDeactivated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerDeleted {
     pub customer_id: i64,
@@ -199,6 +209,26 @@ impl Changes {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Changes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Changes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Exactly the fields whose value changed, in customer field order: {\"<field>\": {\"old\": …, \"new\": …}}",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"old": true, "new": true},
+                "required": ["old", "new"],
+                "additionalProperties": false
+            }
+        })
     }
 }
 

@@ -12,7 +12,10 @@
 //! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
 //! - [`fold`]: rebuilding a customer from its events.
 //! - [`versions`]: every schema version ever published, and upcasting old ones.
+//! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
 
+#[cfg(feature = "schema")]
+pub mod catalog;
 pub mod envelope;
 pub mod event;
 pub mod fold;

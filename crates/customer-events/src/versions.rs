@@ -27,6 +27,8 @@ pub mod v1_0 {
 
     /// CustomerDeactivated as published until version 1.1 added `actor`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct CustomerDeactivated {
         pub customer_id: i64,

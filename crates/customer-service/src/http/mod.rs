@@ -4,6 +4,7 @@
 //! Layers, outermost first: request context (correlation id, span, time limit, error
 //! rendering, access log) → CORS → body limit → routes.
 
+mod catalog;
 mod cors;
 mod customers;
 mod envelope;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let api = Router::new()
         .merge(customers::router())
         .merge(events::router())
+        .merge(catalog::router())
         .merge(health::router());
     let origins: Arc<[String]> = options.cors_origins.clone().into();
     Router::new()

@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{customers, events, health, AppState};
+use super::{catalog, customers, events, health, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,8 @@ use super::{customers, events, health, AppState};
         health::health,
         events::list_events,
         events::stream_events,
+        catalog::event_catalog,
+        catalog::asyncapi,
     ),
     tags((name = "customers"), (name = "events"), (name = "health"))
 )]

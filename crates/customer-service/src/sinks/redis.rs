@@ -114,6 +114,11 @@ impl RedisSink {
         &self.settings
     }
 
+    /// `host:port` of the server, without credentials (for documents and logs).
+    pub fn address(&self) -> String {
+        self.client.get_connection_info().addr.to_string()
+    }
+
     /// The event key of one event.
     pub fn event_key(&self, event_type: &str, event_id: &str) -> String {
         format!(

@@ -4,6 +4,7 @@
 
 mod test_app;
 
+mod catalog;
 mod cli;
 mod concurrency;
 mod create_customer;

@@ -1,7 +1,8 @@
 //! `spawn_app`: the application under test, and one method per endpoint.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use customer_service::application::{CustomerStore, EventLog, StoredEvent};
@@ -327,11 +328,17 @@ impl TestApp {
             .collect()
     }
 
+    /// The customer's events as stored; each is checked against its catalog schema.
     pub async fn stored_events_of(&self, id: i64) -> Vec<StoredEvent> {
-        self.store
+        let events = self
+            .store
             .events_of(CustomerId::new(id).unwrap())
             .await
-            .expect("reading the event log")
+            .expect("reading the event log");
+        for event in &events {
+            assert_matches_catalog(&event.payload);
+        }
+        events
     }
 
     /// Every event ever appended.
@@ -354,6 +361,50 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Validators of every (eventType, version) of the event catalog, compiled once.
+fn catalog_validators() -> &'static HashMap<(String, String), jsonschema::Validator> {
+    static VALIDATORS: OnceLock<HashMap<(String, String), jsonschema::Validator>> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        customer_events::catalog::catalog()
+            .into_iter()
+            .map(|entry| {
+                let validator = jsonschema::validator_for(&entry.schema).unwrap_or_else(|e| {
+                    panic!("{} {}: bad schema: {e}", entry.event_type, entry.version)
+                });
+                (
+                    (entry.event_type.to_owned(), entry.version.to_owned()),
+                    validator,
+                )
+            })
+            .collect()
+    })
+}
+
+/// Panics unless `payload` is an envelope that matches the catalog schema of its type and
+/// version. Every event a test reads through [`TestApp::stored_events_of`] passes here.
+pub fn assert_matches_catalog(payload: &str) {
+    let envelope: Value = serde_json::from_str(payload).expect("an envelope is JSON");
+    let key = (
+        envelope["eventType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        envelope["metadata"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let validator = catalog_validators()
+        .get(&key)
+        .unwrap_or_else(|| panic!("no catalog schema for {key:?}: {payload}"));
+    if let Err(error) = validator.validate(&envelope) {
+        panic!(
+            "event does not match its catalog schema ({error}) at {}: {payload}",
+            error.instance_path
+        );
     }
 }
 

@@ -1,0 +1,141 @@
+//! The event catalog (`GET /api/v1/events/catalog`: every event type and schema version with
+//! its JSON Schema and an example) and an AsyncAPI 3 document of where events go
+//! (`GET /api/v1/events/asyncapi.json`).
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use customer_events::catalog::{catalog, CatalogEntry};
+use serde_json::{json, Map, Value};
+
+use super::envelope;
+use super::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/events/catalog", get(event_catalog))
+        .route("/events/asyncapi.json", get(asyncapi))
+}
+
+/// Built once: the schemas are derived from the Rust types at first use.
+fn entries() -> &'static [CatalogEntry] {
+    static ENTRIES: OnceLock<Vec<CatalogEntry>> = OnceLock::new();
+    ENTRIES.get_or_init(catalog)
+}
+
+/// Every event type at every schema version ever published.
+#[utoipa::path(get, path = "/api/v1/events/catalog", tag = "events",
+    responses((status = 200, description = "[{eventType, version, current, description, schema (JSON Schema 2020-12 of the envelope), example}]",
+               body = Object)))]
+pub(crate) async fn event_catalog() -> impl IntoResponse {
+    envelope::ok(entries())
+}
+
+/// AsyncAPI 3.0 document of the channels this instance publishes to.
+#[utoipa::path(get, path = "/api/v1/events/asyncapi.json", tag = "events",
+    responses((status = 200, description = "AsyncAPI 3.0.0 document", body = Object)))]
+pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse {
+    let current: Vec<&CatalogEntry> = entries().iter().filter(|e| e.current).collect();
+    let mut messages = Map::new();
+    let mut message_refs = Map::new();
+    for entry in &current {
+        messages.insert(
+            entry.event_type.to_owned(),
+            json!({
+                "name": entry.event_type,
+                "title": entry.event_type,
+                "summary": entry.description,
+                "contentType": "application/json",
+                "payload": {
+                    "schemaFormat": "application/schema+json;version=draft-2020-12",
+                    "schema": entry.schema
+                },
+                "examples": [{"name": "example", "payload": entry.example}]
+            }),
+        );
+        message_refs.insert(
+            entry.event_type.to_owned(),
+            json!({"$ref": format!("#/components/messages/{}", entry.event_type)}),
+        );
+    }
+    let operation_messages = |channel: &str| -> Vec<Value> {
+        current
+            .iter()
+            .map(|e| json!({"$ref": format!("#/channels/{channel}/messages/{}", e.event_type)}))
+            .collect()
+    };
+    let mut servers = Map::new();
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    servers.insert(
+        "http".into(),
+        json!({"host": "customer-service", "protocol": "http",
+               "description": "This service; the path is the channel address."}),
+    );
+    channels.insert(
+        "sse".into(),
+        json!({
+            "address": "/api/v1/events/stream",
+            "description": "Server-Sent Events: event = eventType, id = log position, data = envelope. Resume with Last-Event-ID.",
+            "servers": [{"$ref": "#/servers/http"}],
+            "messages": message_refs
+        }),
+    );
+    operations.insert(
+        "streamOverSse".into(),
+        json!({"action": "send", "channel": {"$ref": "#/channels/sse"},
+               "messages": operation_messages("sse")}),
+    );
+    if let Some(redis) = &state.redis {
+        let settings = redis.settings();
+        servers.insert(
+            "redis".into(),
+            json!({"host": redis.address(), "protocol": "redis",
+                   "description": "Events are published here by the relay, in log order, at least once."}),
+        );
+        channels.insert(
+            "pubsub".into(),
+            json!({
+                "address": settings.channel,
+                "description": "Redis Pub/Sub: PUBLISH <channel> <envelope>. Fire and forget.",
+                "servers": [{"$ref": "#/servers/redis"}],
+                "messages": message_refs
+            }),
+        );
+        channels.insert(
+            "stream".into(),
+            json!({
+                "address": settings.stream,
+                "description": "Redis Stream (XADD MAXLEN ~): fields type, id, event (the envelope). For consumer groups and replay.",
+                "servers": [{"$ref": "#/servers/redis"}],
+                "messages": message_refs
+            }),
+        );
+        operations.insert(
+            "publishOnPubSub".into(),
+            json!({"action": "send", "channel": {"$ref": "#/channels/pubsub"},
+                   "messages": operation_messages("pubsub")}),
+        );
+        operations.insert(
+            "appendToStream".into(),
+            json!({"action": "send", "channel": {"$ref": "#/channels/stream"},
+                   "messages": operation_messages("stream")}),
+        );
+    }
+    Json(json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "customer-service events",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every change to a customer, as an event envelope. See GET /api/v1/events/catalog for every schema version."
+        },
+        "defaultContentType": "application/json",
+        "servers": servers,
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages}
+    }))
+}
