@@ -13,9 +13,13 @@
 //! - [`fold`]: rebuilding a customer from its events.
 //! - [`versions`]: every schema version ever published, and upcasting old ones.
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
+//! - `consumer` (feature `consumer`): a Redis Streams consumer with retries, a dead-letter
+//!   stream, reclaiming and de-duplication.
 
 #[cfg(feature = "schema")]
 pub mod catalog;
+#[cfg(feature = "consumer")]
+pub mod consumer;
 pub mod envelope;
 pub mod event;
 pub mod fold;

@@ -47,6 +47,14 @@ enum EventsCommand {
     Replay(cli::events::ReplayArgs),
     /// Print events as they are published, one JSON line each ({"position","event"}).
     Tail(cli::events::TailArgs),
+    /// The dead-letter stream of consumers (`<stream>:dlq`, see customer-events' consumer).
+    Dlq {
+        #[command(subcommand)]
+        command: cli::dlq::DlqCommand,
+        /// The event stream whose dead letters to manage [default: EVENT_STREAM].
+        #[arg(long, global = true)]
+        stream: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +86,9 @@ fn main() -> ExitCode {
                 EventsCommand::Verify => cli::events::verify(config).await,
                 EventsCommand::Replay(args) => cli::events::replay(config, args).await,
                 EventsCommand::Tail(args) => cli::events::tail(config, args).await,
+                EventsCommand::Dlq { command, stream } => {
+                    cli::dlq::run(config, command, stream).await
+                }
             },
         }
     });

@@ -1,5 +1,6 @@
 //! The binary's subcommands, one file each with one `run` function.
 
+pub mod dlq;
 pub mod events;
 pub mod migrate;
 pub mod seed;

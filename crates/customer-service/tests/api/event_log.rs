@@ -18,6 +18,7 @@ crate::for_every_backend!(
     sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes,
     replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time,
     tail_prints_each_new_event_as_a_json_line,
+    dead_letters_are_listed_re_delivered_and_purged,
 );
 
 /// Three customers' worth of every event type; returns the ids.
@@ -530,4 +531,79 @@ async fn tail_prints_each_new_event_as_a_json_line(backend: Backend) {
         .map(|e| format!(r#"{{"position":{},"event":{}}}"#, e.position, e.payload))
         .collect();
     assert_eq!(lines, expected);
+}
+
+async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
+    use customer_events::consumer::{Consumer, ConsumerConfig, Outcome};
+
+    let Some(url) = redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: not run");
+        return;
+    };
+    let app = spawn_app_with(backend, |c| c.redis = Some(unique_redis(url.clone()))).await;
+    let stream = app.redis.as_ref().unwrap().stream.clone();
+    let poison = app.create_id(&minimal("poison@example.com")).await;
+    app.create(&minimal("fine@example.com")).await;
+    app.wait_until_published().await;
+
+    let mut config = ConsumerConfig::new(&stream, "billing", "worker-1");
+    config.max_attempts = 2;
+    config.backoff = Duration::from_millis(1);
+    config.block = Duration::from_millis(50);
+    let consumer = Consumer::new(&url, config).unwrap();
+    let failing = |envelope: customer_events::Envelope<customer_events::CustomerEvent>| async move {
+        if envelope.metadata.aggregate_id == poison {
+            Err("billing system down".to_owned())
+        } else {
+            Ok(())
+        }
+    };
+    let outcomes = consumer.poll_once(failing).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::DeadLettered { attempts: 2 }, Outcome::Handled]
+    );
+
+    let (ok, out) = run_binary(&app, &["events", "dlq", "list"]).await;
+    assert!(ok, "{out}");
+    let event_id = &app.stored_events_of(poison).await[0].event_id;
+    let line = out.lines().next().unwrap();
+    assert!(
+        line.contains(&format!("eventId={event_id} type=CustomerCreated group=billing consumer=worker-1 attempts=2 error=\"billing system down\"")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("poison@example.com"),
+        "no personal data: {out}"
+    );
+    assert!(
+        out.ends_with(&format!("1 dead letters in {stream}:dlq\n")),
+        "{out}"
+    );
+
+    let (ok, out) = run_binary(&app, &["events", "dlq", "retry", "--all"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(out, format!("re-delivered 1 dead letters to {stream}\n"));
+    // The group gets it again; this time the handler succeeds.
+    let outcomes = consumer
+        .poll_once(|_| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Outcome::Handled]);
+    let (_, out) = run_binary(&app, &["events", "dlq", "list"]).await;
+    assert!(out.starts_with("0 dead letters"), "{out}");
+
+    // Purge: fill it again, then empty it.
+    app.create(&minimal("late@example.com")).await;
+    app.wait_until_published().await;
+    let outcomes = consumer
+        .poll_once(|_| async { Err::<(), String>("no".into()) })
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Outcome::DeadLettered { attempts: 2 }]);
+    let (ok, out) = run_binary(&app, &["events", "dlq", "purge"]).await;
+    assert!(ok);
+    assert_eq!(out, format!("purged 1 dead letters from {stream}:dlq\n"));
+    let (ok, out) = run_binary(&app, &["events", "dlq", "retry", "--all"]).await;
+    assert!(!ok, "nothing to retry: {out}");
 }
