@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use customer_service::config::RedisConfig;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -337,6 +338,14 @@ async fn a_late_commit_never_slips_behind_a_readers_cursor() {
     assert_eq!(after, [late, second_position], "nothing skipped, in order");
 }
 
+/// `customer-service events replay <args> --stream <target's stream>`.
+async fn replay_to(app: &TestApp, target: &RedisConfig, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["events", "replay"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--stream", &target.stream]);
+    run_binary(app, &all).await
+}
+
 /// Runs `customer-service <args>` against the app's database and Redis: (success, stdout).
 async fn run_binary(app: &TestApp, args: &[&str]) -> (bool, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"));
@@ -389,18 +398,7 @@ async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time
     // From a position (inclusive), to the end.
     let from = stored[2].position.to_string();
     let target = replayed("from-position");
-    let (ok, out) = run_binary(
-        &app,
-        &[
-            "events",
-            "replay",
-            "--from",
-            &from,
-            "--stream",
-            &target.stream,
-        ],
-    )
-    .await;
+    let (ok, out) = replay_to(&app, &target, &["--from", &from]).await;
     assert!(ok, "{out}");
     assert_eq!(out, format!("replayed 4 events to {}\n", target.stream));
     let entries = stream_entries(&target).await;
@@ -431,55 +429,18 @@ async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time
         .position(|e| e.occurred_at.millis() >= stored[3].occurred_at.millis())
         .unwrap();
     let target = replayed("from-time");
-    let (ok, out) = run_binary(
-        &app,
-        &[
-            "events",
-            "replay",
-            "--from",
-            &at,
-            "--stream",
-            &target.stream,
-        ],
-    )
-    .await;
+    let (ok, out) = replay_to(&app, &target, &["--from", &at]).await;
     assert!(ok, "{out}");
     assert_eq!(streamed_payloads(&target).await, payloads[first..]);
 
     let to = stored[1].position.to_string();
     let target = replayed("range");
-    let (ok, _) = run_binary(
-        &app,
-        &[
-            "events",
-            "replay",
-            "--from",
-            "0",
-            "--to",
-            &to,
-            "--stream",
-            &target.stream,
-        ],
-    )
-    .await;
+    let (ok, _) = replay_to(&app, &target, &["--from", "0", "--to", &to]).await;
     assert!(ok);
     assert_eq!(streamed_payloads(&target).await, payloads[..2]);
 
     let target = replayed("typed");
-    let (ok, _) = run_binary(
-        &app,
-        &[
-            "events",
-            "replay",
-            "--from",
-            "0",
-            "--type",
-            "CustomerCreated",
-            "--stream",
-            &target.stream,
-        ],
-    )
-    .await;
+    let (ok, _) = replay_to(&app, &target, &["--from", "0", "--type", "CustomerCreated"]).await;
     assert!(ok);
     let created: Vec<String> = stored
         .iter()
