@@ -30,6 +30,9 @@ enum Command {
         #[arg(long, default_value_t = 400)]
         count: u64,
     },
+    /// Exit 0 if the service on this host (PORT) answers GET /livez: for container health
+    /// checks.
+    Healthcheck,
     /// Tools over the event log.
     Events {
         #[command(subcommand)]
@@ -82,6 +85,8 @@ fn main() -> ExitCode {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
             Command::Seed { count } => cli::seed::run(config, count).await,
+            // One blocking request, then the exit status: nothing else runs meanwhile.
+            Command::Healthcheck => cli::healthcheck::run(&config),
             Command::Events { command } => match command {
                 EventsCommand::Verify => cli::events::verify(config).await,
                 EventsCommand::Replay(args) => cli::events::replay(config, args).await,

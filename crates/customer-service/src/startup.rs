@@ -90,6 +90,7 @@ impl App {
             started_at,
             relay: relay.status(),
             redis,
+            metrics: Arc::default(),
             settled: relay.settled(),
             shutdown: stopped,
         };

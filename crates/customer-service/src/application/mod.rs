@@ -22,7 +22,7 @@ pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
     Clock, CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
-    StoreError, StoredEvent, SystemClock,
+    PoolUsage, StoreError, StoredEvent, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,

@@ -59,6 +59,14 @@ pub struct ListQuery {
     pub search: Option<String>,
 }
 
+/// A connection pool's state, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub in_use: usize,
+    pub idle: usize,
+    pub max: usize,
+}
+
 /// Which settled events to read (every filter optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -135,6 +143,10 @@ pub trait CustomerStore: Send + Sync {
     async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Each connection pool by name, for metrics (none by default).
+    fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
+        Vec::new()
+    }
 }
 
 /// The event log seen as an outbox: what the relay reads and marks.

@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod events;
+pub mod healthcheck;
 pub mod migrate;
 pub mod seed;
 pub mod serve;

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -18,6 +19,55 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))
+}
+
+/// The orchestrator's probes, at the root: `/livez` (the process serves) and `/readyz` (and
+/// its database answers; Redis is not required, since writes work without it).
+pub(crate) fn probes() -> Router<AppState> {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Probe {
+    /// "ok", "ready" or "not ready".
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// Liveness: answers as long as the process serves requests; checks nothing else.
+#[utoipa::path(get, path = "/livez", tag = "health",
+    responses((status = 200, description = "Alive", body = Probe)))]
+pub(crate) async fn livez() -> impl IntoResponse {
+    Json(Probe {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// Readiness: 200 while the database answers within 400 ms, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready", body = Probe),
+              (status = 503, description = "The database does not answer", body = Probe)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(Probe {
+                status: "ready",
+                reason: None,
+            }),
+        ),
+        Ok(Err(_)) | Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Probe {
+                status: "not ready",
+                reason: Some("database unreachable"),
+            }),
+        ),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

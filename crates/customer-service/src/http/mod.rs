@@ -12,10 +12,12 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod metrics;
 mod openapi;
 mod request_context;
 
 pub use error::ApiError;
+pub use metrics::HttpMetrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +44,8 @@ pub struct AppState {
     pub relay: Arc<RelayStatus>,
     /// For the health check; `None` when no Redis is configured.
     pub redis: Option<Arc<RedisSink>>,
+    /// The HTTP series of `/metrics`, recorded by the request context.
+    pub metrics: Arc<HttpMetrics>,
     /// Moves when this instance's relay moves the watermark: wakes the SSE streams.
     pub settled: tokio::sync::watch::Receiver<i64>,
     /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
@@ -65,8 +69,14 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(catalog::router())
         .merge(health::router());
     let origins: Arc<[String]> = options.cors_origins.clone().into();
+    let context = request_context::ContextState {
+        request_timeout: options.request_timeout,
+        metrics: state.metrics.clone(),
+    };
     Router::new()
         .nest("/api/v1", api)
+        .merge(health::probes())
+        .merge(metrics::router())
         .merge(openapi::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
@@ -74,7 +84,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .layer(DefaultBodyLimit::max(options.body_limit_bytes))
         .layer(middleware::from_fn_with_state(origins, cors::cors))
         .layer(middleware::from_fn_with_state(
-            options.request_timeout,
+            context,
             request_context::request_context,
         ))
 }

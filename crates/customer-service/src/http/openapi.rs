@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{catalog, customers, events, health, AppState};
+use super::{catalog, customers, events, health, metrics, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,9 @@ use super::{catalog, customers, events, health, AppState};
         customers::delete_customer,
         customers::liveness,
         health::health,
+        health::livez,
+        health::readyz,
+        metrics::metrics,
         events::list_events,
         events::stream_events,
         catalog::event_catalog,

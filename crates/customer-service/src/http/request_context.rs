@@ -3,6 +3,7 @@
 //! each request once, with the cause of any 5xx.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -16,6 +17,7 @@ use tracing::Instrument;
 
 use super::envelope::now_iso;
 use super::error::{ApiError, ErrorBody, ErrorReport, FieldErrorsBody};
+use super::metrics::HttpMetrics;
 
 pub(crate) static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
@@ -40,11 +42,19 @@ fn correlation_id(request: &Request) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// What the request context needs besides the request.
+#[derive(Clone)]
+pub(crate) struct ContextState {
+    pub request_timeout: Duration,
+    pub metrics: Arc<HttpMetrics>,
+}
+
 pub(crate) async fn request_context(
-    State(request_timeout): State<Duration>,
+    State(context): State<ContextState>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let request_timeout = context.request_timeout;
     let started = Instant::now();
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
@@ -83,7 +93,11 @@ pub(crate) async fn request_context(
             response.headers_mut().insert(CORRELATION_ID.clone(), value);
         }
         let status = response.status().as_u16();
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        context
+            .metrics
+            .observe(method.as_str(), &route, status, elapsed);
+        let duration_ms = elapsed.as_millis() as u64;
         if response.status().is_server_error() {
             tracing::warn!(http.status = status, duration_ms, "request failed");
         } else {
@@ -137,7 +151,10 @@ mod tests {
         let app = Router::new()
             .route("/boom", get(boom))
             .layer(middleware::from_fn_with_state(
-                Duration::from_secs(5),
+                ContextState {
+                    request_timeout: Duration::from_secs(5),
+                    metrics: Arc::default(),
+                },
                 request_context,
             ));
         let request = Request::builder().uri("/boom").body(Body::empty()).unwrap();
@@ -163,7 +180,10 @@ mod tests {
                 }),
             )
             .layer(middleware::from_fn_with_state(
-                Duration::from_millis(20),
+                ContextState {
+                    request_timeout: Duration::from_millis(20),
+                    metrics: Arc::default(),
+                },
                 request_context,
             ));
         let request = Request::builder()

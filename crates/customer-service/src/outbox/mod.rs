@@ -1,6 +1,7 @@
 //! The relay: takes pending events from the log in log order, hands each batch to every
-//! sink, and only then marks them published. A failed sink keeps the batch pending; nothing
-//! is skipped or dropped, and no HTTP request ever waits for it.
+//! sink, and only then marks them published (and moves the watermark of the settled log,
+//! see `watermark.rs`). A failed sink keeps the batch pending; nothing is skipped or
+//! dropped, and no HTTP request ever waits for it.
 //!
 //! [`Relay::step`] is one batch and the unit the tests drive; [`run`] loops it with wake-ups,
 //! back-off and the leader lease.
@@ -13,10 +14,8 @@ pub use leader::Leadership;
 pub use runner::{run, RelayTiming};
 pub use watermark::{Watermark, GAP_GRACE};
 
-use std::time::Duration;
-
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -61,6 +60,8 @@ pub struct RelaySnapshot {
     pub last_error: Option<String>,
     /// Events this instance published since it started.
     pub published_total: u64,
+    /// Relay steps that failed (and were retried) since it started.
+    pub failures_total: u64,
 }
 
 /// Shared, cheap-to-read relay state.
@@ -87,8 +88,8 @@ const COMPACT_AFTER_EVENTS: u64 = 5_000;
 /// Moves pending events from the log to the sinks.
 pub struct Relay {
     log: Arc<dyn EventLog>,
-    /// In delivery order; the in-process broadcast goes last so that live subscribers never
-    /// see an event that a failing durable sink will deliver again.
+    /// In delivery order (today: Redis, when configured). A batch counts as published once
+    /// every sink took it.
     sinks: Vec<Arc<dyn EventSink>>,
     batch_size: i64,
     status: Arc<RelayStatus>,

@@ -90,9 +90,10 @@ pub async fn run(
                     tracing::warn!(error = %cause, "relay step failed; retrying with back-off");
                 }
                 failures = failures.saturating_add(1);
-                relay
-                    .status
-                    .update(|s| s.last_error = Some(error.summary()));
+                relay.status.update(|s| {
+                    s.last_error = Some(error.summary());
+                    s.failures_total += 1;
+                });
                 let jittered = backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
                 backoff = (backoff * 2).min(timing.max_backoff);
                 if pause(jittered, &Notify::new(), &mut shutdown).await {

@@ -28,7 +28,7 @@ pub enum SinkError {
 /// A destination of published events.
 #[async_trait]
 pub trait EventSink: Send + Sync {
-    /// Short name for logs and health ("redis", "broadcast").
+    /// Short name for logs and health ("redis").
     fn name(&self) -> &'static str;
 
     /// Delivers `batch` (log order) or fails as a whole. Must be idempotent per event: the

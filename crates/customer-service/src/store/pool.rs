@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::application::PoolUsage;
+
 /// Connections older than this are closed when released (server-side memory growth, DNS or
 /// failover changes), like sqlx's default.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -34,6 +36,8 @@ struct Inner {
     idle: Mutex<Vec<Idle>>,
     /// One permit per connection that may exist; closed by [`Pool::close`].
     permits: Arc<Semaphore>,
+    /// The permits the semaphore started with.
+    size: usize,
     acquire_timeout: Duration,
 }
 
@@ -59,6 +63,7 @@ impl Pool {
                 setup,
                 idle: Mutex::new(Vec::with_capacity(size)),
                 permits: Arc::new(Semaphore::new(size)),
+                size,
                 acquire_timeout,
             }),
         };
@@ -87,6 +92,16 @@ impl Pool {
             pool: self.inner.clone(),
             permit,
         })
+    }
+
+    /// Connections leased, idle, and the most there may be.
+    pub(super) fn usage(&self) -> PoolUsage {
+        let inner = &self.inner;
+        PoolUsage {
+            in_use: inner.size - inner.permits.available_permits(),
+            idle: inner.lock_idle().len(),
+            max: inner.size,
+        }
     }
 
     /// Refuses new leases and closes the idle connections; leased ones close when dropped.

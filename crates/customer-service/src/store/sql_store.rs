@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::application::{
     CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
-    StoreError, StoredEvent,
+    PoolUsage, StoreError, StoredEvent,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -411,6 +411,17 @@ impl CustomerStore for SqlStore {
     async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
         let query = sqlx::query(sql::CUSTOMERS_WITHOUT_EVENTS).bind(limit);
         first_column(self.fetch_all(query).await?)
+    }
+
+    fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
+        match self.backend {
+            // One pool serves both.
+            Backend::Postgres => vec![("main", self.readers.usage())],
+            Backend::Sqlite => vec![
+                ("readers", self.readers.usage()),
+                ("writer", self.writer.usage()),
+            ],
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

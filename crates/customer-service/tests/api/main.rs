@@ -14,6 +14,7 @@ mod event_delivery;
 mod event_log;
 mod history;
 mod http_basics;
+mod operations;
 mod own_server;
 mod process_faults;
 mod read_customers;
