@@ -203,6 +203,7 @@ fn example(event_type: EventType, version: &'static str) -> Value {
             sequence: 1,
             correlation_id: "9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b".to_owned(),
             source: SOURCE.to_owned(),
+            actor: Some("admin@example.com".to_owned()),
         },
     };
     serde_json::to_value(envelope).unwrap_or(Value::Null)

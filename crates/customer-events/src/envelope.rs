@@ -41,6 +41,10 @@ pub struct Metadata {
     /// The `X-Correlation-ID` of the request that caused the event.
     pub correlation_id: String,
     pub source: String,
+    /// Who caused the event (the authenticated subject); absent when the service runs
+    /// without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl Envelope<CustomerEvent> {
@@ -64,12 +68,19 @@ impl Envelope<CustomerEvent> {
                 sequence,
                 correlation_id,
                 source: SOURCE.to_owned(),
+                actor: None,
             },
             event_type,
             event_id,
             occurred_on,
             data: event,
         }
+    }
+
+    /// Records who caused the event in `metadata.actor`.
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.metadata.actor = actor;
+        self
     }
 
     /// The compact JSON text that every sink carries unchanged.

@@ -16,6 +16,44 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     pub relay: RelayConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+/// Bearer-token authentication: off unless a key is configured.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// `AUTH_JWT_SECRET` (HS256) or `AUTH_JWT_PUBLIC_KEY_FILE` (PEM RSA or EC public key:
+    /// RS256 or ES256); at most one of them.
+    pub key: Option<JwtKeySource>,
+    /// `AUTH_JWT_ISSUER`: when set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// `AUTH_JWT_AUDIENCE`: when set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// `AUTH_PROTECT_READS` (default `false`): reads (and `/metrics`) need a token too.
+    pub protect_reads: bool,
+}
+
+#[derive(Clone)]
+pub enum JwtKeySource {
+    Secret(String),
+    PublicKeyFile(std::path::PathBuf),
+}
+
+/// Never shows the secret.
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match &self.key {
+            None => "off".to_owned(),
+            Some(JwtKeySource::Secret(_)) => "HS256 secret".to_owned(),
+            Some(JwtKeySource::PublicKeyFile(path)) => format!("public key {}", path.display()),
+        };
+        f.debug_struct("AuthConfig")
+            .field("key", &key)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -159,6 +197,11 @@ Environment variables:
   RELAY_BATCH_SIZE             events per publish round trip [default: 1000]
   RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
   RELAY_GAP_GRACE_MS           how long a missing log position holds readers back [default: 5000]
+  AUTH_JWT_SECRET              HS256 secret: writes need a bearer token [default: none: no authentication]
+  AUTH_JWT_PUBLIC_KEY_FILE     PEM RSA or EC public key (RS256 / ES256), instead of the secret
+  AUTH_JWT_ISSUER              required token issuer (iss) [default: any]
+  AUTH_JWT_AUDIENCE            required token audience (aud) [default: any]
+  AUTH_PROTECT_READS           reads and /metrics need a token too [default: false]
   LOG_FORMAT                   pretty | json [default: pretty]
   RUST_LOG                     log filter [default: info]";
 
@@ -216,6 +259,7 @@ impl Config {
                 )?),
                 gap_grace: Duration::from_millis(positive(&var, "RELAY_GAP_GRACE_MS", "5000")?),
             },
+            auth: auth_config(&var)?,
             log: LogConfig {
                 format: match var("LOG_FORMAT")
                     .as_deref()
@@ -278,6 +322,26 @@ fn percent_encode(raw: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+fn auth_config(var: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+    let key = match (var("AUTH_JWT_SECRET"), var("AUTH_JWT_PUBLIC_KEY_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError {
+                var: "AUTH_JWT_SECRET",
+                reason: "set either it or AUTH_JWT_PUBLIC_KEY_FILE, not both".to_owned(),
+            })
+        }
+        (Some(secret), None) => Some(JwtKeySource::Secret(secret)),
+        (None, Some(path)) => Some(JwtKeySource::PublicKeyFile(path.into())),
+        (None, None) => None,
+    };
+    Ok(AuthConfig {
+        key,
+        issuer: var("AUTH_JWT_ISSUER"),
+        audience: var("AUTH_JWT_AUDIENCE"),
+        protect_reads: parse(var, "AUTH_PROTECT_READS", "false")?,
+    })
 }
 
 fn parse<T: std::str::FromStr>(

@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
-use crate::http::{self, AppState, RouterOptions};
+use crate::http::{self, AppState, Authenticator, RouterOptions};
 use crate::outbox::{self, Leadership, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
 use crate::store::{Backend, SqlStore, StoreOptions};
@@ -94,10 +94,18 @@ impl App {
             settled: relay.settled(),
             shutdown: stopped,
         };
+        let authenticator = Authenticator::from_config(&config.auth)?.map(Arc::new);
+        if authenticator.is_none() {
+            tracing::warn!(
+                "authentication is off: anyone who reaches this service can change customers \
+                 (set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE)"
+            );
+        }
         let options = RouterOptions {
             cors_origins: config.http.cors_origins.clone(),
             request_timeout: config.http.request_timeout,
             body_limit_bytes: config.http.body_limit_bytes,
+            authenticator,
         };
         Ok(App {
             listener,

@@ -60,6 +60,7 @@ impl WriteContext {
                     sequence,
                     self.correlation_id.clone(),
                 )
+                .with_actor(self.actor.clone())
                 .to_json();
                 NewEvent {
                     event_id,

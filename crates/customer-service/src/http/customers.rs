@@ -19,6 +19,7 @@ use crate::application::{
 };
 use crate::domain::Customer;
 
+use super::auth::Actor;
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{precondition, CustomerIdParam, JsonObject};
@@ -113,11 +114,15 @@ fn customer_response((status, body): (StatusCode, Json<Envelope<CustomerSnapshot
     response
 }
 
-fn write_context(state: &AppState, correlation: CorrelationId) -> WriteContext {
+fn write_context(
+    state: &AppState,
+    correlation: CorrelationId,
+    actor: Option<Extension<Actor>>,
+) -> WriteContext {
     WriteContext {
         now: state.clock.now(),
         correlation_id: correlation.0,
-        actor: None,
+        actor: actor.map(|Extension(Actor(subject))| subject),
     }
 }
 
@@ -136,9 +141,10 @@ fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
 pub(crate) async fn create_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
+    actor: Option<Extension<Actor>>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let ctx = write_context(&state, correlation);
+    let ctx = write_context(&state, correlation, actor);
     let customer = application::create_customer(&*state.store, &ctx, &body).await?;
     let mut response = customer_response(envelope::created(customer.snapshot()));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/customers/{}", customer.id)) {
@@ -264,11 +270,12 @@ pub(crate) async fn customer_history(
 pub(crate) async fn update_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
+    actor: Option<Extension<Actor>>,
     CustomerIdParam(id): CustomerIdParam,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let ctx = write_context(&state, correlation);
+    let ctx = write_context(&state, correlation, actor);
     let customer =
         application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers))
             .await?;
@@ -284,10 +291,11 @@ pub(crate) async fn update_customer(
 pub(crate) async fn delete_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
+    actor: Option<Extension<Actor>>,
     CustomerIdParam(id): CustomerIdParam,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = write_context(&state, correlation);
+    let ctx = write_context(&state, correlation, actor);
     application::delete_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

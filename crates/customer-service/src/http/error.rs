@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -22,6 +23,13 @@ pub enum ApiError {
     /// 400: a body or parameter that could not be read at all.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// 401 with `WWW-Authenticate`: no usable bearer token. The message says why (missing,
+    /// expired, …) and never quotes the token.
+    #[error("unauthorized")]
+    Unauthorized {
+        message: String,
+        invalid_token: bool,
+    },
     /// 404 with this message ("Customer not found", "Cannot GET /x").
     #[error("not found")]
     NotFound(String),
@@ -93,6 +101,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -111,6 +120,7 @@ impl ApiError {
         let (message, field_errors, cause) = match self {
             ApiError::Validation(errors) => (errors.to_string(), Some(errors), None),
             ApiError::BadRequest(message) | ApiError::NotFound(message) => (message, None, None),
+            ApiError::Unauthorized { message, .. } => (message, None, None),
             ApiError::EmailTaken => ("Email already exists".to_owned(), None, None),
             ApiError::PreconditionFailed => (
                 "The customer has changed: its version does not match If-Match".to_owned(),
@@ -153,6 +163,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = status.into_response();
+        if let ApiError::Unauthorized {
+            message,
+            invalid_token,
+        } = &self
+        {
+            // RFC 6750: the scheme and realm, and for a bad token the error and why.
+            let challenge = if *invalid_token {
+                format!(
+                    "Bearer realm=\"customer-service\", error=\"invalid_token\", error_description=\"{}\"",
+                    message.replace('"', "'")
+                )
+            } else {
+                "Bearer realm=\"customer-service\"".to_owned()
+            };
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+        }
         response.extensions_mut().insert(self.report());
         response
     }

@@ -2,8 +2,9 @@
 //! correlation ids, CORS, limits and the OpenAPI document.
 //!
 //! Layers, outermost first: request context (correlation id, span, time limit, error
-//! rendering, access log) → CORS → body limit → routes.
+//! rendering, access log) → CORS → authentication → body limit → routes.
 
+mod auth;
 mod catalog;
 mod cors;
 mod customers;
@@ -16,6 +17,7 @@ mod metrics;
 mod openapi;
 mod request_context;
 
+pub use auth::{Actor, Authenticator};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 
@@ -53,12 +55,14 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Limits and CORS settings of the router.
-#[derive(Debug, Clone)]
+/// Limits, CORS and authentication settings of the router.
+#[derive(Clone)]
 pub struct RouterOptions {
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// `None`: no authentication.
+    pub authenticator: Option<Arc<Authenticator>>,
 }
 
 /// The whole application router.
@@ -82,6 +86,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .method_not_allowed_fallback(route_not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            options.authenticator.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(origins, cors::cors))
         .layer(middleware::from_fn_with_state(
             context,

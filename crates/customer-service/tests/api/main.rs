@@ -4,6 +4,7 @@
 
 mod test_app;
 
+mod auth;
 mod catalog;
 mod cli;
 mod concurrency;
