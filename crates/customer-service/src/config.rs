@@ -122,6 +122,13 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `BODY_LIMIT_BYTES` (default `65536`): larger request bodies get a 413.
     pub body_limit_bytes: usize,
+    /// `RATE_LIMIT_WRITES_PER_MINUTE` (default `0`: no limit): sustained writes per client
+    /// (the token's subject, else the IP address); more get 429. Off by default: behind a
+    /// gateway every client has the gateway's address, and a drop-in replacement must not
+    /// start refusing the writes the original accepted.
+    pub write_rate_per_minute: u32,
+    /// `RATE_LIMIT_WRITE_BURST` (default `60`): writes a client may send at once.
+    pub write_burst: u32,
 }
 
 #[derive(Clone)]
@@ -186,6 +193,8 @@ Environment variables:
   FRONTEND_URL                 CORS origin(s), comma-separated [default: none]
   REQUEST_TIMEOUT_SECS         per-request time limit [default: 30]
   BODY_LIMIT_BYTES             largest accepted request body [default: 65536]
+  RATE_LIMIT_WRITES_PER_MINUTE writes per client (token subject, else IP) and minute [default: 0: no limit]
+  RATE_LIMIT_WRITE_BURST       writes a client may send at once [default: 60]
   REDIS_URL                    redis://[:PASSWORD@]HOST:PORT[/DB]; or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
                                [default: none: events go to the log and GET /api/v1/events/stream only]
   REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
@@ -238,6 +247,8 @@ impl Config {
                     .unwrap_or_default(),
                 request_timeout: Duration::from_secs(positive(&var, "REQUEST_TIMEOUT_SECS", "30")?),
                 body_limit_bytes: positive(&var, "BODY_LIMIT_BYTES", "65536")?,
+                write_rate_per_minute: parse(&var, "RATE_LIMIT_WRITES_PER_MINUTE", "0")?,
+                write_burst: positive(&var, "RATE_LIMIT_WRITE_BURST", "60")?,
             },
             database: DatabaseConfig {
                 url,

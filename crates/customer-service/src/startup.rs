@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
-use crate::http::{self, AppState, Authenticator, RouterOptions};
+use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions};
 use crate::outbox::{self, Leadership, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
 use crate::store::{Backend, SqlStore, StoreOptions};
@@ -106,6 +106,11 @@ impl App {
             request_timeout: config.http.request_timeout,
             body_limit_bytes: config.http.body_limit_bytes,
             authenticator,
+            rate_limiter: RateLimiter::new(
+                config.http.write_rate_per_minute,
+                config.http.write_burst,
+            )
+            .map(Arc::new),
         };
         Ok(App {
             listener,
@@ -180,7 +185,10 @@ impl App {
         }
 
         let mut server_stopped = stopped.clone();
-        let served = axum::serve(self.listener, self.router)
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 let _ = server_stopped.wait_for(|stop| *stop).await;
             })

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::ser::SerializeMap;
@@ -39,6 +39,9 @@ pub enum ApiError {
     /// 412: `If-Match` does not name the current version.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// 429 with `Retry-After`: the client's write rate limit.
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 413: body over the configured limit.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -128,6 +132,11 @@ impl ApiError {
                 None,
             ),
             ApiError::PayloadTooLarge => ("Request body is too large".to_owned(), None, None),
+            ApiError::TooManyRequests { retry_after_secs } => (
+                format!("Too many requests: retry in {retry_after_secs} s"),
+                None,
+                None,
+            ),
             ApiError::Timeout => ("Request timed out".to_owned(), None, None),
             ApiError::Unavailable(cause) => (
                 "Service temporarily unavailable, please retry".to_owned(),
@@ -180,6 +189,11 @@ impl IntoResponse for ApiError {
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
             }
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         response.extensions_mut().insert(self.report());
         response

@@ -2,7 +2,7 @@
 //! correlation ids, CORS, limits and the OpenAPI document.
 //!
 //! Layers, outermost first: request context (correlation id, span, time limit, error
-//! rendering, access log) → CORS → authentication → body limit → routes.
+//! rendering, access log) → CORS → authentication → write rate limit → body limit → routes.
 
 mod auth;
 mod catalog;
@@ -15,11 +15,13 @@ mod extract;
 mod health;
 mod metrics;
 mod openapi;
+mod rate_limit;
 mod request_context;
 
 pub use auth::{Actor, Authenticator};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
+pub use rate_limit::RateLimiter;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +65,8 @@ pub struct RouterOptions {
     pub body_limit_bytes: usize,
     /// `None`: no authentication.
     pub authenticator: Option<Arc<Authenticator>>,
+    /// `None`: writes are not rate-limited.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// The whole application router.
@@ -86,6 +90,10 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .method_not_allowed_fallback(route_not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            options.rate_limiter.clone(),
+            rate_limit::limit_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             options.authenticator.clone(),
             auth::authenticate,

@@ -1,5 +1,6 @@
-//! Bearer-token authentication: every way a token can be wrong, on every write route; the
-//! subject recorded as the actor; reads open unless protected; RS256 and ES256 keys.
+//! Bearer-token authentication — every way a token can be wrong, on every write route; the
+//! subject recorded as the actor; reads open unless protected; RS256 and ES256 keys — and
+//! the write rate limit, per token subject or per client address.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -282,4 +283,60 @@ async fn rs256_and_es256_public_keys_verify_their_tokens() {
             .await;
         assert_eq!(refused.status(), 401, "{algorithm:?}");
     }
+}
+
+#[tokio::test]
+async fn writes_over_the_rate_limit_get_429_then_recover_and_reads_are_never_limited() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.write_rate_per_minute = 120; // 2 per second
+        c.http.write_burst = 2;
+        c.auth = secret_auth();
+    })
+    .await;
+    let create = |token: String, n: u32| {
+        let request = app
+            .client
+            .post(app.url("/api/v1/customers"))
+            .bearer_auth(token)
+            .json(&minimal(&format!("r{n}@example.com")));
+        app.send(request)
+    };
+    let alice = hs256(good_claims("alice"), SECRET);
+    assert_eq!(create(alice.clone(), 1).await.status(), 201);
+    assert_eq!(create(alice.clone(), 2).await.status(), 201);
+    let refused = create(alice.clone(), 3).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = json_of(refused, 429).await;
+    assert_eq!(body["message"], "Too many requests: retry in 1 s");
+    assert_eq!(body["error"], "Too Many Requests");
+    // Another client is not affected, and reads never are.
+    assert_eq!(
+        create(hs256(good_claims("bob"), SECRET), 4).await.status(),
+        201
+    );
+    assert_eq!(app.get("/api/v1/customers").await.status(), 200);
+    // A second later alice may write again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(create(alice, 5).await.status(), 201);
+    assert_eq!(
+        app.event_count().await,
+        4,
+        "the refused write wrote nothing"
+    );
+}
+
+#[tokio::test]
+async fn without_authentication_the_limit_is_per_client_address() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.http.write_rate_per_minute = 6;
+        c.http.write_burst = 1;
+    })
+    .await;
+    assert_eq!(
+        app.post_customer(&minimal("a@example.com")).await.status(),
+        201
+    );
+    let refused = app.post_customer(&minimal("b@example.com")).await;
+    assert_eq!(refused.headers()["retry-after"], "10");
+    json_of(refused, 429).await;
 }
