@@ -129,6 +129,9 @@ pub struct HttpConfig {
     pub write_rate_per_minute: u32,
     /// `RATE_LIMIT_WRITE_BURST` (default `60`): writes a client may send at once.
     pub write_burst: u32,
+    /// `IDEMPOTENCY_TTL_HOURS` (default `24`): how long a POST's `Idempotency-Key` and its
+    /// answer are kept.
+    pub idempotency_ttl: Duration,
 }
 
 #[derive(Clone)]
@@ -195,6 +198,7 @@ Environment variables:
   BODY_LIMIT_BYTES             largest accepted request body [default: 65536]
   RATE_LIMIT_WRITES_PER_MINUTE writes per client (token subject, else IP) and minute [default: 0: no limit]
   RATE_LIMIT_WRITE_BURST       writes a client may send at once [default: 60]
+  IDEMPOTENCY_TTL_HOURS        how long an Idempotency-Key's answer is kept [default: 24]
   REDIS_URL                    redis://[:PASSWORD@]HOST:PORT[/DB]; or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
                                [default: none: events go to the log and GET /api/v1/events/stream only]
   REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
@@ -249,6 +253,9 @@ impl Config {
                 body_limit_bytes: positive(&var, "BODY_LIMIT_BYTES", "65536")?,
                 write_rate_per_minute: parse(&var, "RATE_LIMIT_WRITES_PER_MINUTE", "0")?,
                 write_burst: positive(&var, "RATE_LIMIT_WRITE_BURST", "60")?,
+                idempotency_ttl: Duration::from_secs(
+                    3600 * positive::<u64>(&var, "IDEMPOTENCY_TTL_HOURS", "24")?,
+                ),
             },
             database: DatabaseConfig {
                 url,

@@ -91,6 +91,7 @@ impl App {
             relay: relay.status(),
             redis,
             metrics: Arc::default(),
+            idempotency_ttl: config.http.idempotency_ttl,
             settled: relay.settled(),
             shutdown: stopped,
         };

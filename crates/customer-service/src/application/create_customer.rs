@@ -1,12 +1,13 @@
-//! POST /customers: validate, insert, append CustomerCreated — one transaction.
+//! POST /customers: validate, insert, append CustomerCreated — one transaction. With an
+//! idempotency key, the answer is stored in that transaction too, and a retry gets it again.
 
 use serde_json::{Map, Value};
 
-use crate::domain::{parse_new_customer, Customer, CustomerDraft};
+use crate::domain::{parse_new_customer, Customer, CustomerDraft, Timestamp};
 
 use super::error::ApplicationError;
 use super::new_event::WriteContext;
-use super::ports::CustomerStore;
+use super::ports::{CustomerStore, IdempotentInsert, Responder, StoreError, StoredResponse};
 
 #[tracing::instrument(name = "create_customer", skip_all)]
 pub async fn create_customer(
@@ -14,11 +15,84 @@ pub async fn create_customer(
     ctx: &WriteContext,
     body: &Map<String, Value>,
 ) -> Result<Customer, ApplicationError> {
+    insert(store, ctx, body, None).await
+}
+
+/// A create under an idempotency key (already scoped to the client).
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    /// How long a key's answer is kept; older keys count as unused.
+    pub ttl_ms: i64,
+    /// The answer to store for the created customer.
+    pub respond: Responder<'a>,
+}
+
+/// The first request with `key.key` creates the customer and stores `respond`'s answer in
+/// the same transaction; a repeat with the same body gets that stored answer (no second
+/// customer, no second event); a repeat with another body is `IdempotencyConflict`.
+#[tracing::instrument(name = "create_customer_idempotently", skip_all)]
+pub async fn create_customer_idempotently(
+    store: &dyn CustomerStore,
+    ctx: &WriteContext,
+    body: &Map<String, Value>,
+    key: IdempotencyKey<'_>,
+) -> Result<StoredResponse, ApplicationError> {
+    // Keys sort, so this is the body's canonical form.
+    let request = Value::Object(body.clone()).to_string();
+    let expired_before = Timestamp::from_millis(ctx.now.millis() - key.ttl_ms);
+    if let Some(replayed) = stored_answer(store, key.key, &request, expired_before).await? {
+        return Ok(replayed);
+    }
+    let claim = IdempotentInsert {
+        key: key.key,
+        request: &request,
+        respond: key.respond,
+        expired_before,
+    };
+    match insert(store, ctx, body, Some(claim)).await {
+        Ok(customer) => Ok((key.respond)(&customer)),
+        // A concurrent request with this key committed first: answer as it did.
+        Err(ApplicationError::Unavailable(StoreError::IdempotencyKeyTaken)) => {
+            stored_answer(store, key.key, &request, expired_before)
+                .await?
+                .ok_or(ApplicationError::Unavailable(
+                    StoreError::IdempotencyKeyTaken,
+                ))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// The stored answer for `key` if it is fresh and was given to this same request.
+async fn stored_answer(
+    store: &dyn CustomerStore,
+    key: &str,
+    request: &str,
+    expired_before: Timestamp,
+) -> Result<Option<StoredResponse>, ApplicationError> {
+    match store.find_idempotency(key).await? {
+        Some(record) if record.created_at >= expired_before => {
+            if record.request == request {
+                Ok(Some(record.response))
+            } else {
+                Err(ApplicationError::IdempotencyConflict)
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn insert(
+    store: &dyn CustomerStore,
+    ctx: &WriteContext,
+    body: &Map<String, Value>,
+    idempotency: Option<IdempotentInsert<'_>>,
+) -> Result<Customer, ApplicationError> {
     let fields = parse_new_customer(body, ctx.now.date())?;
     let draft = CustomerDraft::new(fields, ctx.now);
     let seal =
         |change: &crate::domain::CustomerChange| ctx.seal(change.customer.id, 1, &change.events);
-    let customer = store.insert(draft, &seal).await?;
+    let customer = store.insert(draft, &seal, idempotency).await?;
     tracing::info!(customer.id = %customer.id, "customer created");
     Ok(customer)
 }

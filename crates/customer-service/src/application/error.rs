@@ -16,6 +16,9 @@ pub enum ApplicationError {
     /// The e-mail belongs to another customer (409).
     #[error("email already exists")]
     EmailTaken,
+    /// The Idempotency-Key was used before with a different request (422).
+    #[error("idempotency key reused for a different request")]
+    IdempotencyConflict,
     /// `If-Match` named a version that is not the current one (412).
     #[error("customer version does not match the precondition")]
     VersionMismatch,
@@ -31,6 +34,9 @@ impl From<StoreError> for ApplicationError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::EmailTaken => ApplicationError::EmailTaken,
+            // Reaches here only if the key's record vanished between conflict and re-read
+            // (it expired): worth retrying.
+            StoreError::IdempotencyKeyTaken => ApplicationError::Unavailable(error),
             // A version conflict reaches here only when a write lost every retry to
             // concurrent writers of one customer: an overload worth retrying, not a bug.
             StoreError::Unavailable(_) | StoreError::VersionConflict => {

@@ -15,14 +15,15 @@ mod read_events;
 mod update_customer;
 mod verify_log;
 
-pub use create_customer::create_customer;
+pub use create_customer::{create_customer, create_customer_idempotently, IdempotencyKey};
 pub use delete_customer::delete_customer;
 pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
-    Clock, CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
-    PoolUsage, StoreError, StoredEvent, SystemClock,
+    Clock, CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
+    ListQuery, NewEvent, OutboxStatus, PoolUsage, Responder, StoreError, StoredEvent,
+    StoredResponse, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,

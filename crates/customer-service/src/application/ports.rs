@@ -59,6 +59,36 @@ pub struct ListQuery {
     pub search: Option<String>,
 }
 
+/// An HTTP answer as stored for an idempotent request, to be sent again byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// A stored idempotent request and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The request body as canonical JSON.
+    pub request: String,
+    pub response: StoredResponse,
+    pub created_at: Timestamp,
+}
+
+/// Turns the created customer into the answer to store with its idempotency key.
+pub type Responder<'a> = &'a (dyn Fn(&Customer) -> StoredResponse + Send + Sync);
+
+/// What [`CustomerStore::insert`] records besides the customer, in the same transaction.
+pub struct IdempotentInsert<'a> {
+    pub key: &'a str,
+    pub request: &'a str,
+    pub respond: Responder<'a>,
+    /// Records older than this are expired: removed, and their keys free again.
+    pub expired_before: Timestamp,
+}
+
 /// A connection pool's state, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
@@ -88,6 +118,9 @@ pub enum StoreError {
     /// Another customer already has this e-mail.
     #[error("email already exists")]
     EmailTaken,
+    /// A concurrent request holds (or just stored) this idempotency key.
+    #[error("idempotency key taken")]
+    IdempotencyKeyTaken,
     /// The customer's version is no longer the one the change was decided on (or the
     /// customer is gone).
     #[error("customer version changed concurrently")]
@@ -109,7 +142,10 @@ pub trait CustomerStore: Send + Sync {
         &self,
         draft: CustomerDraft,
         seal: EventSealer<'_>,
+        idempotency: Option<IdempotentInsert<'_>>,
     ) -> Result<Customer, StoreError>;
+    /// The stored request and answer of an idempotency key, if any.
+    async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
     /// Stores `customer` and appends `events` if the stored version is still
     /// `expected_version`, else [`StoreError::VersionConflict`].

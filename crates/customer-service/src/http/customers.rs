@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{ETAG, LOCATION};
+use axum::http::header::{CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::application::{
-    self, ApplicationError, PageRequest, StoreError, StoredEvent, WriteContext,
+    self, ApplicationError, PageRequest, StoreError, StoredEvent, StoredResponse, WriteContext,
 };
 use crate::domain::Customer;
 
@@ -132,25 +132,106 @@ fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
 
 /// Contract: POST /api/v1/customers → 201 and CustomerCreated.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body gets the first answer again")),
     request_body(content = Object, description = "email, firstName, lastName required; phone, isActive, dateOfBirth, address, preferences optional"),
     responses(
         (status = 201, description = "Created", body = Envelope<CustomerSnapshot>),
         (status = 400, description = "Invalid input", body = ErrorBody),
         (status = 409, description = "Email already exists", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody)))]
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key already used with another body", body = ErrorBody)))]
 pub(crate) async fn create_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
     actor: Option<Extension<Actor>>,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let scope = actor
+        .as_ref()
+        .map(|Extension(Actor(subject))| subject.clone())
+        .unwrap_or_default();
     let ctx = write_context(&state, correlation, actor);
-    let customer = application::create_customer(&*state.store, &ctx, &body).await?;
+    let Some(key) = key else {
+        let customer = application::create_customer(&*state.store, &ctx, &body).await?;
+        return Ok(created_response(&customer));
+    };
+    // Scoped by the subject: two clients choosing the same key never see each other's answer.
+    let scoped = format!("{scope}\u{1f}{key}");
+    // Built once: the answer stored with the key and the one sent now are the same bytes.
+    let answer = std::sync::OnceLock::new();
+    let respond = |customer: &Customer| answer.get_or_init(|| created_answer(customer)).clone();
+    let stored = application::create_customer_idempotently(
+        &*state.store,
+        &ctx,
+        &body,
+        application::IdempotencyKey {
+            key: &scoped,
+            ttl_ms: i64::try_from(state.idempotency_ttl.as_millis()).unwrap_or(i64::MAX),
+            respond: &respond,
+        },
+    )
+    .await?;
+    Ok(replay(stored))
+}
+
+/// The 201 of a create: the customer, its ETag and its Location.
+fn created_response(customer: &Customer) -> Response {
     let mut response = customer_response(envelope::created(customer.snapshot()));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/customers/{}", customer.id)) {
         response.headers_mut().insert(LOCATION, location);
     }
-    Ok(response)
+    response
+}
+
+/// The 201 of a create as stored for its idempotency key (and sent through [`replay`]).
+fn created_answer(customer: &Customer) -> StoredResponse {
+    let (status, Json(body)) = envelope::created(customer.snapshot());
+    StoredResponse {
+        status: status.as_u16(),
+        body: serde_json::to_string(&body).unwrap_or_default(),
+        location: Some(format!("/api/v1/customers/{}", customer.id)),
+        etag: Some(format!("\"{}\"", customer.version)),
+    }
+}
+
+/// A stored answer, sent again.
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::CREATED);
+    let mut response = (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        stored.body,
+    )
+        .into_response();
+    for (name, value) in [(LOCATION, stored.location), (ETAG, stored.etag)] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| {
+            !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(|key| Some(key.to_owned()))
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })
 }
 
 /// Contract: GET /api/v1/customers?page=&limit=&search=, newest first.

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 409: the e-mail belongs to another customer.
     #[error("email already exists")]
     EmailTaken,
+    /// 422: an Idempotency-Key reused with a different request.
+    #[error("idempotency key conflict")]
+    IdempotencyConflict,
     /// 412: `If-Match` does not name the current version.
     #[error("precondition failed")]
     PreconditionFailed,
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -132,6 +136,11 @@ impl ApiError {
                 None,
             ),
             ApiError::PayloadTooLarge => ("Request body is too large".to_owned(), None, None),
+            ApiError::IdempotencyConflict => (
+                "Idempotency-Key was already used with a different request".to_owned(),
+                None,
+                None,
+            ),
             ApiError::TooManyRequests { retry_after_secs } => (
                 format!("Too many requests: retry in {retry_after_secs} s"),
                 None,
@@ -209,6 +218,7 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::NotFound => ApiError::NotFound("Customer not found".to_owned()),
             ApplicationError::EmailTaken => ApiError::EmailTaken,
             ApplicationError::VersionMismatch => ApiError::PreconditionFailed,
+            ApplicationError::IdempotencyConflict => ApiError::IdempotencyConflict,
             ApplicationError::Unavailable(cause) => ApiError::Unavailable(Box::new(cause)),
             ApplicationError::Internal(cause) => ApiError::Internal(Box::new(cause)),
         }

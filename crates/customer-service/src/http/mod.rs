@@ -48,6 +48,8 @@ pub struct AppState {
     pub relay: Arc<RelayStatus>,
     /// For the health check; `None` when no Redis is configured.
     pub redis: Option<Arc<RedisSink>>,
+    /// How long an Idempotency-Key's answer is kept.
+    pub idempotency_ttl: Duration,
     /// The HTTP series of `/metrics`, recorded by the request context.
     pub metrics: Arc<HttpMetrics>,
     /// Moves when this instance's relay moves the watermark: wakes the SSE streams.

@@ -49,6 +49,17 @@ pub(super) fn classify_customer_write(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// An error claiming an idempotency key: its primary key taken means another request has
+/// (or is storing) it.
+pub(super) fn classify_idempotency_claim(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation => {
+            StoreError::IdempotencyKeyTaken
+        }
+        _ => classify(error),
+    }
+}
+
 /// An error appending an event: a taken (customer, sequence) pair means a concurrent write
 /// already used that number. PostgreSQL names the constraint; SQLite names the columns.
 pub(super) fn classify_append(error: sqlx::Error) -> StoreError {

@@ -17,6 +17,25 @@ values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 returning id
 "#;
 
+/// Frees keys whose records expired (`$1`: the cutoff in ms), then claims `$2` with a
+/// placeholder answer, filled in once the customer exists (`FILL_IDEMPOTENCY`). Claiming
+/// first makes a concurrent request with the same key wait on this row and then fail on
+/// the primary key, rather than race to the e-mail's unique index.
+pub(super) const EXPIRE_IDEMPOTENCY: &str = "delete from idempotency_keys where created_at_ms < $1";
+
+pub(super) const CLAIM_IDEMPOTENCY: &str = r#"
+insert into idempotency_keys (key, request, status, body, location, etag, created_at_ms)
+values ($1, $2, 0, '', null, null, $3)
+"#;
+
+pub(super) const FILL_IDEMPOTENCY: &str = r#"
+update idempotency_keys set status = $2, body = $3, location = $4, etag = $5 where key = $1
+"#;
+
+pub(super) const FIND_IDEMPOTENCY: &str = r#"
+select request, status, body, location, etag, created_at_ms from idempotency_keys where key = $1
+"#;
+
 /// Compare-and-set on `version`: no row updated means a concurrent write won.
 pub(super) const UPDATE_CUSTOMER: &str = r#"
 update customers

@@ -10,13 +10,15 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, EventFilter, EventLog, EventSealer, ListQuery, NewEvent, OutboxStatus,
-    PoolUsage, StoreError, StoredEvent,
+    CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
+    ListQuery, NewEvent, OutboxStatus, PoolUsage, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
 use super::count_cache::{CountCache, ALL_CUSTOMERS};
-use super::error::{classify, classify_append, classify_customer_write};
+use super::error::{
+    classify, classify_append, classify_customer_write, classify_idempotency_claim,
+};
 use super::pool::{Lease, Pool};
 use super::row::{like_pattern, read_customer, read_event, Columns};
 use super::{postgres, sql, sqlite, Backend, StoreOptions};
@@ -186,7 +188,10 @@ fn first_column(rows: Vec<AnyRow>) -> Result<Vec<i64>, StoreError> {
 /// reason that may have left it unusable.
 fn settle_write<T>(lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
     let reusable = match &result {
-        Ok(_) | Err(StoreError::EmailTaken | StoreError::VersionConflict) => true,
+        Ok(_)
+        | Err(
+            StoreError::EmailTaken | StoreError::VersionConflict | StoreError::IdempotencyKeyTaken,
+        ) => true,
         Err(StoreError::Unavailable(_) | StoreError::Other(_)) => false,
     };
     lease.settle(reusable);
@@ -205,10 +210,25 @@ impl SqlStore {
         connection: &mut AnyConnection,
         draft: CustomerDraft,
         seal: EventSealer<'_>,
+        idempotency: Option<IdempotentInsert<'_>>,
     ) -> Result<Customer, StoreError> {
         let at = draft.created_at.millis();
         let columns = Columns::new(&draft.fields, at, at, 1);
         let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(claim) = &idempotency {
+            sqlx::query(sql::EXPIRE_IDEMPOTENCY)
+                .bind(claim.expired_before.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            sqlx::query(sql::CLAIM_IDEMPOTENCY)
+                .bind(claim.key)
+                .bind(claim.request)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify_idempotency_claim)?;
+        }
         let row = columns
             .bind(sqlx::query(sql::INSERT_CUSTOMER))
             .fetch_one(&mut *tx)
@@ -219,6 +239,18 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
         let change = draft.into_created(id);
         Self::append(&mut tx, &seal(&change)).await?;
+        if let Some(claim) = &idempotency {
+            let response = (claim.respond)(&change.customer);
+            sqlx::query(sql::FILL_IDEMPOTENCY)
+                .bind(claim.key)
+                .bind(i32::from(response.status))
+                .bind(response.body)
+                .bind(response.location)
+                .bind(response.etag)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
         self.commit(tx).await?;
         Ok(change.customer)
     }
@@ -313,10 +345,32 @@ impl CustomerStore for SqlStore {
         &self,
         draft: CustomerDraft,
         seal: EventSealer<'_>,
+        idempotency: Option<IdempotentInsert<'_>>,
     ) -> Result<Customer, StoreError> {
         let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self.insert_on(&mut lease, draft, seal).await;
+        let result = self.insert_on(&mut lease, draft, seal, idempotency).await;
         settle_write(lease, result)
+    }
+
+    async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let Some(row) = self
+            .fetch_optional(sqlx::query(sql::FIND_IDEMPOTENCY).bind(key))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let status: i32 = row.try_get(1).map_err(classify)?;
+        let created_at: i64 = row.try_get(5).map_err(classify)?;
+        Ok(Some(IdempotencyRecord {
+            request: row.try_get(0).map_err(classify)?,
+            response: StoredResponse {
+                status: u16::try_from(status).unwrap_or(500),
+                body: row.try_get(2).map_err(classify)?,
+                location: row.try_get(3).map_err(classify)?,
+                etag: row.try_get(4).map_err(classify)?,
+            },
+            created_at: Timestamp::from_millis(created_at),
+        }))
     }
 
     #[tracing::instrument(name = "store.update", skip_all, fields(customer.id = %customer.id))]

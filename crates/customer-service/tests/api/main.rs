@@ -15,6 +15,7 @@ mod event_delivery;
 mod event_log;
 mod history;
 mod http_basics;
+mod idempotency;
 mod operations;
 mod own_server;
 mod process_faults;
