@@ -76,8 +76,21 @@ fn migrate_creates_the_sqlite_file_and_its_schema() {
 }
 
 #[tokio::test]
-async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_live_stream() {
+async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_despite_a_live_stream(
+) {
     let (dir, url) = temp_db();
+    let secret = "log-test-secret-value-0123456789";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "log-tester", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -88,6 +101,7 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_li
         .env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "debug")
+        .env("AUTH_JWT_SECRET", secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -109,6 +123,7 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_li
     let created = client
         .post(format!("{base}/api/v1/customers"))
         .header("X-Correlation-ID", "cli-log-check")
+        .bearer_auth(&token)
         .json(&body)
         .send()
         .await
@@ -119,13 +134,23 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_li
         .unwrap();
     let patched = client
         .patch(format!("{base}/api/v1/customers/{id}"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"lastName": "Hiddenberg"}))
         .send()
         .await
         .unwrap();
     assert_eq!(patched.status(), 200);
+    let forged = format!("{token}x");
+    let refused = client
+        .delete(format!("{base}/api/v1/customers/{id}"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     let deleted = client
         .delete(format!("{base}/api/v1/customers/{id}"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -171,6 +196,12 @@ async fn serve_logs_json_without_personal_data_and_stops_on_sigterm_despite_a_li
     assert!(lines
         .iter()
         .any(|l| l["fields"]["message"] == "SIGTERM received, shutting down"));
+    // Neither the token (nor the forged one, nor any part of its signature) nor the secret.
+    let signature = token.rsplit('.').next().unwrap();
+    for credential in [token.as_str(), signature, secret] {
+        assert!(!logs.contains(credential), "the logs contain a credential");
+    }
+    assert!(!logs.contains("authentication is off"));
     let lower = logs.to_lowercase();
     for secret in [
         "private.person",
