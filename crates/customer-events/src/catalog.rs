@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::envelope::{Envelope, Metadata, SOURCE};
 use crate::event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerUpdated, EventType, FieldChange,
 };
 use crate::snapshot::{Address, CustomerSnapshot};
 use crate::versions::{v1_0, PUBLISHED_VERSIONS};
@@ -52,7 +52,12 @@ fn description(event_type: EventType, version: &str) -> &'static str {
              authentication."
         }
         (EventType::CustomerDeleted, _) => {
-            "A customer was deleted (DELETE); the last event of its id."
+            "A customer was deleted (DELETE); only CustomerErased can follow."
+        }
+        (EventType::CustomerErased, _) => {
+            "The customer's personal data was erased (DELETE ?erase=true): in every stored \
+             event of it, e-mail, names, phone, date of birth and address now read \
+             \"[erased]\" (address: null). Erase your copy too. Carries no personal data."
         }
     }
 }
@@ -87,6 +92,7 @@ fn derived_schema(event_type: EventType, version: &str) -> Value {
         (EventType::CustomerDeactivated, "1.0") => schema_of::<v1_0::CustomerDeactivated>(),
         (EventType::CustomerDeactivated, _) => schema_of::<CustomerDeactivated>(),
         (EventType::CustomerDeleted, _) => schema_of::<CustomerDeleted>(),
+        (EventType::CustomerErased, _) => schema_of::<CustomerErased>(),
     }
 }
 
@@ -176,6 +182,10 @@ fn example_data(event_type: EventType, version: &str) -> Value {
             reason: "Updated by user".into(),
             deactivated_at: LATER.into(),
             actor: Some("admin@example.com".into()),
+        }),
+        (EventType::CustomerErased, _) => serde_json::to_value(CustomerErased {
+            customer_id: ada.id,
+            erased_at: LATER.into(),
         }),
         (EventType::CustomerDeleted, _) => serde_json::to_value(CustomerDeleted {
             customer_id: ada.id,

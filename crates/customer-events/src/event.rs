@@ -17,16 +17,18 @@ pub enum EventType {
     CustomerActivated,
     CustomerDeactivated,
     CustomerDeleted,
+    CustomerErased,
 }
 
 impl EventType {
     /// Every event type, in the order they can happen to one customer.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::CustomerCreated,
         EventType::CustomerUpdated,
         EventType::CustomerActivated,
         EventType::CustomerDeactivated,
         EventType::CustomerDeleted,
+        EventType::CustomerErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +38,7 @@ impl EventType {
             EventType::CustomerActivated => "CustomerActivated",
             EventType::CustomerDeactivated => "CustomerDeactivated",
             EventType::CustomerDeleted => "CustomerDeleted",
+            EventType::CustomerErased => "CustomerErased",
         }
     }
 
@@ -74,6 +77,7 @@ pub enum CustomerEvent {
     CustomerActivated(CustomerActivated),
     CustomerDeactivated(CustomerDeactivated),
     CustomerDeleted(CustomerDeleted),
+    CustomerErased(CustomerErased),
 }
 
 impl CustomerEvent {
@@ -84,6 +88,7 @@ impl CustomerEvent {
             CustomerEvent::CustomerActivated(_) => EventType::CustomerActivated,
             CustomerEvent::CustomerDeactivated(_) => EventType::CustomerDeactivated,
             CustomerEvent::CustomerDeleted(_) => EventType::CustomerDeleted,
+            CustomerEvent::CustomerErased(_) => EventType::CustomerErased,
         }
     }
 
@@ -104,6 +109,9 @@ impl CustomerEvent {
             }
             EventType::CustomerDeleted => {
                 CustomerEvent::CustomerDeleted(serde_json::from_value(data)?)
+            }
+            EventType::CustomerErased => {
+                CustomerEvent::CustomerErased(serde_json::from_value(data)?)
             }
         })
     }
@@ -185,6 +193,18 @@ pub struct CustomerDeleted {
     pub email: String,
     pub full_name: String,
     pub deleted_at: String,
+}
+
+/// The customer's personal data was erased (GDPR): every earlier event of it now carries
+/// [`crate::erasure::ERASED`] instead. Carries no personal data itself; a consumer erases its
+/// own copy on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerErased {
+    pub customer_id: i64,
+    pub erased_at: String,
 }
 
 /// One changed field: its camelCase name and the value before and after.
@@ -312,6 +332,6 @@ mod tests {
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
         }
-        assert_eq!(EventType::parse("CustomerErased"), None);
+        assert_eq!(EventType::parse("CustomerMerged"), None);
     }
 }

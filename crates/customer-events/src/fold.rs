@@ -114,7 +114,7 @@ pub fn apply(
             version: sequence,
             ..customer
         }),
-        CustomerEvent::CustomerDeleted(_) => None,
+        CustomerEvent::CustomerDeleted(_) | CustomerEvent::CustomerErased(_) => None,
     }
 }
 

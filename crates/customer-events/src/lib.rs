@@ -21,6 +21,7 @@ pub mod catalog;
 #[cfg(feature = "consumer")]
 pub mod consumer;
 pub mod envelope;
+pub mod erasure;
 pub mod event;
 pub mod fold;
 pub mod snapshot;
@@ -29,7 +30,7 @@ pub mod versions;
 pub use envelope::{new_event_id, Envelope, Metadata, SOURCE};
 pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerEvent, CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerEvent, CustomerUpdated, EventType, FieldChange,
 };
 pub use fold::{apply, fold, ReadError};
 pub use snapshot::{Address, CustomerSnapshot};

@@ -12,13 +12,14 @@ use crate::event::{CustomerEvent, EventType};
 use crate::fold::ReadError;
 
 /// Every `(eventType, metadata.version)` the service has ever written, oldest first per type.
-pub const PUBLISHED_VERSIONS: [(EventType, &str); 6] = [
+pub const PUBLISHED_VERSIONS: [(EventType, &str); 7] = [
     (EventType::CustomerCreated, "1.0"),
     (EventType::CustomerUpdated, "1.0"),
     (EventType::CustomerActivated, "1.0"),
     (EventType::CustomerDeactivated, "1.0"),
     (EventType::CustomerDeactivated, "1.1"),
     (EventType::CustomerDeleted, "1.0"),
+    (EventType::CustomerErased, "1.0"),
 ];
 
 /// Data structs of versions that are no longer written.

@@ -9,7 +9,10 @@ create table idempotency_keys (
     body text not null,
     location text,
     etag text,
+    -- The customer the request created: its erasure removes the stored answer too.
+    customer_id bigint,
     created_at_ms bigint not null
 );
 
 create index idempotency_keys_created on idempotency_keys (created_at_ms);
+create index idempotency_keys_customer on idempotency_keys (customer_id);

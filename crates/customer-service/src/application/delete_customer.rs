@@ -1,4 +1,8 @@
-//! DELETE /customers/:id: remove the row and append CustomerDeleted in one transaction.
+//! DELETE /customers/:id: remove the row and append CustomerDeleted in one transaction;
+//! with `?erase=true` also erase the customer's personal data from its events.
+
+use customer_events::erasure::erase_envelope;
+use customer_events::{CustomerErased, CustomerEvent, EventType};
 
 use crate::domain::CustomerId;
 
@@ -26,6 +30,59 @@ pub async fn delete_customer(
         match store.delete(id, current.version, &events).await {
             Ok(()) => {
                 tracing::info!("customer deleted");
+                return Ok(());
+            }
+            Err(StoreError::VersionConflict) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::VersionConflict.into())
+}
+
+/// DELETE /customers/:id?erase=true: deletes the customer if it still exists, then erases
+/// its personal data from every stored event (GDPR) and appends CustomerErased — one
+/// transaction. Also for a customer deleted earlier; `NotFound` if it never existed or is
+/// erased already.
+#[tracing::instrument(name = "erase_customer", skip_all, fields(customer.id = %id))]
+pub async fn erase_customer(
+    store: &dyn CustomerStore,
+    ctx: &WriteContext,
+    id: CustomerId,
+    precondition: Option<Precondition>,
+) -> Result<(), ApplicationError> {
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let current = store.find_by_id(id).await?;
+        let history = store.events_of(id).await?;
+        let Some(last) = history.last() else {
+            return Err(ApplicationError::NotFound);
+        };
+        if last.event_type == EventType::CustomerErased.as_str() {
+            return Err(ApplicationError::NotFound);
+        }
+        let erased = CustomerEvent::CustomerErased(CustomerErased {
+            customer_id: id.get(),
+            erased_at: ctx.now.to_iso(),
+        });
+        let (expected_version, events) = match &current {
+            Some(current) => {
+                if precondition.is_some_and(|p| !p.holds_for(current.version)) {
+                    return Err(ApplicationError::VersionMismatch);
+                }
+                let events = [current.delete(ctx.now), erased];
+                (
+                    Some(current.version),
+                    ctx.seal(id, current.version + 1, &events),
+                )
+            }
+            // Deleted before: its log remains to be erased.
+            None => (None, ctx.seal(id, last.sequence + 1, &[erased])),
+        };
+        match store
+            .erase(id, expected_version, &events, &erase_envelope)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!("customer erased");
                 return Ok(());
             }
             Err(StoreError::VersionConflict) => continue,

@@ -46,6 +46,9 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
+/// A stored envelope with its personal data erased (`None`: leave it as it is).
+pub type Eraser<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
+
 /// Turns the change a new customer's insert produced (now that it has an id) into the
 /// events to append in the same transaction.
 pub type EventSealer<'a> = &'a (dyn Fn(&CustomerChange) -> Vec<NewEvent> + Send + Sync);
@@ -144,6 +147,16 @@ pub trait CustomerStore: Send + Sync {
         seal: EventSealer<'_>,
         idempotency: Option<IdempotentInsert<'_>>,
     ) -> Result<Customer, StoreError>;
+    /// Erasure, in one transaction: deletes the customer's row if `expected_version` is
+    /// given (compare-and-set), appends `events`, rewrites every event of the customer with
+    /// `erase` applied to its payload, and forgets its idempotent answers.
+    async fn erase(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        events: &[NewEvent],
+        erase: Eraser<'_>,
+    ) -> Result<(), StoreError>;
     /// The stored request and answer of an idempotency key, if any.
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -216,6 +229,9 @@ pub trait EventLog: Send + Sync {
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// Events ever appended.
     async fn event_count(&self) -> Result<i64, StoreError>;
+    /// The events of one customer, in sequence order (the relay erases its published
+    /// copies when it publishes a CustomerErased).
+    async fn customer_events(&self, customer_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
     /// Reclaims the space of published pending rows (PostgreSQL: `VACUUM` of the pending
     /// table; SQLite reuses deleted pages by itself).
     async fn compact(&self) -> Result<(), StoreError>;

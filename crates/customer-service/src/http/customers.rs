@@ -363,11 +363,15 @@ pub(crate) async fn update_customer(
     Ok(customer_response(envelope::updated(customer.snapshot())))
 }
 
-/// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted.
+/// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted; with `erase=true` the
+/// customer's personal data is also erased from every stored event and CustomerErased
+/// follows (also for a customer deleted earlier).
 #[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *")),
-    responses((status = 204, description = "Deleted"),
-              (status = 404, description = "Customer not found", body = ErrorBody),
+    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *"),
+           ("erase" = Option<bool>, Query, description = "true: erase the personal data from the event log too (GDPR)")),
+    responses((status = 204, description = "Deleted (and erased)"),
+              (status = 400, description = "erase is neither true nor false", body = ErrorBody),
+              (status = 404, description = "Customer not found (or erased already)", body = ErrorBody),
               (status = 412, description = "Stale If-Match", body = ErrorBody)))]
 pub(crate) async fn delete_customer(
     State(state): State<AppState>,
@@ -375,9 +379,21 @@ pub(crate) async fn delete_customer(
     actor: Option<Extension<Actor>>,
     CustomerIdParam(id): CustomerIdParam,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(params) =
+        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
+    let erase = match params.get("erase").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("erase", "erase must be true or false")),
+    };
     let ctx = write_context(&state, correlation, actor);
-    application::delete_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
+    if erase {
+        application::erase_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
+    } else {
+        application::delete_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

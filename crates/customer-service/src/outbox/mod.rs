@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::application::{EventLog, StoreError};
+use customer_events::EventType;
+
+use crate::application::{EventLog, StoreError, StoredEvent};
 use crate::sinks::{EventSink, SinkError};
 
 /// What one step did.
@@ -232,6 +234,26 @@ impl Relay {
         for sink in &self.sinks {
             sink.publish(&batch).await?;
         }
+        self.erase_published(&batch).await?;
         Ok(Some(batch.iter().map(|e| e.position).collect()))
+    }
+
+    /// For each CustomerErased in `batch` (published, so every earlier event of that
+    /// customer is too): the sinks drop what they keep of the customer's events. Before the
+    /// batch is marked, so a failure retries it.
+    async fn erase_published(&self, batch: &[StoredEvent]) -> Result<(), RelayError> {
+        let erased = batch
+            .iter()
+            .filter(|e| e.event_type == EventType::CustomerErased.as_str());
+        for event in erased {
+            // CustomerErased itself stays: it carries no personal data, and consumers that
+            // were away need it to erase their own copies.
+            let mut events = self.log.customer_events(event.customer_id).await?;
+            events.retain(|e| e.event_type != EventType::CustomerErased.as_str());
+            for sink in &self.sinks {
+                sink.erase(&events).await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -34,4 +34,10 @@ pub trait EventSink: Send + Sync {
     /// Delivers `batch` (log order) or fails as a whole. Must be idempotent per event: the
     /// relay re-delivers a batch whose marking failed.
     async fn publish(&self, batch: &[StoredEvent]) -> Result<(), SinkError>;
+
+    /// Removes what the sink keeps of `events` (one erased customer's, already redacted in
+    /// the log). Idempotent; nothing to do for sinks that keep nothing.
+    async fn erase(&self, _events: &[StoredEvent]) -> Result<(), SinkError> {
+        Ok(())
+    }
 }

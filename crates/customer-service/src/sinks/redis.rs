@@ -172,6 +172,59 @@ impl RedisSink {
     }
 }
 
+/// Stream entries read per round trip while looking for an erased customer's entries.
+const ERASE_SCAN: usize = 1000;
+
+impl RedisSink {
+    /// XDELs the entries of `stream` whose `id` field is one of `event_ids`.
+    async fn delete_entries(
+        &self,
+        connection: &mut MultiplexedConnection,
+        stream: &str,
+        event_ids: &std::collections::HashSet<&str>,
+    ) -> Result<(), SinkError> {
+        let mut start = "-".to_owned();
+        loop {
+            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(ERASE_SCAN)
+                .query_async(connection)
+                .await
+                .map_err(unavailable)?;
+            let doomed: Vec<&String> = entries
+                .iter()
+                .filter(|(_, fields)| {
+                    fields.chunks(2).any(|pair| {
+                        pair[0] == "id"
+                            && pair
+                                .get(1)
+                                .is_some_and(|id| event_ids.contains(id.as_str()))
+                    })
+                })
+                .map(|(id, _)| id)
+                .collect();
+            if !doomed.is_empty() {
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(stream)
+                    .arg(&doomed)
+                    .query_async(connection)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let Some((last, _)) = entries.last() else {
+                return Ok(());
+            };
+            if entries.len() < ERASE_SCAN {
+                return Ok(());
+            }
+            start = format!("({last}");
+        }
+    }
+}
+
 #[async_trait]
 impl EventSink for RedisSink {
     fn name(&self) -> &'static str {
@@ -204,5 +257,36 @@ impl EventSink for RedisSink {
             "published to Redis"
         );
         Ok(())
+    }
+
+    /// Deletes the events' 24 h keys and their entries in the stream and its dead-letter
+    /// stream (found by scanning: erasure is rare, and the stream is capped).
+    async fn erase(&self, events: &[StoredEvent]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = events
+            .iter()
+            .map(|e| self.event_key(&e.event_type, &e.event_id))
+            .collect();
+        let ids: std::collections::HashSet<&str> =
+            events.iter().map(|e| e.event_id.as_str()).collect();
+        let stream = &self.settings.stream;
+        let mut connection = self.connection().await?;
+        let result = async {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            self.delete_entries(&mut connection, stream, &ids).await?;
+            self.delete_entries(&mut connection, &format!("{stream}:dlq"), &ids)
+                .await
+        }
+        .await;
+        if result.is_err() {
+            *self.connection.lock().await = None;
+        }
+        result
     }
 }

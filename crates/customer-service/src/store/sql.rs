@@ -29,12 +29,24 @@ values ($1, $2, 0, '', null, null, $3)
 "#;
 
 pub(super) const FILL_IDEMPOTENCY: &str = r#"
-update idempotency_keys set status = $2, body = $3, location = $4, etag = $5 where key = $1
+update idempotency_keys
+set status = $2, body = $3, location = $4, etag = $5, customer_id = $6
+where key = $1
 "#;
 
 pub(super) const FIND_IDEMPOTENCY: &str = r#"
 select request, status, body, location, etag, created_at_ms from idempotency_keys where key = $1
 "#;
+
+/// Erasure rewrites each of the customer's events with its personal data erased.
+pub(super) const PAYLOADS_OF_CUSTOMER: &str =
+    "select position, payload from customer_events where customer_id = $1";
+
+pub(super) const REWRITE_PAYLOAD: &str =
+    "update customer_events set payload = $1 where position = $2";
+
+pub(super) const FORGET_IDEMPOTENCY_OF_CUSTOMER: &str =
+    "delete from idempotency_keys where customer_id = $1";
 
 /// Compare-and-set on `version`: no row updated means a concurrent write won.
 pub(super) const UPDATE_CUSTOMER: &str = r#"

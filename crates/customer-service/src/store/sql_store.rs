@@ -10,7 +10,7 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
+    CustomerStore, Eraser, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
     ListQuery, NewEvent, OutboxStatus, PoolUsage, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
@@ -247,6 +247,7 @@ impl SqlStore {
                 .bind(response.body)
                 .bind(response.location)
                 .bind(response.etag)
+                .bind(change.customer.id.get())
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
@@ -304,6 +305,52 @@ impl SqlStore {
         self.commit(tx).await
     }
 
+    async fn erase_on(
+        &self,
+        connection: &mut AnyConnection,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        events: &[NewEvent],
+        erase: Eraser<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(version) = expected_version {
+            let deleted = sqlx::query(sql::DELETE_CUSTOMER)
+                .bind(id.get())
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if deleted.rows_affected() != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+        }
+        Self::append(&mut tx, events).await?;
+        let payloads = sqlx::query(sql::PAYLOADS_OF_CUSTOMER)
+            .bind(id.get())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for row in &payloads {
+            let position: i64 = row.try_get(0).map_err(classify)?;
+            let payload: String = row.try_get(1).map_err(classify)?;
+            if let Some(erased) = erase(&payload).filter(|erased| *erased != payload) {
+                sqlx::query(sql::REWRITE_PAYLOAD)
+                    .bind(erased)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        sqlx::query(sql::FORGET_IDEMPOTENCY_OF_CUSTOMER)
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        self.commit(tx).await
+    }
+
     async fn mark_published_on(
         &self,
         connection: &mut AnyConnection,
@@ -349,6 +396,21 @@ impl CustomerStore for SqlStore {
     ) -> Result<Customer, StoreError> {
         let mut lease = self.writer.acquire().await.map_err(classify)?;
         let result = self.insert_on(&mut lease, draft, seal, idempotency).await;
+        settle_write(lease, result)
+    }
+
+    #[tracing::instrument(name = "store.erase", skip_all, fields(customer.id = %id))]
+    async fn erase(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        events: &[NewEvent],
+        erase: Eraser<'_>,
+    ) -> Result<(), StoreError> {
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = self
+            .erase_on(&mut lease, id, expected_version, events, erase)
+            .await;
         settle_write(lease, result)
     }
 
@@ -568,6 +630,13 @@ impl EventLog for SqlStore {
             lease.settle_on(result).map_err(classify)?;
         }
         Ok(())
+    }
+
+    async fn customer_events(&self, customer_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self
+            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(customer_id))
+            .await?;
+        rows.iter().map(read_event).collect()
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {

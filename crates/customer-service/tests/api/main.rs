@@ -11,6 +11,7 @@ mod concurrency;
 mod create_customer;
 mod database_outage;
 mod delete_customer;
+mod erasure;
 mod event_delivery;
 mod event_log;
 mod history;
