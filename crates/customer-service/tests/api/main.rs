@@ -17,6 +17,7 @@ mod event_log;
 mod history;
 mod http_basics;
 mod idempotency;
+mod openapi_conformance;
 mod operations;
 mod own_server;
 mod process_faults;
