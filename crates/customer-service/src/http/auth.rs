@@ -132,13 +132,10 @@ impl Authenticator {
 
 /// The middleware: lets open requests through, checks the token of protected ones.
 pub(crate) async fn authenticate(
-    State(authenticator): State<Option<Arc<Authenticator>>>,
+    State(authenticator): State<Arc<Authenticator>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(authenticator) = authenticator else {
-        return next.run(request).await;
-    };
     let bearer = request
         .headers()
         .get(AUTHORIZATION)

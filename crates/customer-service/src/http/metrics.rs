@@ -7,7 +7,7 @@
 //! Hand-written rather than a metrics library: a dozen series, one mutex-guarded map on the
 //! request path, and no global registry to wire through the tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,10 +36,28 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
-/// The HTTP series, keyed by (method, route template, status).
+/// The HTTP series: by route template, then (method, status). Looked up by `&str`, so
+/// recording a request allocates nothing once its series exists.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    series: Mutex<HashMap<String, RouteSeries>>,
+}
+
+/// One route's series by (method label, status).
+type RouteSeries = HashMap<(&'static str, u16), Series>;
+
+/// The method's name as a `'static` label (other methods share one label).
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 impl HttpMetrics {
@@ -48,9 +66,11 @@ impl HttpMetrics {
         let Ok(mut series) = self.series.lock() else {
             return;
         };
-        let entry = series
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        let by_route = match series.get_mut(route) {
+            Some(by_route) => by_route,
+            None => series.entry(route.to_owned()).or_default(),
+        };
+        let entry = by_route.entry((method_label(method), status)).or_default();
         entry.count += 1;
         entry.sum_seconds += seconds;
         if let Some(slot) = BUCKETS.iter().position(|bound| seconds <= *bound) {
@@ -59,8 +79,16 @@ impl HttpMetrics {
     }
 
     fn render(&self, out: &mut String) {
-        let series = match self.series.lock() {
-            Ok(series) => series.clone(),
+        // Sorted, so a scrape reads the same order every time.
+        let series: BTreeMap<(String, &'static str, u16), Series> = match self.series.lock() {
+            Ok(series) => series
+                .iter()
+                .flat_map(|(route, by_key)| {
+                    by_key
+                        .iter()
+                        .map(|((method, status), s)| ((route.clone(), *method, *status), s.clone()))
+                })
+                .collect(),
             Err(_) => return,
         };
         help(
@@ -69,7 +97,7 @@ impl HttpMetrics {
             "counter",
             "HTTP requests answered.",
         );
-        for ((method, route, status), s) in &series {
+        for ((route, method, status), s) in &series {
             let _ = writeln!(
                 out,
                 "http_requests_total{{{}}} {}",
@@ -83,7 +111,7 @@ impl HttpMetrics {
             "histogram",
             "Time from receiving a request to its answer.",
         );
-        for ((method, route, status), s) in &series {
+        for ((route, method, status), s) in &series {
             let labels = labels(method, route, *status);
             let mut cumulative = 0;
             for (bound, count) in BUCKETS.iter().zip(s.buckets) {

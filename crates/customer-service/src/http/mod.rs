@@ -83,7 +83,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         request_timeout: options.request_timeout,
         metrics: state.metrics.clone(),
     };
-    Router::new()
+    let mut router = Router::new()
         .nest("/api/v1", api)
         .merge(health::probes())
         .merge(metrics::router())
@@ -91,15 +91,21 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
-        .layer(middleware::from_fn_with_state(
-            options.rate_limiter.clone(),
+        .layer(DefaultBodyLimit::max(options.body_limit_bytes));
+    // Layers that are off cost nothing: they are not there.
+    if let Some(limiter) = &options.rate_limiter {
+        router = router.layer(middleware::from_fn_with_state(
+            limiter.clone(),
             rate_limit::limit_writes,
-        ))
-        .layer(middleware::from_fn_with_state(
-            options.authenticator.clone(),
+        ));
+    }
+    if let Some(authenticator) = &options.authenticator {
+        router = router.layer(middleware::from_fn_with_state(
+            authenticator.clone(),
             auth::authenticate,
-        ))
+        ));
+    }
+    router
         .layer(middleware::from_fn_with_state(origins, cors::cors))
         .layer(middleware::from_fn_with_state(
             context,
