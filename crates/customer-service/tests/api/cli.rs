@@ -32,6 +32,14 @@ fn help_documents_the_subcommands_and_every_variable() {
         "REQUEST_TIMEOUT_SECS",
         "BODY_LIMIT_BYTES",
         "HOST",
+        "healthcheck",
+        "events",
+        "RELAY_GAP_GRACE_MS",
+        "AUTH_JWT_SECRET",
+        "AUTH_JWT_PUBLIC_KEY_FILE",
+        "AUTH_PROTECT_READS",
+        "RATE_LIMIT_WRITES_PER_MINUTE",
+        "IDEMPOTENCY_TTL_HOURS",
     ] {
         assert!(
             help.contains(word),
