@@ -7,9 +7,8 @@ use customer_events::{CustomerErased, CustomerEvent, EventType};
 use crate::domain::CustomerId;
 
 use super::error::ApplicationError;
-use super::new_event::{Precondition, WriteContext};
-use super::ports::{CustomerStore, StoreError};
-use super::update_customer::MAX_WRITE_ATTEMPTS;
+use super::new_event::{retry_on_conflict, Precondition, WriteContext};
+use super::ports::CustomerStore;
 
 #[tracing::instrument(name = "delete_customer", skip_all, fields(customer.id = %id))]
 pub async fn delete_customer(
@@ -18,7 +17,7 @@ pub async fn delete_customer(
     id: CustomerId,
     precondition: Option<Precondition>,
 ) -> Result<(), ApplicationError> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
+    retry_on_conflict(move || async move {
         let current = store
             .find_by_id(id)
             .await?
@@ -27,16 +26,11 @@ pub async fn delete_customer(
             return Err(ApplicationError::VersionMismatch);
         }
         let events = ctx.seal(id, current.version + 1, &[current.delete(ctx.now)]);
-        match store.delete(id, current.version, &events).await {
-            Ok(()) => {
-                tracing::info!("customer deleted");
-                return Ok(());
-            }
-            Err(StoreError::VersionConflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(StoreError::VersionConflict.into())
+        store.delete(id, current.version, &events).await?;
+        tracing::info!("customer deleted");
+        Ok(())
+    })
+    .await
 }
 
 /// DELETE /customers/:id?erase=true: deletes the customer if it still exists, then erases
@@ -50,7 +44,7 @@ pub async fn erase_customer(
     id: CustomerId,
     precondition: Option<Precondition>,
 ) -> Result<(), ApplicationError> {
-    for _ in 0..MAX_WRITE_ATTEMPTS {
+    retry_on_conflict(move || async move {
         let current = store.find_by_id(id).await?;
         let history = store.events_of(id).await?;
         let Some(last) = history.last() else {
@@ -77,17 +71,11 @@ pub async fn erase_customer(
             // Deleted before: its log remains to be erased.
             None => (None, ctx.seal(id, last.sequence + 1, &[erased])),
         };
-        match store
+        store
             .erase(id, expected_version, &events, &erase_envelope)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!("customer erased");
-                return Ok(());
-            }
-            Err(StoreError::VersionConflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(StoreError::VersionConflict.into())
+            .await?;
+        tracing::info!("customer erased");
+        Ok(())
+    })
+    .await
 }

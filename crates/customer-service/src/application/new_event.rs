@@ -1,10 +1,12 @@
-//! Wrapping the domain's events in their envelopes: ids, time, sequence, correlation id.
+//! What every write shares: its context, wrapping the domain's events in their envelopes
+//! (ids, time, sequence, correlation id, actor), and re-deciding after a lost race.
 
 use customer_events::{new_event_id, CustomerEvent, Envelope};
 
 use crate::domain::{CustomerId, Timestamp};
 
-use super::ports::NewEvent;
+use super::error::ApplicationError;
+use super::ports::{NewEvent, StoreError};
 
 /// What every write needs besides its input: when it happens and which request caused it.
 #[derive(Debug, Clone)]
@@ -73,4 +75,27 @@ impl WriteContext {
             })
             .collect()
     }
+}
+
+/// How often a write decided on a version that a concurrent write then replaced is
+/// re-decided on the fresh state. Each round commits at least one competing writer, so this
+/// bounds the wait of a request that keeps losing to others on one hot customer.
+pub(crate) const MAX_WRITE_ATTEMPTS: usize = 64;
+
+/// Runs `attempt` (read the customer, decide, write with compare-and-set) again while it
+/// loses a race to a concurrent writer (a version conflict), at most
+/// [`MAX_WRITE_ATTEMPTS`] times; then the conflict is the answer (503: retry later).
+pub(crate) async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> Result<T, ApplicationError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApplicationError>>,
+{
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        match attempt().await {
+            // Lost a race: decide again on the state that won (or report the mismatch).
+            Err(ApplicationError::Unavailable(StoreError::VersionConflict)) => continue,
+            other => return other,
+        }
+    }
+    Err(StoreError::VersionConflict.into())
 }

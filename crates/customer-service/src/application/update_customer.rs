@@ -5,13 +5,8 @@ use serde_json::{Map, Value};
 use crate::domain::{parse_customer_patch, Customer, CustomerId};
 
 use super::error::ApplicationError;
-use super::new_event::{Precondition, WriteContext};
-use super::ports::{CustomerStore, StoreError};
-
-/// How often a write decided on a version that a concurrent write then replaced is
-/// re-decided on the fresh state. Each round commits at least one competing writer, so this
-/// bounds the wait of a request that keeps losing to others on one hot customer.
-pub(crate) const MAX_WRITE_ATTEMPTS: usize = 64;
+use super::new_event::{retry_on_conflict, Precondition, WriteContext};
+use super::ports::CustomerStore;
 
 #[tracing::instrument(name = "update_customer", skip_all, fields(customer.id = %id))]
 pub async fn update_customer(
@@ -22,7 +17,8 @@ pub async fn update_customer(
     precondition: Option<Precondition>,
 ) -> Result<Customer, ApplicationError> {
     let patch = parse_customer_patch(body, ctx.now.date())?;
-    for _ in 0..MAX_WRITE_ATTEMPTS {
+    let patch = &patch;
+    retry_on_conflict(move || async move {
         let current = store
             .find_by_id(id)
             .await?
@@ -30,25 +26,18 @@ pub async fn update_customer(
         if precondition.is_some_and(|p| !p.holds_for(current.version)) {
             return Err(ApplicationError::VersionMismatch);
         }
-        let Some(change) = current.update(&patch, ctx.now, ctx.actor.as_deref()) else {
+        let Some(change) = current.update(patch, ctx.now, ctx.actor.as_deref()) else {
             return Ok(current);
         };
         let events = ctx.seal(id, current.version + 1, &change.events);
-        match store
+        store
             .update(current.version, &change.customer, &events)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(
-                    customer.version = change.customer.version,
-                    "customer updated"
-                );
-                return Ok(change.customer);
-            }
-            // Lost a race: decide again on the state that won (or report the mismatch).
-            Err(StoreError::VersionConflict) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(StoreError::VersionConflict.into())
+            .await?;
+        tracing::info!(
+            customer.version = change.customer.version,
+            "customer updated"
+        );
+        Ok(change.customer)
+    })
+    .await
 }
