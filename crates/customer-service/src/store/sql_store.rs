@@ -163,6 +163,17 @@ impl SqlStore {
         Ok(count)
     }
 
+    /// The one row `query` returns (a query that returns none is a bug here: counts,
+    /// aggregates and the like).
+    async fn fetch_one<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<AnyRow, StoreError> {
+        self.fetch_optional(query)
+            .await?
+            .ok_or_else(|| StoreError::Other("a single-row query returned no row".into()))
+    }
+
     /// The first column of the one row `query` returns.
     async fn fetch_scalar<'q, T>(
         &self,
@@ -171,10 +182,7 @@ impl SqlStore {
     where
         T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
     {
-        let mut connection = self.readers.acquire().await.map_err(classify)?;
-        let result = query.fetch_one(&mut *connection).await;
-        let row = connection.settle_on(result).map_err(classify)?;
-        row.try_get(0).map_err(classify)
+        self.fetch_one(query).await?.try_get(0).map_err(classify)
     }
 }
 
@@ -609,10 +617,7 @@ impl EventLog for SqlStore {
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let row = self
-            .fetch_optional(sqlx::query(sql::OUTBOX_STATUS))
-            .await?
-            .ok_or_else(|| StoreError::Other("the outbox status query returned no row".into()))?;
+        let row = self.fetch_one(sqlx::query(sql::OUTBOX_STATUS)).await?;
         let pending: i64 = row.try_get(0).map_err(classify)?;
         let oldest: Option<i64> = row.try_get(1).map_err(classify)?;
         Ok(OutboxStatus {
