@@ -1,16 +1,13 @@
 //! `/api/v1/customers`: the contract's "Routes" table, one handler per route.
 
-use std::collections::HashMap;
-
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use customer_events::CustomerSnapshot;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
@@ -22,7 +19,7 @@ use crate::domain::Customer;
 use super::auth::Actor;
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{precondition, CustomerIdParam, JsonObject};
+use super::extract::{precondition, CustomerIdParam, JsonObject, QueryParams};
 use super::request_context::CorrelationId;
 use super::AppState;
 
@@ -70,13 +67,6 @@ impl LoggedEvent {
         })?;
         Ok(LoggedEvent { position, event })
     }
-}
-
-/// Query parameters of GET /customers/:id.
-#[derive(Debug, Deserialize)]
-pub(crate) struct GetCustomerQuery {
-    #[serde(rename = "asOf")]
-    as_of: Option<String>,
 }
 
 /// `data` of the list route.
@@ -243,10 +233,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
               (status = 400, description = "Invalid paging", body = ErrorBody)))]
 pub(crate) async fn list_customers(
     State(state): State<AppState>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    QueryParams(mut params): QueryParams,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(mut params) =
-        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
     let request = PageRequest {
         page: params.remove("page"),
         limit: params.remove("limit"),
@@ -305,11 +293,9 @@ pub(crate) async fn get_customer_by_email(
 pub(crate) async fn get_customer(
     State(state): State<AppState>,
     CustomerIdParam(id): CustomerIdParam,
-    query: Result<Query<GetCustomerQuery>, QueryRejection>,
+    QueryParams(mut params): QueryParams,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
-    if let Some(raw) = query.as_of {
+    if let Some(raw) = params.remove("asOf") {
         // A past state: no ETag, since it is not a version a write could be conditioned on.
         let at = application::parse_as_of(&raw)?;
         let customer = application::customer_as_of(&*state.store, id, at).await?;
@@ -379,10 +365,8 @@ pub(crate) async fn delete_customer(
     actor: Option<Extension<Actor>>,
     CustomerIdParam(id): CustomerIdParam,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    QueryParams(params): QueryParams,
 ) -> Result<StatusCode, ApiError> {
-    let Query(params) =
-        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
     let erase = match params.get("erase").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,

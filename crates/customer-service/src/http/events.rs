@@ -8,12 +8,11 @@
 //!   there is no seam to lose or repeat an event at. Without either it starts at the
 //!   watermark: new events only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -28,6 +27,7 @@ use crate::application::{self, EventPageRequest, EventQuery, StoredEvent};
 use super::customers::LoggedEvent;
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
+use super::extract::QueryParams;
 use super::AppState;
 
 /// Comment lines at this interval keep proxies from closing an idle stream.
@@ -53,17 +53,13 @@ pub(crate) struct EventList {
     next_after: i64,
 }
 
-fn page_request(
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<EventPageRequest, ApiError> {
-    let Query(mut params) =
-        query.map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
-    Ok(EventPageRequest {
+fn page_request(QueryParams(mut params): QueryParams) -> EventPageRequest {
+    EventPageRequest {
         after: params.remove("after"),
         limit: params.remove("limit"),
         event_type: params.remove("type"),
         customer_id: params.remove("customerId"),
-    })
+    }
 }
 
 /// The settled event log in position order, filtered.
@@ -76,9 +72,9 @@ fn page_request(
               (status = 400, description = "Invalid parameter", body = ErrorBody)))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    params: QueryParams,
 ) -> Result<impl IntoResponse, ApiError> {
-    let query = application::parse_event_query(&page_request(query)?)?;
+    let query = application::parse_event_query(&page_request(params))?;
     let page = application::read_events(&*state.events, &query).await?;
     Ok(envelope::ok(EventList {
         events: page
@@ -101,16 +97,29 @@ pub(crate) async fn list_events(
 pub(crate) async fn stream_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    params: QueryParams,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let mut request = page_request(query)?;
+    let mut request = page_request(params);
     request.limit = None;
-    if let Some(last) = headers.get("last-event-id") {
-        // The header wins over `?after=`: it is what the client last received.
-        request.after = Some(last.to_str().unwrap_or("not text").to_owned());
-    }
     let query = application::parse_event_query(&request)?;
-    let after = match query.after {
+    // The header wins over `?after=`: it is what the client last received.
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|position| *position >= 0)
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "Last-Event-ID",
+                        "Last-Event-ID must be a log position (an integer of 0 or more)",
+                    )
+                })?,
+        ),
+    };
+    let after = match last_event_id.or(query.after) {
         Some(after) => after,
         None => state
             .events

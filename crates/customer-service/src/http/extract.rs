@@ -2,7 +2,9 @@
 //! axum's plain-text rejections.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +14,22 @@ use crate::application::Precondition;
 use crate::domain::CustomerId;
 
 use super::error::ApiError;
+
+/// The query string as name → value (the last of a repeated name). One that cannot be read
+/// is the contract's 400, not axum's plain-text rejection.
+#[derive(Debug)]
+pub struct QueryParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest("The query string could not be read".to_owned()))?;
+        Ok(QueryParams(params))
+    }
+}
 
 /// A request body that is a JSON object, sent as `application/json` (or `…+json`).
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use customer_service::application::StoredEvent;
 use customer_service::config::RedisConfig;
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -34,6 +35,16 @@ async fn some_history(app: &TestApp) -> Vec<i64> {
     .await;
     assert_eq!(app.delete_customer(c).await.status(), 204);
     vec![a, b, c]
+}
+
+/// The stored events of these customers, in log (position) order.
+async fn log_of(app: &TestApp, ids: &[i64]) -> Vec<StoredEvent> {
+    let mut stored = Vec::new();
+    for id in ids {
+        stored.extend(app.stored_events_of(*id).await);
+    }
+    stored.sort_by_key(|e| e.position);
+    stored
 }
 
 /// Every event of the log through the API, `limit` at a time: (position, raw envelope).
@@ -76,11 +87,7 @@ async fn the_events_api_pages_every_published_event_in_position_order_with_filte
     let app = spawn_app_with(backend, |_| {}).await;
     let ids = some_history(&app).await;
     app.wait_until_published().await;
-    let mut stored = Vec::new();
-    for id in &ids {
-        stored.extend(app.stored_events_of(*id).await);
-    }
-    stored.sort_by_key(|e| e.position);
+    let stored = log_of(&app, &ids).await;
     assert_eq!(stored.len(), 6);
 
     let all = page_through(&app, "", 2).await;
@@ -204,6 +211,17 @@ async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurre
         )
         .await;
     assert_eq!(resumed.status(), 200);
+    let bad = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/events/stream"))
+                .header("Last-Event-ID", "yesterday"),
+        )
+        .await;
+    assert_eq!(
+        json_of(bad, 400).await["fieldErrors"],
+        json!({"Last-Event-ID": ["Last-Event-ID must be a log position (an integer of 0 or more)"]})
+    );
     for writer in writers {
         writer.await.unwrap();
     }
@@ -343,32 +361,7 @@ async fn replay_to(app: &TestApp, target: &RedisConfig, args: &[&str]) -> (bool,
     let mut all = vec!["events", "replay"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--stream", &target.stream]);
-    run_binary(app, &all).await
-}
-
-/// Runs `customer-service <args>` against the app's database and Redis: (success, stdout).
-async fn run_binary(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"));
-    command
-        .args(args)
-        .env("DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "off");
-    if let Some(redis) = &app.redis {
-        command
-            .env("REDIS_URL", &redis.url)
-            .env("EVENT_STREAM", &redis.stream)
-            .env("REDIS_KEY_PREFIX", &redis.key_prefix)
-            .env("EVENT_CHANNEL", &redis.channel);
-    }
-    tokio::task::spawn_blocking(move || {
-        let output = command.output().expect("the binary runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    app.run_cli(&all).await
 }
 
 async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time(backend: Backend) {
@@ -379,11 +372,7 @@ async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time
     let app = spawn_app_with(backend, |c| c.redis = Some(unique_redis(url))).await;
     let ids = some_history(&app).await;
     app.wait_until_published().await;
-    let mut stored = Vec::new();
-    for id in &ids {
-        stored.extend(app.stored_events_of(*id).await);
-    }
-    stored.sort_by_key(|e| e.position);
+    let stored = log_of(&app, &ids).await;
     let redis = app.redis.clone().unwrap();
     // What the relay published is what the log holds.
     let published = streamed_payloads(&redis).await;
@@ -525,7 +514,7 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
         [Outcome::DeadLettered { attempts: 2 }, Outcome::Handled]
     );
 
-    let (ok, out) = run_binary(&app, &["events", "dlq", "list"]).await;
+    let (ok, out) = app.run_cli(&["events", "dlq", "list"]).await;
     assert!(ok, "{out}");
     let event_id = &app.stored_events_of(poison).await[0].event_id;
     let line = out.lines().next().unwrap();
@@ -542,7 +531,7 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
         "{out}"
     );
 
-    let (ok, out) = run_binary(&app, &["events", "dlq", "retry", "--all"]).await;
+    let (ok, out) = app.run_cli(&["events", "dlq", "retry", "--all"]).await;
     assert!(ok, "{out}");
     assert_eq!(out, format!("re-delivered 1 dead letters to {stream}\n"));
     // The group gets it again; this time the handler succeeds.
@@ -551,7 +540,7 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(outcomes, [Outcome::Handled]);
-    let (_, out) = run_binary(&app, &["events", "dlq", "list"]).await;
+    let (_, out) = app.run_cli(&["events", "dlq", "list"]).await;
     assert!(out.starts_with("0 dead letters"), "{out}");
 
     // Purge: fill it again, then empty it.
@@ -562,9 +551,9 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(outcomes, [Outcome::DeadLettered { attempts: 2 }]);
-    let (ok, out) = run_binary(&app, &["events", "dlq", "purge"]).await;
+    let (ok, out) = app.run_cli(&["events", "dlq", "purge"]).await;
     assert!(ok);
     assert_eq!(out, format!("purged 1 dead letters from {stream}:dlq\n"));
-    let (ok, out) = run_binary(&app, &["events", "dlq", "retry", "--all"]).await;
+    let (ok, out) = app.run_cli(&["events", "dlq", "retry", "--all"]).await;
     assert!(!ok, "nothing to retry: {out}");
 }
