@@ -168,21 +168,7 @@ async fn history_and_as_of_reject_bad_input_and_unknown_customers(app: TestApp) 
 
 /// `customer-service events verify` against the app's database: (exit success, stdout).
 async fn verify(app: &TestApp) -> (bool, String) {
-    let url = app.database_url.clone();
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
-            .args(["events", "verify"])
-            .env("DATABASE_URL", url)
-            .env("RUST_LOG", "off")
-            .output()
-            .expect("the binary runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    })
-    .await
-    .expect("join")
+    app.run_cli(&["events", "verify"]).await
 }
 
 async fn events_verify_passes_on_a_healthy_log_and_names_what_was_altered(app: TestApp) {

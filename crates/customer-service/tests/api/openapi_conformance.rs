@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::robustness::FIELDS;
 use crate::test_app::{minimal, TestApp};
 
 crate::on_every_backend!(generated_requests_to_every_documented_operation_get_documented_answers,);
@@ -73,19 +74,8 @@ fn pick_json(rng: &mut fastrand::Rng, depth: u32) -> Value {
 /// A body for a write: sometimes valid, mostly mutated.
 fn pick_body(rng: &mut fastrand::Rng, n: usize) -> Value {
     let mut body = minimal(&format!("gen{n}@example.com"));
-    let fields = [
-        "email",
-        "firstName",
-        "lastName",
-        "phone",
-        "isActive",
-        "dateOfBirth",
-        "address",
-        "preferences",
-        "unknown",
-    ];
     for _ in 0..rng.usize(..4) {
-        let field = fields[rng.usize(..fields.len())];
+        let field = FIELDS[rng.usize(..FIELDS.len())];
         body[field] = pick_json(rng, 0);
     }
     if rng.u8(..10) == 0 {

@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 
 use crate::test_app::{json_of, minimal, spawn_app, Backend, TestApp};
 
-const FIELDS: [&str; 9] = [
+/// Every field of a customer body, and one it does not have.
+pub(crate) const FIELDS: [&str; 9] = [
     "email",
     "firstName",
     "lastName",

@@ -319,6 +319,32 @@ impl TestApp {
         .await
     }
 
+    /// Runs `customer-service <args>` against this app's database (and Redis names):
+    /// (exit success, stdout).
+    pub async fn run_cli(&self, args: &[&str]) -> (bool, String) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"));
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("RUST_LOG", "off");
+        if let Some(redis) = &self.redis {
+            command
+                .env("REDIS_URL", &redis.url)
+                .env("EVENT_STREAM", &redis.stream)
+                .env("REDIS_KEY_PREFIX", &redis.key_prefix)
+                .env("EVENT_CHANNEL", &redis.channel);
+        }
+        tokio::task::spawn_blocking(move || {
+            let output = command.output().expect("the binary runs");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        })
+        .await
+        .expect("join")
+    }
+
     /// The customer's event log, payloads parsed.
     pub async fn events_of(&self, id: i64) -> Vec<Value> {
         self.stored_events_of(id)
