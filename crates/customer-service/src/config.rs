@@ -12,7 +12,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     /// `None` when neither `REDIS_URL` nor `REDIS_HOST` is set: events then go to the log
-    /// and the in-process live stream only.
+    /// only (and from there to `/api/v1/events` and the SSE stream).
     pub redis: Option<RedisConfig>,
     pub relay: RelayConfig,
     pub log: LogConfig,
