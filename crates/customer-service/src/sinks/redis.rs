@@ -176,24 +176,25 @@ impl RedisSink {
 const ERASE_SCAN: usize = 1000;
 
 impl RedisSink {
-    /// XDELs the entries of `stream` whose `id` field is one of `event_ids`.
+    /// XDELs the entries of `stream` whose `id` field is one of `event_ids`. Each round trip
+    /// has the sink's timeout, like publishing.
     async fn delete_entries(
         &self,
-        connection: &mut MultiplexedConnection,
         stream: &str,
         event_ids: &std::collections::HashSet<&str>,
     ) -> Result<(), SinkError> {
         let mut start = "-".to_owned();
         loop {
-            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            let mut range = redis::cmd("XRANGE");
+            range
                 .arg(stream)
                 .arg(&start)
                 .arg("+")
                 .arg("COUNT")
-                .arg(ERASE_SCAN)
-                .query_async(connection)
-                .await
-                .map_err(unavailable)?;
+                .arg(ERASE_SCAN);
+            let entries: Vec<(String, Vec<String>)> = self
+                .run(|mut c| async move { range.query_async(&mut c).await })
+                .await?;
             let doomed: Vec<&String> = entries
                 .iter()
                 .filter(|(_, fields)| {
@@ -207,20 +208,15 @@ impl RedisSink {
                 .map(|(id, _)| id)
                 .collect();
             if !doomed.is_empty() {
-                let _: i64 = redis::cmd("XDEL")
-                    .arg(stream)
-                    .arg(&doomed)
-                    .query_async(connection)
-                    .await
-                    .map_err(unavailable)?;
+                let mut delete = redis::cmd("XDEL");
+                delete.arg(stream).arg(&doomed);
+                self.run(|mut c| async move { delete.query_async::<i64>(&mut c).await })
+                    .await?;
             }
-            let Some((last, _)) = entries.last() else {
-                return Ok(());
-            };
-            if entries.len() < ERASE_SCAN {
-                return Ok(());
+            match entries.last() {
+                Some((last, _)) if entries.len() == ERASE_SCAN => start = format!("({last}"),
+                _ => return Ok(()),
             }
-            start = format!("({last}");
         }
     }
 }
@@ -272,21 +268,11 @@ impl EventSink for RedisSink {
         let ids: std::collections::HashSet<&str> =
             events.iter().map(|e| e.event_id.as_str()).collect();
         let stream = &self.settings.stream;
-        let mut connection = self.connection().await?;
-        let result = async {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            self.delete_entries(&mut connection, stream, &ids).await?;
-            self.delete_entries(&mut connection, &format!("{stream}:dlq"), &ids)
-                .await
-        }
-        .await;
-        if result.is_err() {
-            *self.connection.lock().await = None;
-        }
-        result
+        let mut delete = redis::cmd("DEL");
+        delete.arg(&keys);
+        self.run(|mut c| async move { delete.query_async::<i64>(&mut c).await })
+            .await?;
+        self.delete_entries(stream, &ids).await?;
+        self.delete_entries(&format!("{stream}:dlq"), &ids).await
     }
 }
