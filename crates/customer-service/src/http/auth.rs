@@ -3,9 +3,10 @@
 //! With `AUTH_JWT_SECRET` (HS256) or `AUTH_JWT_PUBLIC_KEY_FILE` (a PEM RSA or EC public key:
 //! RS256 or ES256), every write needs `Authorization: Bearer <token>` with a valid signature,
 //! an `exp` in the future and, when configured, the issuer and audience; with
-//! `AUTH_PROTECT_READS=true` reads too (and `/metrics`). Probes, health and the API docs stay
-//! open. A failure is the contract's 401 body with `WWW-Authenticate`. The token's `sub`
-//! becomes the [`Actor`] of the request, recorded in the events it causes.
+//! `AUTH_PROTECT_READS=true` reads too (and `/metrics` and the dashboard's feeds). Probes,
+//! health, the API docs and the dashboard's page (which holds no data) stay open. A failure
+//! is the contract's 401 body with `WWW-Authenticate`. The token's `sub` becomes the
+//! [`Actor`] of the request, recorded in the events it causes.
 
 use std::sync::Arc;
 
@@ -98,9 +99,16 @@ impl Authenticator {
         if !read {
             return true;
         }
+        // The dashboard's page holds no data (its feeds are protected reads), like the docs.
         let open = matches!(
             path,
-            "/livez" | "/readyz" | "/api/v1/health" | "/api/v1/customers/health"
+            "/livez"
+                | "/readyz"
+                | "/api/v1/health"
+                | "/api/v1/customers/health"
+                | "/dashboard"
+                | "/dashboard/app.css"
+                | "/dashboard/app.js"
         ) || path.starts_with("/api/docs");
         self.protect_reads && !open
     }

@@ -135,10 +135,27 @@ impl Check {
     responses((status = 200, description = "Healthy or degraded", body = Envelope<Health>),
               (status = 503, description = "Database down", body = Envelope<Health>)))]
 pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let report = report(&state).await;
+    if report.is_healthy() {
+        envelope::ok(report)
+    } else {
+        envelope::unhealthy(report)
+    }
+}
+
+impl Health {
+    /// Whether the database answered (Redis down is "degraded", still healthy enough).
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.checks.database.status == "ok"
+    }
+}
+
+/// The health report: what `GET /api/v1/health` answers and the dashboard shows.
+pub(crate) async fn report(state: &AppState) -> Health {
     // The checks run concurrently: the answer takes the slowest one, not their sum.
     let (database, redis, outbox) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
-        redis_check(&state),
+        redis_check(state),
         tokio::time::timeout(CHECK_TIMEOUT, state.events.outbox_status()),
     );
     let database = match database {
@@ -177,7 +194,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
         (true, "error") => "degraded",
         (true, _) => "healthy",
     };
-    let report = Health {
+    Health {
         status,
         timestamp: now_iso(),
         service: super::SERVICE_NAME,
@@ -188,11 +205,6 @@ pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {
         },
         uptime: state.started_at.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION"),
-    };
-    if is_healthy {
-        envelope::ok(report)
-    } else {
-        envelope::unhealthy(report)
     }
 }
 

@@ -78,6 +78,24 @@ impl HttpMetrics {
         }
     }
 
+    /// Requests answered so far, and how many of them with a 5xx.
+    pub fn totals(&self) -> (u64, u64) {
+        let Ok(series) = self.series.lock() else {
+            return (0, 0);
+        };
+        series
+            .values()
+            .flat_map(HashMap::iter)
+            .fold((0, 0), |(all, failed), ((_, status), s)| {
+                let failed = if *status >= 500 {
+                    failed + s.count
+                } else {
+                    failed
+                };
+                (all + s.count, failed)
+            })
+    }
+
     fn render(&self, out: &mut String) {
         // Sorted, so a scrape reads the same order every time.
         let series: BTreeMap<(String, &'static str, u16), Series> = match self.series.lock() {
@@ -295,5 +313,7 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
         }
+        metrics.observe("POST", "/a", 503, Duration::from_millis(1));
+        assert_eq!(metrics.totals(), (5, 1));
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod cors;
 mod customers;
+mod dashboard;
 mod envelope;
 mod error;
 mod events;
@@ -77,6 +78,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(customers::router())
         .merge(events::router())
         .merge(catalog::router())
+        .merge(dashboard::router())
         .merge(health::router());
     let origins: Arc<[String]> = options.cors_origins.clone().into();
     let context = request_context::ContextState {
@@ -87,6 +89,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .nest("/api/v1", api)
         .merge(health::probes())
         .merge(metrics::router())
+        .merge(dashboard::page())
         .merge(openapi::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)

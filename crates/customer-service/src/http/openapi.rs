@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{catalog, customers, events, health, metrics, AppState};
+use super::{catalog, customers, dashboard, events, health, metrics, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use super::{catalog, customers, events, health, metrics, AppState};
         health::health,
         health::livez,
         health::readyz,
+        dashboard::status_stream,
         metrics::metrics,
         events::list_events,
         events::stream_events,

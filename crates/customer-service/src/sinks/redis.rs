@@ -170,6 +170,16 @@ impl RedisSink {
             .await
             .map(drop)
     }
+
+    /// Entries in the dead-letter stream (`<stream>:dlq`) that consumers fill with events
+    /// their handlers kept failing on: the dashboard's DLQ depth.
+    pub async fn dead_letter_depth(&self) -> Result<u64, SinkError> {
+        let dlq = customer_events::consumer::dead_letter_stream(&self.settings.stream);
+        self.run(
+            |mut c| async move { redis::cmd("XLEN").arg(dlq).query_async::<u64>(&mut c).await },
+        )
+        .await
+    }
 }
 
 /// Stream entries read per round trip while looking for an erased customer's entries.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::test_app::{json_of, minimal, spawn_app_with, Backend, TestApp};
 use customer_service::config::{AuthConfig, JwtKeySource};
 
-const SECRET: &str = "a-test-secret-of-reasonable-length";
+pub(crate) const SECRET: &str = "a-test-secret-of-reasonable-length";
 
 fn now() -> i64 {
     SystemTime::now()
@@ -21,7 +21,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn hs256(claims: Value, secret: &str) -> String {
+pub(crate) fn hs256(claims: Value, secret: &str) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -40,7 +40,7 @@ async fn app_with(auth: AuthConfig) -> TestApp {
     spawn_app_with(Backend::Sqlite, |c| c.auth = auth).await
 }
 
-fn secret_auth() -> AuthConfig {
+pub(crate) fn secret_auth() -> AuthConfig {
     AuthConfig {
         key: Some(JwtKeySource::Secret(SECRET.to_owned())),
         issuer: Some("https://id.example.com".to_owned()),
@@ -49,7 +49,7 @@ fn secret_auth() -> AuthConfig {
     }
 }
 
-fn good_claims(sub: &str) -> Value {
+pub(crate) fn good_claims(sub: &str) -> Value {
     json!({"sub": sub, "exp": now() + 300, "iss": "https://id.example.com", "aud": "customer-service"})
 }
 
@@ -216,16 +216,22 @@ async fn protected_reads_need_a_token_but_probes_and_docs_do_not() {
         "/api/v1/customers",
         "/api/v1/customers/1",
         "/api/v1/events",
+        "/api/v1/events/stream",
+        "/api/v1/health/stream",
         "/metrics",
     ] {
         assert_eq!(app.get(path).await.status(), 401, "{path}");
     }
+    // The dashboard's page and assets hold no data; its feeds above are protected.
     for path in [
         "/livez",
         "/readyz",
         "/api/v1/health",
         "/api/v1/customers/health",
         "/api/docs/openapi.json",
+        "/dashboard",
+        "/dashboard/app.js",
+        "/dashboard/app.css",
     ] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }

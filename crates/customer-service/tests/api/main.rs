@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod concurrency;
 mod create_customer;
+mod dashboard;
 mod database_outage;
 mod delete_customer;
 mod erasure;

@@ -110,8 +110,8 @@ async fn generated_requests_to_every_documented_operation_get_documented_answers
     let mut calls = 0;
     let mut n = 0;
     for (path, operations) in doc["paths"].as_object().unwrap() {
-        if path == "/api/v1/events/stream" {
-            continue; // an endless stream; covered by its own tests
+        if path.ends_with("/stream") {
+            continue; // endless streams; covered by their own tests
         }
         for (method, operation) in operations.as_object().unwrap() {
             let documented: Vec<u16> = operation["responses"]

@@ -1,0 +1,554 @@
+//! The dashboard: its status feed over HTTP, its page and assets, and the page itself in
+//! headless Chromium, driven over WebDriver by Debian's `chromedriver`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::test_app::{
+    minimal, redis_url, spawn_app, spawn_app_with, unique_redis, Backend, TestApp,
+};
+
+/// The first `status` event of the status feed.
+async fn first_status(app: &TestApp) -> Value {
+    let mut response = app.get("/api/v1/health/stream").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("a status within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let frame = text.split("\n\n").next().unwrap();
+    let mut lines = frame.lines();
+    assert_eq!(lines.next(), Some("event: status"), "{frame}");
+    let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
+#[tokio::test]
+async fn the_status_feed_reports_health_relay_watermark_dead_letters_and_traffic() {
+    let Some(url) = redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: not run");
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.redis = Some(unique_redis(url.clone()))
+    })
+    .await;
+    app.create(&minimal("one@example.com")).await;
+    app.create(&minimal("two@example.com")).await;
+    app.wait_until_published().await;
+    // Two dead letters, as a consumer would leave them.
+    let redis = app.redis.as_ref().unwrap();
+    let mut connection = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for n in 0..2 {
+        let _: String = redis::cmd("XADD")
+            .arg(customer_events::consumer::dead_letter_stream(&redis.stream))
+            .arg("*")
+            .arg("id")
+            .arg(format!("CustomerCreated_1_{n}"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+
+    let status = first_status(&app).await;
+    assert_eq!(status["health"]["status"], "healthy");
+    assert_eq!(status["health"]["checks"]["database"]["status"], "ok");
+    assert_eq!(status["health"]["checks"]["redis"]["status"], "ok");
+    assert_eq!(status["health"]["checks"]["outbox"]["pending"], 0);
+    assert_eq!(status["health"]["checks"]["outbox"]["isLeader"], true);
+    assert_eq!(status["watermark"], 2);
+    assert_eq!(
+        status["relay"],
+        json!({"publishedTotal": 2, "failuresTotal": 0})
+    );
+    assert_eq!(status["deadLetters"], 2);
+    // The two creates, the wait's event reads are not HTTP; at least the creates counted.
+    assert!(
+        status["http"]["requestsTotal"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
+    assert_eq!(status["http"]["serverErrorsTotal"], 0);
+}
+
+#[tokio::test]
+async fn without_redis_the_status_feed_has_no_dead_letter_depth() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let status = first_status(&app).await;
+    assert_eq!(status["health"]["checks"]["redis"]["status"], "disabled");
+    assert_eq!(status["deadLetters"], Value::Null);
+    assert_eq!(status["watermark"], 0);
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_from_the_binary_with_a_strict_policy() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let page = app.get("/dashboard").await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'self';"),
+        "{policy}"
+    );
+    assert!(policy.contains("connect-src 'self'"), "{policy}");
+    let html = page.text().await.unwrap();
+    // Nothing from elsewhere: every reference is to this origin (or an empty data: icon).
+    for attribute in ["src=\"", "href=\""] {
+        for reference in html.split(attribute).skip(1) {
+            let target = reference.split('"').next().unwrap();
+            assert!(
+                target.starts_with('/') || target == "data:,",
+                "{attribute}{target}"
+            );
+        }
+    }
+    for (path, content_type) in [
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+    ] {
+        assert!(html.contains(path), "the page loads {path}");
+        let asset = app.get(path).await;
+        assert_eq!(asset.status(), 200, "{path}");
+        assert_eq!(
+            asset.headers()["content-type"].to_str().unwrap(),
+            content_type
+        );
+        assert_eq!(asset.headers()["x-content-type-options"], "nosniff");
+    }
+    // Every element the script looks up by id is in the page, but those it makes itself.
+    let script = app.get("/dashboard/app.js").await.text().await.unwrap();
+    let looked_up: Vec<&str> = ["$(\"", "setText(\"", "setLevel(\""]
+        .iter()
+        .flat_map(|call| script.split(call).skip(1))
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(looked_up.len() > 30, "{looked_up:?}");
+    for id in looked_up {
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "#{id} is not in the page"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- in a browser
+
+/// Set by `.ci/run`, which installs Chromium: there a missing browser fails the test instead
+/// of skipping it.
+const REQUIRE_BROWSER: &str = "REQUIRE_BROWSER_TESTS";
+
+fn executable(env: &str, default: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));
+    path.is_file().then_some(path)
+}
+
+/// A headless Chromium session behind a `chromedriver` that this test started (and kills).
+struct Browser {
+    driver: Child,
+    http: reqwest::Client,
+    session: String,
+    _profile: TempDir,
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    /// `None` (with a note) when Chromium or chromedriver is not installed, unless
+    /// `REQUIRE_BROWSER_TESTS` is set.
+    async fn start() -> Option<Browser> {
+        let driver = executable("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = executable("CHROMIUM", "/usr/bin/chromium");
+        let (Some(driver), Some(chromium)) = (driver, chromium) else {
+            assert!(
+                std::env::var_os(REQUIRE_BROWSER).is_none(),
+                "{REQUIRE_BROWSER} is set but Chromium or chromedriver is missing: \
+                 apt-get install chromium chromium-driver"
+            );
+            eprintln!("chromium or chromedriver is not installed: browser test not run");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut ready = false;
+        for _ in 0..100 {
+            if let Ok(response) = http.get(format!("{base}/status")).send().await {
+                let status: Value = response.json().await.unwrap_or_default();
+                if status["value"]["ready"] == true {
+                    ready = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not become ready in 10 s");
+        let profile = std::env::temp_dir().join(format!("cs-chromium-{}", uuid::Uuid::new_v4()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--window-size=1440,1200",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        Some(Browser {
+            driver,
+            http,
+            session: format!("{base}/session/{session}"),
+            _profile: TempDir(profile),
+        })
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let request = self.http.request(method, format!("{}{path}", self.session));
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(
+            answer["value"].get("error").is_none(),
+            "WebDriver {path}: {answer}"
+        );
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    async fn run(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Runs `script` until it returns something other than `null`, for up to 15 s.
+    async fn wait_for(&self, what: &str, script: &str) -> Value {
+        for _ in 0..150 {
+            let value = self.run(script).await;
+            if !value.is_null() {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = self.run("return document.body.innerText").await;
+        panic!("{what} did not happen within 15 s; the page reads:\n{text}");
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self
+            .command(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+            PathBuf::from,
+        );
+        std::fs::create_dir_all(&target).unwrap();
+        let path = target.join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// What the page wrote to the console at level SEVERE (script errors, failed loads).
+    async fn errors(&self) -> Vec<Value> {
+        let log = self
+            .command(reqwest::Method::POST, "/se/log", json!({"type": "browser"}))
+            .await;
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .cloned()
+            .collect()
+    }
+
+    /// Ends the session (closing Chromium); dropping stops chromedriver.
+    async fn close(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_customers_event_appears_on_the_dashboard_in_headless_chromium() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = match redis_url() {
+        Some(url) => spawn_app_with(Backend::Sqlite, |c| c.redis = Some(unique_redis(url))).await,
+        None => spawn_app(Backend::Sqlite).await,
+    };
+    // Some history before the page opens: it shows the recent past, not only what follows.
+    let earlier = app.create_id(&minimal("earlier@example.com")).await;
+    app.wait_until_published().await;
+
+    browser.open(&app.url("/dashboard")).await;
+    browser
+        .wait_for(
+            "the status feed going live",
+            "return document.getElementById('conn').dataset.state === 'live' \
+             && document.getElementById('db-status').textContent === 'OK' || null",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the earlier event shown",
+            &format!(
+                "return document.querySelector('#events tr[data-event-type=\"CustomerCreated\"]') \
+                 && document.querySelector('#events tbody').innerText.includes('\\t{earlier}\\t') || null"
+            ),
+        )
+        .await;
+
+    let id = app.create_id(&minimal("dashboard@example.com")).await;
+    app.wait_until_published().await;
+    let event_id = app.stored_events_of(id).await[0].event_id.clone();
+    let row = browser
+        .wait_for(
+            "the new customer's event on the page",
+            &format!(
+                "const row = document.querySelector('#events tr[data-event-id=\"{event_id}\"]'); \
+                 return row && [...row.cells].map(c => c.textContent)"
+            ),
+        )
+        .await;
+    let cells: Vec<&str> = row
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cells[1], "2", "its log position: {cells:?}");
+    assert_eq!(cells[2], "CustomerCreated", "{cells:?}");
+    assert_eq!(cells[3], id.to_string(), "{cells:?}");
+    assert_eq!(cells[5], event_id, "{cells:?}");
+    // Newest first.
+    let first = browser
+        .run("return document.querySelector('#events tbody tr').dataset.eventId")
+        .await;
+    assert_eq!(first, event_id);
+    // The cards: the outbox is empty, this instance publishes, the chart counts both events.
+    let cards = browser
+        .wait_for(
+            "the cards catching up",
+            "const t = id => document.getElementById(id).textContent; \
+             return t('relay-published') === '2' ? \
+               [t('outbox-pending'), t('relay-role'), t('watermark'), t('dlq-depth')] : null",
+        )
+        .await;
+    let dlq = if app.redis.is_some() { "0" } else { "–" };
+    assert_eq!(cards, json!(["0", "Publishing", "2", dlq]));
+    let legend = browser
+        .run("return document.getElementById('legend').innerText")
+        .await;
+    assert!(
+        legend.as_str().unwrap().contains("CustomerCreated"),
+        "{legend}"
+    );
+
+    // Filters, by type, customer and text, over three events of two customers.
+    app.patch_customer(id, &json!({"lastName": "Renamed"}))
+        .await;
+    app.wait_until_published().await;
+    browser
+        .wait_for(
+            "the update on the page",
+            "return document.querySelector('#events tr[data-event-type=\"CustomerUpdated\"]')",
+        )
+        .await;
+    let filtered = |filter: &str, value: String| {
+        format!(
+            "const input = document.getElementById('{filter}'); \
+             input.value = '{value}'; input.dispatchEvent(new Event('input')); \
+             const shown = [...document.querySelectorAll('#events tbody tr')] \
+               .map(r => r.dataset.eventType + ' ' + r.cells[3].textContent); \
+             input.value = ''; input.dispatchEvent(new Event('input')); \
+             return shown"
+        )
+    };
+    let by_type = browser
+        .run(&filtered("filter-type", "CustomerUpdated".into()))
+        .await;
+    assert_eq!(by_type, json!([format!("CustomerUpdated {id}")]));
+    let by_customer = browser
+        .run(&filtered("filter-customer", id.to_string()))
+        .await;
+    assert_eq!(
+        by_customer,
+        json!([
+            format!("CustomerUpdated {id}"),
+            format!("CustomerCreated {id}")
+        ])
+    );
+    let by_text = browser
+        .run(&filtered("filter-text", "EARLIER@example".into()))
+        .await;
+    assert_eq!(by_text, json!([format!("CustomerCreated {earlier}")]));
+
+    // The lookup: the customer as it is and its history.
+    browser
+        .run(&format!(
+            "document.getElementById('lookup-input').value = '{id}'; \
+             document.getElementById('lookup-button').click(); return null"
+        ))
+        .await;
+    let history = browser
+        .wait_for(
+            "the customer's history",
+            "const items = document.querySelectorAll('#history li'); \
+             return items.length ? [...items].map(li => li.dataset.eventType) : null",
+        )
+        .await;
+    assert_eq!(history, json!(["CustomerCreated", "CustomerUpdated"]));
+    let card = browser
+        .run("return document.getElementById('lookup-customer').innerText")
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(card.contains("Renamed"), "{card}");
+    assert!(card.contains("dashboard@example.com"), "{card}");
+
+    let errors = browser.errors().await;
+    let shot = browser.screenshot("dashboard.png").await;
+    eprintln!("dashboard screenshot: {}", shot.display());
+    browser.close().await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_protected_reads_the_page_asks_for_a_token_and_then_goes_live() {
+    use crate::auth::{good_claims, hs256, secret_auth, SECRET};
+
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let mut auth = secret_auth();
+    auth.protect_reads = true;
+    let app = spawn_app_with(Backend::Sqlite, |c| c.auth = auth).await;
+    browser.open(&app.url("/dashboard")).await;
+    browser
+        .wait_for(
+            "the token form",
+            "return !document.getElementById('auth').hidden && \
+             document.getElementById('conn').dataset.state === 'down' || null",
+        )
+        .await;
+    let token = hs256(good_claims("operator"), SECRET);
+    browser
+        .run(&format!(
+            "document.getElementById('auth-token').value = '{token}'; \
+             document.getElementById('auth-form').requestSubmit(); return null"
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the status feed going live with the token",
+            "return document.getElementById('conn').dataset.state === 'live' \
+             && document.getElementById('auth').hidden || null",
+        )
+        .await;
+    let created = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/customers"))
+                .bearer_auth(&token)
+                .json(&minimal("token@example.com")),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let actor = browser
+        .wait_for(
+            "the event, with its actor",
+            "const row = document.querySelector('#events tr[data-event-type=\"CustomerCreated\"]'); \
+             return row && row.cells[4].textContent",
+        )
+        .await;
+    assert_eq!(actor, "operator");
+    let errors = browser.errors().await;
+    browser.close().await;
+    // The refused first attempts are the only console errors: 401s of the two feeds.
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["message"].as_str().unwrap().contains("401")),
+        "{errors:?}"
+    );
+}
