@@ -165,6 +165,49 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// `RUST_LOG` (default `info`): a tracing filter, e.g. `info,sqlx=warn`.
     pub filter: String,
+    /// Trace export, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) is set.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Where and what to export as OTLP traces (OTLP/HTTP with JSON bodies), from the
+/// OpenTelemetry SDK's standard variables.
+#[derive(Clone)]
+pub struct OtlpConfig {
+    /// `host:port` of the collector.
+    pub authority: String,
+    /// The request path: `<endpoint path>/v1/traces`, or the traces endpoint's own path.
+    pub path: String,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values percent-decoded), sent with
+    /// every export (often a collector's API key).
+    pub headers: Vec<(String, String)>,
+    /// `OTEL_SERVICE_NAME` (default `customer-service`).
+    pub service_name: String,
+    /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
+    pub sampler: Sampler,
+}
+
+/// Header values may be credentials: never shown.
+impl fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("OtlpConfig")
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("header_names", &header_names)
+            .field("service_name", &self.service_name)
+            .field("sampler", &self.sampler)
+            .finish()
+    }
+}
+
+/// Which traces are exported. A trace starts at an HTTP request: with a `traceparent`
+/// header a parent-based sampler follows the caller's decision; otherwise (and always for
+/// a plain ratio sampler) the trace id decides, so every service of a trace decides alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    pub parent_based: bool,
+    /// Share of traces kept, 0 to 1 (`always_on` is 1, `always_off` 0).
+    pub ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +259,15 @@ Environment variables:
   AUTH_JWT_AUDIENCE            required token audience (aud) [default: any]
   AUTH_PROTECT_READS           reads and /metrics need a token too [default: false]
   LOG_FORMAT                   pretty | json [default: pretty]
-  RUST_LOG                     log filter [default: info]";
+  RUST_LOG                     log filter [default: info]
+  OTEL_EXPORTER_OTLP_ENDPOINT  http://HOST:PORT of an OTLP collector: export request traces
+                               (OTLP/HTTP, JSON) to its /v1/traces [default: none: no export]
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  the full traces URL instead
+  OTEL_EXPORTER_OTLP_HEADERS   key=value,… sent with every export
+  OTEL_SERVICE_NAME            service.name of the traces [default: customer-service]
+  OTEL_TRACES_SAMPLER          [parentbased_]always_on|always_off|traceidratio [default: parentbased_always_on]
+  OTEL_TRACES_SAMPLER_ARG      the ratio of traceidratio, 0 to 1 [default: 1]
+  OTEL_SDK_DISABLED            true: no export even with an endpoint [default: false]";
 
 impl Config {
     /// Reads the process environment.
@@ -294,6 +345,7 @@ impl Config {
                     }
                 },
                 filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+                otlp: otlp_config(&var)?,
             },
         })
     }
@@ -360,6 +412,153 @@ fn auth_config(var: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConf
         audience: var("AUTH_JWT_AUDIENCE"),
         protect_reads: parse(var, "AUTH_PROTECT_READS", "false")?,
     })
+}
+
+fn otlp_config(
+    var: &impl Fn(&'static str) -> Option<String>,
+) -> Result<Option<OtlpConfig>, ConfigError> {
+    if parse(var, "OTEL_SDK_DISABLED", "false")? {
+        return Ok(None);
+    }
+    let (name, url, own_path) = match (
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(url), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url, true),
+        (None, Some(url)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", url, false),
+        (None, None) => return Ok(None),
+    };
+    let invalid = |var: &'static str, reason: &str| ConfigError {
+        var,
+        reason: reason.to_owned(),
+    };
+    if let Some(protocol) = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .filter(|p| p.trim() != "http/json")
+    {
+        return Err(invalid(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            &format!("{protocol:?} is not supported: this service exports http/json"),
+        ));
+    }
+    let rest = url.trim().strip_prefix("http://").ok_or_else(|| {
+        invalid(
+            name,
+            "must be an http:// URL (https is not supported: export to a collector or \
+             agent beside the service, e.g. http://localhost:4318)",
+        )
+    })?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid(name, "must name a host (without credentials)"));
+    }
+    let authority = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let path = path.trim_end_matches('/');
+    let path = if own_path {
+        format!("/{path}")
+    } else if path.is_empty() {
+        "/v1/traces".to_owned()
+    } else {
+        format!("/{path}/v1/traces")
+    };
+    let headers = match var("OTEL_EXPORTER_OTLP_HEADERS") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .filter(|pair| !pair.trim().is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                let key = key.trim();
+                let value = percent_decode(value.trim())?;
+                let valid = !key.is_empty()
+                    && key.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                    && value
+                        .bytes()
+                        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+                valid.then(|| (key.to_owned(), value))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                invalid(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "must be key=value pairs separated by commas (values percent-encoded)",
+                )
+            })?,
+    };
+    let ratio = match var("OTEL_TRACES_SAMPLER_ARG") {
+        None => 1.0,
+        Some(_) => parse::<f64>(var, "OTEL_TRACES_SAMPLER_ARG", "1")?,
+    };
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(invalid(
+            "OTEL_TRACES_SAMPLER_ARG",
+            "must be between 0 and 1",
+        ));
+    }
+    let sampler = match var("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
+        None | Some("parentbased_always_on") => Sampler {
+            parent_based: true,
+            ratio: 1.0,
+        },
+        Some("parentbased_always_off") => Sampler {
+            parent_based: true,
+            ratio: 0.0,
+        },
+        Some("parentbased_traceidratio") => Sampler {
+            parent_based: true,
+            ratio,
+        },
+        Some("always_on") => Sampler {
+            parent_based: false,
+            ratio: 1.0,
+        },
+        Some("always_off") => Sampler {
+            parent_based: false,
+            ratio: 0.0,
+        },
+        Some("traceidratio") => Sampler {
+            parent_based: false,
+            ratio,
+        },
+        Some(_) => {
+            return Err(invalid(
+                "OTEL_TRACES_SAMPLER",
+                "must be always_on, always_off, traceidratio or their parentbased_ forms",
+            ))
+        }
+    };
+    Ok(Some(OtlpConfig {
+        authority,
+        path,
+        headers,
+        service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "customer-service".to_owned()),
+        sampler,
+    }))
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or non-UTF-8 result.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse<T: std::str::FromStr>(
@@ -484,5 +683,117 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
         let shown = format!("{:?}", c.database);
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_is_set() {
+        assert!(config(&[]).unwrap().log.otlp.is_none());
+        let disabled = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert!(disabled.unwrap().log.otlp.is_none());
+    }
+
+    #[test]
+    fn otlp_endpoints_headers_and_samplers_follow_the_sdk_variables() {
+        let otlp = |vars: &[(&str, &str)]| config(vars).map(|c| c.log.otlp.unwrap());
+        let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
+        assert_eq!(
+            (c.authority.as_str(), c.path.as_str()),
+            ("collector:4318", "/v1/traces")
+        );
+        assert_eq!(c.service_name, "customer-service");
+        assert_eq!(
+            c.sampler,
+            Sampler {
+                parent_based: true,
+                ratio: 1.0
+            }
+        );
+        let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector/otlp/")]).unwrap();
+        assert_eq!(
+            (c.authority.as_str(), c.path.as_str()),
+            ("collector:80", "/otlp/v1/traces")
+        );
+        let c = otlp(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://[::1]:9999/custom",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s%3Dcret, x-tenant = blue",
+            ),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_SERVICE_NAME", "customers-eu"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.authority.as_str(), c.path.as_str()),
+            ("[::1]:9999", "/custom")
+        );
+        assert_eq!(
+            c.headers,
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("x-tenant".into(), "blue".into())
+            ]
+        );
+        assert_eq!(
+            c.sampler,
+            Sampler {
+                parent_based: false,
+                ratio: 0.25
+            }
+        );
+        assert_eq!(c.service_name, "customers-eu");
+        assert!(
+            !format!("{c:?}").contains("s=cret"),
+            "header values are never shown"
+        );
+
+        for (vars, var) in [
+            (
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:p@c")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ],
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ),
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+                ],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_TRACES_SAMPLER", "sometimes"),
+                ],
+                "OTEL_TRACES_SAMPLER",
+            ),
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+                ],
+                "OTEL_TRACES_SAMPLER_ARG",
+            ),
+        ] {
+            assert_eq!(config(&vars).unwrap_err().var, var, "{vars:?}");
+        }
     }
 }

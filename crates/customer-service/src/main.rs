@@ -69,10 +69,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = telemetry::init(&config.log, std::io::stdout) {
-        eprintln!("customer-service: {error:#}");
-        return ExitCode::from(2);
-    }
+    let trace_exporter = match telemetry::init(&config.log, std::io::stdout) {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("customer-service: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
+        let trace_exporter = trace_exporter.map(telemetry::TraceExporter::start);
+        let result = match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
             Command::Seed { count } => cli::seed::run(config, count).await,
@@ -95,7 +99,11 @@ fn main() -> ExitCode {
                     cli::dlq::run(config, command, stream).await
                 }
             },
+        };
+        if let Some(exporter) = trace_exporter {
+            exporter.shutdown().await;
         }
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,7 +68,21 @@ pub(crate) async fn request_context(
         .get::<MatchedPath>()
         .map_or("<unmatched>", MatchedPath::as_str)
         .to_owned();
-    let span = tracing::info_span!("request", http.method = %method, http.route = %route, correlation_id = %id);
+    // The caller's W3C trace context, for trace export; only a well-formed one is kept
+    // (it is also logged with the span).
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| crate::telemetry::TraceParent::parse(value).is_some());
+    let span = tracing::info_span!(
+        "request",
+        http.method = %method,
+        http.route = %route,
+        correlation_id = %id,
+        traceparent,
+        http.response.status_code = tracing::field::Empty,
+    );
 
     async move {
         // A panic in a handler is a bug, but the client still gets the contract's 500 (with
@@ -93,6 +107,7 @@ pub(crate) async fn request_context(
             response.headers_mut().insert(CORRELATION_ID.clone(), value);
         }
         let status = response.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", status);
         let elapsed = started.elapsed();
         context
             .metrics

@@ -25,4 +25,5 @@ mod process_faults;
 mod read_customers;
 mod redis_outage;
 mod robustness;
+mod trace_export;
 mod update_customer;
