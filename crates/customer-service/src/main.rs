@@ -83,8 +83,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Only the service makes request spans; the tools export nothing.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
     let result = runtime.block_on(async {
-        let trace_exporter = trace_exporter.map(telemetry::TraceExporter::start);
+        let trace_exporter = trace_exporter
+            .filter(|_| serving)
+            .map(telemetry::TraceExporter::start);
         let result = match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
