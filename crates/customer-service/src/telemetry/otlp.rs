@@ -248,15 +248,18 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        let server = fields.get("http.route").is_some();
         let inherited = span.parent().and_then(|parent| {
             parent
                 .extensions()
                 .get::<SpanState>()
                 .map(|p| (p.trace_id, p.span_id, p.sampled))
         });
+        // A span of an unsampled trace keeps only its ids (for its children).
+        let mut fields = Fields::default();
+        if inherited.is_none_or(|(_, _, sampled)| sampled) {
+            attrs.record(&mut fields);
+        }
+        let server = fields.get("http.route").is_some();
         let (trace_id, parent_id, sampled) = match inherited {
             Some((trace_id, parent_id, sampled)) => (trace_id, Some(parent_id), sampled),
             None => {

@@ -1,6 +1,7 @@
 //! The dashboard: its status feed over HTTP, its page and assets, and the page itself in
 //! headless Chromium, driven over WebDriver by Debian's `chromedriver`.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -202,7 +203,10 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group, which the Chromium it starts joins: dropping the browser
+        // kills the group, so a failing test leaves no Chromium behind.
         let driver = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -343,7 +347,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
