@@ -45,7 +45,7 @@ pub async fn run(
         .as_ref()
         .context("the dead-letter stream is in Redis: set REDIS_URL (or REDIS_HOST)")?;
     let stream = stream.unwrap_or_else(|| redis.stream.clone());
-    let dlq = customer_events_dlq(&stream);
+    let dlq = customer_events::consumer::dead_letter_stream(&stream);
     let client = redis::Client::open(redis.url.as_str()).context("REDIS_URL")?;
     let mut connection = client
         .get_multiplexed_async_connection()
@@ -112,10 +112,6 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-fn customer_events_dlq(stream: &str) -> String {
-    customer_events::consumer::dead_letter_stream(stream)
 }
 
 async fn entries(

@@ -25,13 +25,11 @@ use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::health::{self, Health};
+use super::health::{self, Health, CHECK_TIMEOUT};
 use super::AppState;
 
 /// How often the status feed sends a status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a status waits for the dead-letter depth.
-const DLQ_TIMEOUT: Duration = Duration::from_millis(400);
 
 /// The page may load only what the binary serves and talk only to this origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -125,14 +123,14 @@ pub(crate) struct HttpCounters {
 async fn status(state: &AppState) -> Status {
     let dead_letters = async {
         let redis = state.redis.as_ref()?;
-        tokio::time::timeout(DLQ_TIMEOUT, redis.dead_letter_depth())
+        tokio::time::timeout(CHECK_TIMEOUT, redis.dead_letter_depth())
             .await
             .ok()?
             .ok()
     };
     let (health, watermark, dead_letters) = tokio::join!(
         health::report(state),
-        tokio::time::timeout(DLQ_TIMEOUT, state.events.watermark()),
+        tokio::time::timeout(CHECK_TIMEOUT, state.events.watermark()),
         dead_letters,
     );
     let relay = state.relay.snapshot();

@@ -15,7 +15,7 @@ use super::envelope::{self, now_iso, Envelope};
 use super::AppState;
 
 /// Each dependency check gives up after this; together they stay under the 1 s promise.
-const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))

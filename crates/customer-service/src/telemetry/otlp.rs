@@ -390,12 +390,9 @@ impl TraceExporter {
         while let Ok(span) = self.receiver.try_recv() {
             batch.push(span);
         }
+        // Each export takes up to BATCH spans off `batch`, sent or not.
         while !batch.is_empty() {
-            let before = batch.len();
             self.export(&mut batch, &mut failing).await;
-            if batch.len() == before {
-                break;
-            }
         }
     }
 

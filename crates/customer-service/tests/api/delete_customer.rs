@@ -12,7 +12,7 @@ crate::on_every_backend!(
 
 async fn deleting_answers_204_and_appends_customer_deleted(app: TestApp) {
     let id = app.create_id(&minimal("ann@example.com")).await;
-    app.patch_customer(id, &json!({"lastName": "Roe"})).await;
+    app.update(id, &json!({"lastName": "Roe"})).await;
     let response = app.delete_customer(id).await;
     assert_eq!(response.status(), 204);
     assert_eq!(response.text().await.unwrap(), "");

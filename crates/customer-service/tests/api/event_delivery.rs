@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::test_app::{
-    json_of, minimal, redis_url, spawn_app_with, stream_entries, unique_redis, Backend, TestApp,
+    minimal, redis_url, spawn_app_with, stream_entries, unique_redis, Backend, TestApp,
 };
 
 crate::for_every_backend!(
@@ -66,11 +66,7 @@ async fn the_relay_step_publishes_in_log_order_and_marks_what_it_published(backe
     .await;
     let a = app.create_id(&minimal("a@example.com")).await;
     let b = app.create_id(&minimal("b@example.com")).await;
-    json_of(
-        app.patch_customer(a, &json!({"isActive": false})).await,
-        200,
-    )
-    .await;
+    app.update(a, &json!({"isActive": false})).await;
     assert_eq!(app.pending_count().await, 4);
 
     assert_eq!(app.relay.step().await.unwrap(), StepOutcome::Published(3));
@@ -96,16 +92,8 @@ async fn every_event_type_reaches_redis_in_the_contract_wire_format(backend: Bac
     pubsub.subscribe(&settings.channel).await.unwrap();
 
     let id = app.create_id(&crate::test_app::john()).await;
-    json_of(
-        app.patch_customer(id, &json!({"isActive": false})).await,
-        200,
-    )
-    .await;
-    json_of(
-        app.patch_customer(id, &json!({"isActive": true})).await,
-        200,
-    )
-    .await;
+    app.update(id, &json!({"isActive": false})).await;
+    app.update(id, &json!({"isActive": true})).await;
     assert_eq!(app.delete_customer(id).await.status(), 204);
     assert_eq!(app.relay.drain().await.unwrap(), 6);
 
@@ -295,11 +283,7 @@ async fn the_live_stream_shows_each_event_as_it_is_published(backend: Backend) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let id = app.create_id(&minimal("live@example.com")).await;
-    json_of(
-        app.patch_customer(id, &json!({"isActive": false})).await,
-        200,
-    )
-    .await;
+    app.update(id, &json!({"isActive": false})).await;
 
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

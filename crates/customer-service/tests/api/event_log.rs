@@ -28,11 +28,7 @@ async fn some_history(app: &TestApp) -> Vec<i64> {
     let a = app.create_id(&minimal("a@example.com")).await;
     let b = app.create_id(&minimal("b@example.com")).await;
     let c = app.create_id(&minimal("c@example.com")).await;
-    json_of(
-        app.patch_customer(b, &json!({"isActive": false})).await,
-        200,
-    )
-    .await;
+    app.update(b, &json!({"isActive": false})).await;
     assert_eq!(app.delete_customer(c).await.status(), 204);
     vec![a, b, c]
 }
@@ -191,11 +187,7 @@ async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurre
                     let id = app
                         .create_id(&minimal(&format!("w{w}-{i}@example.com")))
                         .await;
-                    json_of(
-                        app.patch_customer(id, &json!({"lastName": "Next"})).await,
-                        200,
-                    )
-                    .await;
+                    app.update(id, &json!({"lastName": "Next"})).await;
                 }
             })
         })
@@ -462,11 +454,7 @@ async fn tail_prints_each_new_event_as_a_json_line(backend: Backend) {
             .collect::<Result<Vec<String>, _>>()
     });
     let id = app.create_id(&minimal("after@example.com")).await;
-    json_of(
-        app.patch_customer(id, &json!({"lastName": "Tailed"})).await,
-        200,
-    )
-    .await;
+    app.update(id, &json!({"lastName": "Tailed"})).await;
     let lines = tokio::time::timeout(Duration::from_secs(20), lines)
         .await
         .expect("two lines within 20 s")

@@ -311,6 +311,11 @@ impl TestApp {
         .await
     }
 
+    /// Updates a customer with a PATCH that must succeed; returns its `data`.
+    pub async fn update(&self, id: i64, body: &Value) -> Value {
+        json_of(self.patch_customer(id, body).await, 200).await["data"].clone()
+    }
+
     pub async fn delete_customer(&self, id: i64) -> Response {
         self.send(
             self.client
