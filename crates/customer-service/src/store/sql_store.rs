@@ -194,12 +194,20 @@ fn first_column(rows: Vec<AnyRow>) -> Result<Vec<i64>, StoreError> {
 
 /// Ends a write's lease: the connection goes back to the pool unless the write failed for a
 /// reason that may have left it unusable.
-fn settle_write<T>(lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
+///
+/// A write that failed with an answered error (a version conflict, a taken e-mail) dropped
+/// its transaction, and sqlx only queues the ROLLBACK until the connection's next use. Until
+/// then the transaction keeps its row locks (on PostgreSQL, an UPDATE that waited for a
+/// concurrent writer and then matched nothing still holds the row). If the connection sat
+/// idle in the pool meanwhile, every other writer of that row would wait on it, holding
+/// their own connections, until the request timeout. So the rollback is sent here, before
+/// the connection is shared again; if that fails, the connection is closed instead.
+async fn settle_write<T>(mut lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
     let reusable = match &result {
-        Ok(_)
-        | Err(
+        Ok(_) => true,
+        Err(
             StoreError::EmailTaken | StoreError::VersionConflict | StoreError::IdempotencyKeyTaken,
-        ) => true,
+        ) => lease.ping().await.is_ok(),
         Err(StoreError::Unavailable(_) | StoreError::Other(_)) => false,
     };
     lease.settle(reusable);
@@ -404,7 +412,7 @@ impl CustomerStore for SqlStore {
     ) -> Result<Customer, StoreError> {
         let mut lease = self.writer.acquire().await.map_err(classify)?;
         let result = self.insert_on(&mut lease, draft, seal, idempotency).await;
-        settle_write(lease, result)
+        settle_write(lease, result).await
     }
 
     #[tracing::instrument(name = "store.erase", skip_all, fields(customer.id = %id))]
@@ -419,7 +427,7 @@ impl CustomerStore for SqlStore {
         let result = self
             .erase_on(&mut lease, id, expected_version, events, erase)
             .await;
-        settle_write(lease, result)
+        settle_write(lease, result).await
     }
 
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -454,7 +462,7 @@ impl CustomerStore for SqlStore {
         let result = self
             .update_on(&mut lease, expected_version, customer, events)
             .await;
-        settle_write(lease, result)
+        settle_write(lease, result).await
     }
 
     #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
@@ -468,7 +476,7 @@ impl CustomerStore for SqlStore {
         let result = self
             .delete_on(&mut lease, id, expected_version, events)
             .await;
-        settle_write(lease, result)
+        settle_write(lease, result).await
     }
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -576,7 +584,7 @@ impl EventLog for SqlStore {
         let result = self
             .mark_published_on(&mut lease, positions, watermark)
             .await;
-        settle_write(lease, result)
+        settle_write(lease, result).await
     }
 
     async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError> {
