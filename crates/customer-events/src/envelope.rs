@@ -83,6 +83,9 @@ impl Envelope<CustomerEvent> {
         self
     }
 
+}
+
+impl<D: Serialize> Envelope<D> {
     /// The compact JSON text that every sink carries unchanged.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an envelope holds only strings, numbers and maps")

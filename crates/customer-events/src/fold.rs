@@ -45,8 +45,9 @@ impl Envelope<CustomerEvent> {
     /// schema version ever published: older `data` is upcast to the current type, and
     /// `metadata.version` then names the current version.
     pub fn from_json(json: &str) -> Result<Self, ReadError> {
+        // Deeper than serde_json's default limit: what the service stored, it must read.
         let raw: Envelope<serde_json::Value> =
-            serde_json::from_str(json).map_err(ReadError::Json)?;
+            crate::json::from_str(json).map_err(ReadError::Json)?;
         let event_type = EventType::parse(&raw.event_type)
             .ok_or_else(|| ReadError::UnknownType(raw.event_type.clone()))?;
         let data = crate::versions::upcast(event_type, &raw.metadata.version, raw.data)?;

@@ -1,4 +1,4 @@
-//! The public event contract of `customer-service`: the five customer event types, their
+//! The public event contract of `customer-service`: the customer event types, their
 //! `data` payloads and the wire envelope every sink carries byte for byte.
 //!
 //! This crate deliberately knows nothing of HTTP, SQL or Redis, so any Rust consumer can
@@ -12,6 +12,8 @@
 //! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
 //! - [`fold`]: rebuilding a customer from its events.
 //! - [`versions`]: every schema version ever published, and upcasting old ones.
+//! - [`json`]: reading stored envelopes of any depth; a key-order-keeping JSON tree.
+//! - [`erasure`]: personal data erased from a stored envelope, its shape kept.
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
 //! - `consumer` (feature `consumer`): a Redis Streams consumer with retries, a dead-letter
 //!   stream, reclaiming and de-duplication.
@@ -24,6 +26,7 @@ pub mod envelope;
 pub mod erasure;
 pub mod event;
 pub mod fold;
+pub mod json;
 pub mod snapshot;
 pub mod versions;
 

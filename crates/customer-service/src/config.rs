@@ -108,6 +108,12 @@ pub struct RelayConfig {
     /// `RELAY_GAP_GRACE_MS` (default `5000`): how long a missing log position holds back
     /// cursor readers before it counts as rolled back (see `outbox/watermark.rs`).
     pub gap_grace: Duration,
+    /// `RELAY_LEASE_TTL_MS` (default `3000`): how long the relay leader's lease lasts without
+    /// a renewal: a frozen or cut-off leader is replaced this long after its last one.
+    pub lease_ttl: Duration,
+    /// `OUTBOX_DEGRADED_AFTER_SECS` (default `10`): health turns `degraded` on every instance
+    /// once the oldest unpublished event is older than this.
+    pub degraded_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -132,11 +138,21 @@ pub struct HttpConfig {
     /// `IDEMPOTENCY_TTL_HOURS` (default `24`): how long a POST's `Idempotency-Key` and its
     /// answer are kept.
     pub idempotency_ttl: Duration,
+    /// `HTTP_HEADER_TIMEOUT_SECS` (default `10`): a connection that does not complete a
+    /// request head this long after it began (or after connecting) is closed.
+    pub header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECS` (default `60`): a keep-alive connection idle this long after
+    /// its last response is closed. Requests in flight, SSE streams included, never are.
+    pub idle_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS` (default `10000`): open connections at most; more wait in the
+    /// listen backlog. The soft open-file limit is raised to the hard one at start.
+    pub max_connections: usize,
 }
 
 #[derive(Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_URL` (default `sqlite://customer-service.db`, created if missing), or a
+    /// `DATABASE_URL` (default `sqlite://customer-service.db`, created if missing by `serve`,
+    /// `migrate` and `seed`; the `events` tools need an existing one), or a
     /// `postgres://user:password@host:port/database` URL.
     pub url: String,
     /// `DATABASE_POOL_SIZE` (default `10`): connections in the pool (SQLite: readers; it
@@ -242,6 +258,9 @@ Environment variables:
   RATE_LIMIT_WRITES_PER_MINUTE writes per client (token subject, else IP) and minute [default: 0: no limit]
   RATE_LIMIT_WRITE_BURST       writes a client may send at once [default: 60]
   IDEMPOTENCY_TTL_HOURS        how long an Idempotency-Key's answer is kept [default: 24]
+  HTTP_HEADER_TIMEOUT_SECS     close a connection whose request head is not complete by then [default: 10]
+  HTTP_IDLE_TIMEOUT_SECS       close a keep-alive connection idle this long (never an SSE stream) [default: 60]
+  HTTP_MAX_CONNECTIONS         open connections at most; more wait in the backlog [default: 10000]
   REDIS_URL                    redis://[:PASSWORD@]HOST:PORT[/DB]; or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
                                [default: none: events go to the log and GET /api/v1/events/stream only]
   REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
@@ -253,7 +272,9 @@ Environment variables:
   RELAY_BATCH_SIZE             events per publish round trip [default: 1000]
   RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
   RELAY_GAP_GRACE_MS           how long a missing log position holds readers back [default: 5000]
-  AUTH_JWT_SECRET              HS256 secret: writes need a bearer token [default: none: no authentication]
+  RELAY_LEASE_TTL_MS           a relay leader not renewing its lease this long is replaced [default: 3000]
+  OUTBOX_DEGRADED_AFTER_SECS   health is degraded while the oldest unpublished event is older [default: 10]
+  AUTH_JWT_SECRET              HS256 secret, at least 32 bytes: writes need a bearer token [default: none: no authentication]
   AUTH_JWT_PUBLIC_KEY_FILE     PEM RSA or EC public key (RS256 / ES256), instead of the secret
   AUTH_JWT_ISSUER              required token issuer (iss) [default: any]
   AUTH_JWT_AUDIENCE            required token audience (aud) [default: any]
@@ -307,6 +328,13 @@ impl Config {
                 idempotency_ttl: Duration::from_secs(
                     3600 * positive::<u64>(&var, "IDEMPOTENCY_TTL_HOURS", "24")?,
                 ),
+                header_timeout: Duration::from_secs(positive(
+                    &var,
+                    "HTTP_HEADER_TIMEOUT_SECS",
+                    "10",
+                )?),
+                idle_timeout: Duration::from_secs(positive(&var, "HTTP_IDLE_TIMEOUT_SECS", "60")?),
+                max_connections: positive(&var, "HTTP_MAX_CONNECTIONS", "10000")?,
             },
             database: DatabaseConfig {
                 url,
@@ -327,6 +355,12 @@ impl Config {
                     "1000",
                 )?),
                 gap_grace: Duration::from_millis(positive(&var, "RELAY_GAP_GRACE_MS", "5000")?),
+                lease_ttl: Duration::from_millis(positive(&var, "RELAY_LEASE_TTL_MS", "3000")?),
+                degraded_after: Duration::from_secs(positive(
+                    &var,
+                    "OUTBOX_DEGRADED_AFTER_SECS",
+                    "10",
+                )?),
             },
             auth: auth_config(&var)?,
             log: LogConfig {
@@ -394,12 +428,25 @@ fn percent_encode(raw: &str) -> String {
         .collect()
 }
 
+/// The shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518 §3.2).
+const MIN_SECRET_BYTES: usize = 32;
+
 fn auth_config(var: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
     let key = match (var("AUTH_JWT_SECRET"), var("AUTH_JWT_PUBLIC_KEY_FILE")) {
         (Some(_), Some(_)) => {
             return Err(ConfigError {
                 var: "AUTH_JWT_SECRET",
                 reason: "set either it or AUTH_JWT_PUBLIC_KEY_FILE, not both".to_owned(),
+            })
+        }
+        (Some(secret), None) if secret.len() < MIN_SECRET_BYTES => {
+            return Err(ConfigError {
+                var: "AUTH_JWT_SECRET",
+                reason: format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes (HS256 is only as strong as its \
+                     secret), got {}",
+                    secret.len()
+                ),
             })
         }
         (Some(secret), None) => Some(JwtKeySource::Secret(secret)),
@@ -683,6 +730,17 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:secret@h/db")]).unwrap();
         let shown = format!("{:?}", c.database);
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn an_hs256_secret_shorter_than_32_bytes_is_refused() {
+        let error = config(&[("AUTH_JWT_SECRET", &"s".repeat(31))]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("AUTH_JWT_SECRET"), "{message}");
+        assert!(message.contains("at least 32 bytes"), "{message}");
+        assert!(!message.contains(&"s".repeat(31)), "shows the secret: {message}");
+        let c = config(&[("AUTH_JWT_SECRET", &"s".repeat(32))]).unwrap();
+        assert!(matches!(c.auth.key, Some(JwtKeySource::Secret(_))));
     }
 
     #[test]

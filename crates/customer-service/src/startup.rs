@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
-use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions};
+use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
 use crate::store::{Backend, SqlStore, StoreOptions};
@@ -24,21 +24,38 @@ pub struct App {
     store: Arc<SqlStore>,
     relay: Arc<Relay>,
     relay_config: RelayConfig,
+    server_limits: ServerLimits,
     database_url: String,
     /// Set to true to stop everything; created at build so the router can watch it.
     stop: Arc<watch::Sender<bool>>,
 }
 
-/// Connects to the configured database (without migrating).
+/// Connects to the configured database (without migrating); a missing SQLite file is
+/// created. For `serve`, `migrate` and `seed`.
 pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
-    let options = StoreOptions {
+    SqlStore::connect(&store_options(config, true))
+        .await
+        .context("connecting to the database (DATABASE_URL)")
+}
+
+/// Connects to the configured database, which must exist already: for the tools that read
+/// the event log, which must not leave an empty database behind.
+pub async fn connect_existing_store(config: &Config) -> anyhow::Result<SqlStore> {
+    SqlStore::connect(&store_options(config, false))
+        .await
+        .context(
+            "opening the database (DATABASE_URL); this command needs an existing one: \
+             set DATABASE_URL, or run `customer-service migrate` first",
+        )
+}
+
+fn store_options(config: &Config, create_if_missing: bool) -> StoreOptions {
+    StoreOptions {
         url: config.database.url.clone(),
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout,
-    };
-    SqlStore::connect(&options)
-        .await
-        .context("connecting to the database (DATABASE_URL)")
+        create_if_missing,
+    }
 }
 
 impl App {
@@ -92,6 +109,7 @@ impl App {
             redis,
             metrics: Arc::default(),
             idempotency_ttl: config.http.idempotency_ttl,
+            outbox_degraded_after: config.relay.degraded_after,
             settled: relay.settled(),
             shutdown: stopped,
         };
@@ -119,6 +137,11 @@ impl App {
             store,
             relay,
             relay_config: config.relay.clone(),
+            server_limits: ServerLimits {
+                header_timeout: config.http.header_timeout,
+                idle_timeout: config.http.idle_timeout,
+                max_connections: config.http.max_connections,
+            },
             database_url: config.database.url.clone(),
             stop: Arc::new(stop),
         })
@@ -185,25 +208,13 @@ impl App {
             )));
         }
 
-        let mut server_stopped = stopped.clone();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = server_stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-            .context("serving HTTP");
-        if let Err(error) = &served {
-            tracing::error!(error = format!("{error:#}"), "HTTP server exited");
-        }
+        http::serve(self.listener, self.router, self.server_limits, stopped.clone()).await;
         let _ = stop.send(true);
         for task in background {
             let _ = task.await;
         }
         self.store.close().await;
-        served
+        Ok(())
     }
 }
 

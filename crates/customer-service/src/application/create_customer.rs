@@ -71,6 +71,7 @@ async fn stored_answer(
     expired_before: Timestamp,
 ) -> Result<Option<StoredResponse>, ApplicationError> {
     match store.find_idempotency(key).await? {
+        Some(record) if record.erased => Err(ApplicationError::IdempotentCustomerErased),
         Some(record) if record.created_at >= expired_before => {
             if record.request == request {
                 Ok(Some(record.response))

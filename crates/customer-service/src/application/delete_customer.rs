@@ -1,14 +1,14 @@
 //! DELETE /customers/:id: remove the row and append CustomerDeleted in one transaction;
 //! with `?erase=true` also erase the customer's personal data from its events.
 
-use customer_events::erasure::erase_envelope;
-use customer_events::{CustomerErased, CustomerEvent, EventType};
+use customer_events::erasure::{erase_envelope, ERASED};
+use customer_events::{CustomerErased, CustomerEvent, Envelope, EventType, Metadata, SOURCE};
 
 use crate::domain::CustomerId;
 
 use super::error::ApplicationError;
 use super::new_event::{retry_on_conflict, Precondition, WriteContext};
-use super::ports::CustomerStore;
+use super::ports::{CustomerStore, Rewrite, StoredEvent};
 
 #[tracing::instrument(name = "delete_customer", skip_all, fields(customer.id = %id))]
 pub async fn delete_customer(
@@ -57,7 +57,7 @@ pub async fn erase_customer(
             customer_id: id.get(),
             erased_at: ctx.now.to_iso(),
         });
-        let (expected_version, events) = match &current {
+        let (expected_version, mut events) = match &current {
             Some(current) => {
                 if precondition.is_some_and(|p| !p.holds_for(current.version)) {
                     return Err(ApplicationError::VersionMismatch);
@@ -71,11 +71,57 @@ pub async fn erase_customer(
             // Deleted before: its log remains to be erased.
             None => (None, ctx.seal(id, last.sequence + 1, &[erased])),
         };
-        store
-            .erase(id, expected_version, &events, &erase_envelope)
-            .await?;
+        // The CustomerDeleted appended here names the person too.
+        for event in &mut events {
+            event.payload = erase_envelope(&event.payload).unwrap_or_else(|_| event.payload.clone());
+        }
+        // Appending at the next sequence makes any event appended since `history` was read a
+        // conflict (and a retry), so these are all of them.
+        let rewrites: Vec<Rewrite> = history
+            .iter()
+            .filter_map(|event| {
+                let payload = erased_payload(event);
+                (payload != event.payload).then_some(Rewrite {
+                    position: event.position,
+                    payload,
+                })
+            })
+            .collect();
+        store.erase(id, expected_version, &events, &rewrites).await?;
         tracing::info!("customer erased");
         Ok(())
     })
     .await
+}
+
+/// `event`'s payload with its personal data erased. One that is not even a JSON envelope is
+/// replaced whole by an envelope rebuilt from its log columns, with `data` erased: what
+/// erasure cannot read, it must not leave behind.
+fn erased_payload(event: &StoredEvent) -> String {
+    erase_envelope(&event.payload).unwrap_or_else(|error| {
+        tracing::warn!(
+            event.position = event.position,
+            error = %error,
+            "an unreadable event was erased whole"
+        );
+        let occurred_on = event.occurred_at.to_iso();
+        Envelope {
+            event_type: event.event_type.clone(),
+            event_id: event.event_id.clone(),
+            occurred_on: occurred_on.clone(),
+            data: ERASED,
+            metadata: Metadata {
+                event_id: event.event_id.clone(),
+                event_type: event.event_type.clone(),
+                occurred_on,
+                version: String::new(),
+                aggregate_id: event.customer_id,
+                sequence: event.sequence,
+                correlation_id: String::new(),
+                source: SOURCE.to_owned(),
+                actor: None,
+            },
+        }
+        .to_json()
+    })
 }

@@ -16,6 +16,10 @@ pub enum ApplicationError {
     /// The e-mail belongs to another customer (409).
     #[error("email already exists")]
     EmailTaken,
+    /// The Idempotency-Key's request created a customer that was erased since (410): its
+    /// retry must not create the person again.
+    #[error("the customer this request created was erased")]
+    IdempotentCustomerErased,
     /// The Idempotency-Key was used before with a different request (422).
     #[error("idempotency key reused for a different request")]
     IdempotencyConflict,

@@ -46,8 +46,12 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
-/// A stored envelope with its personal data erased (`None`: leave it as it is).
-pub type Eraser<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
+/// One stored event's new payload (erasure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub position: i64,
+    pub payload: String,
+}
 
 /// Turns the change a new customer's insert produced (now that it has an id) into the
 /// events to append in the same transaction.
@@ -74,6 +78,9 @@ pub struct StoredResponse {
 /// A stored idempotent request and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
+    /// The key's customer was erased: only this tombstone remains (no request, no answer),
+    /// and it does not expire.
+    pub erased: bool,
     /// The request body as canonical JSON.
     pub request: String,
     pub response: StoredResponse,
@@ -148,14 +155,16 @@ pub trait CustomerStore: Send + Sync {
         idempotency: Option<IdempotentInsert<'_>>,
     ) -> Result<Customer, StoreError>;
     /// Erasure, in one transaction: deletes the customer's row if `expected_version` is
-    /// given (compare-and-set), appends `events`, rewrites every event of the customer with
-    /// `erase` applied to its payload, and forgets its idempotent answers.
+    /// given (compare-and-set), appends `events` (a sequence taken meanwhile is a
+    /// [`StoreError::VersionConflict`]), replaces the payloads of `rewrites` (the customer's
+    /// earlier events, erased), and tombstones its idempotency keys: a retry of the request
+    /// that created it is answered 410, never replayed or re-run.
     async fn erase(
         &self,
         id: CustomerId,
         expected_version: Option<i64>,
         events: &[NewEvent],
-        erase: Eraser<'_>,
+        rewrites: &[Rewrite],
     ) -> Result<(), StoreError>;
     /// The stored request and answer of an idempotency key, if any.
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;

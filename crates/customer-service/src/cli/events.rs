@@ -8,12 +8,12 @@ use crate::application::{self, ApplicationError, EventLog, EventPageRequest, Eve
 use crate::config::Config;
 use crate::domain::{DomainError, Timestamp};
 use crate::sinks::append_to_stream;
-use crate::startup::connect_store;
+use crate::startup::connect_existing_store;
 
 /// `events verify`: rebuilds every customer from its events and compares it with its row.
 /// Prints each mismatch (ids and field names only) and fails if there is any.
 pub async fn verify(config: Config) -> anyhow::Result<()> {
-    let store = connect_store(&config).await?;
+    let store = connect_existing_store(&config).await?;
     let report = application::verify_log(&store)
         .await
         .context("reading the event log and the customers table");
@@ -126,7 +126,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         .context("events replay needs Redis: set REDIS_URL (or REDIS_HOST)")?;
     let client = redis::Client::open(redis.url.as_str()).context("REDIS_URL")?;
     let stream = args.stream.clone().unwrap_or_else(|| redis.stream.clone());
-    let store = connect_store(&config).await?;
+    let store = connect_existing_store(&config).await?;
     let result = replay_into(&store, &client, &stream, redis.stream_max_len, &args).await;
     store.close().await;
     let count = result?;
@@ -178,7 +178,7 @@ const TAIL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// `events tail`: prints settled events as they come, until interrupted.
 pub async fn tail(config: Config, args: TailArgs) -> anyhow::Result<()> {
-    let store = connect_store(&config).await?;
+    let store = connect_existing_store(&config).await?;
     let after = match args.after {
         Some(after) => after,
         None => store.watermark().await?,

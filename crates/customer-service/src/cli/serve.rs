@@ -7,6 +7,17 @@ use crate::startup::App;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting customer-service");
+    // Each connection is a descriptor: thousands of SSE clients need more than the usual
+    // default soft limit of 1,024.
+    match crate::http::raise_open_file_limit() {
+        Some(limit) if limit < config.http.max_connections as u64 + 256 => tracing::warn!(
+            open_files = limit,
+            http.max_connections = config.http.max_connections,
+            "the open-file limit is below HTTP_MAX_CONNECTIONS: raise the hard limit (ulimit -Hn)"
+        ),
+        Some(_) => {}
+        None => tracing::warn!("could not read or raise the open-file limit"),
+    }
     let app = App::build(&config).await?;
     app.run_until_stopped(shutdown_signal())
         .await

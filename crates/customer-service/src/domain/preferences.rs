@@ -1,4 +1,5 @@
-//! Customer preferences: a free JSON object with four typed keys, at most 2000 characters.
+//! Customer preferences: a free JSON object with four typed keys, at most 2000 characters
+//! and 32 levels deep.
 
 use serde_json::{Map, Value};
 
@@ -9,7 +10,13 @@ use super::validation::{char_len, FieldErrors};
 pub struct Preferences(Map<String, Value>);
 
 pub const PREFERENCES_SIZE_MESSAGE: &str = "Preferences must not exceed 2000 characters";
+pub const PREFERENCES_DEPTH_MESSAGE: &str = "Preferences must not be nested more than 32 levels deep";
 const MAX_PREFERENCES_CHARS: usize = 2000;
+/// Objects and arrays nested in `preferences`, itself included. Every event that carries
+/// the customer wraps it two or three levels deeper, and every reader of the log (history,
+/// `asOf`, `events verify`, erasure, consumers using serde_json's default 128-level limit)
+/// must read what a write accepted.
+const MAX_PREFERENCES_DEPTH: usize = 32;
 const STRING_KEYS: [&str; 3] = ["company", "industry", "preferredContact"];
 
 impl Preferences {
@@ -43,6 +50,11 @@ impl Preferences {
             );
             is_valid = false;
         }
+        if depth(value) > MAX_PREFERENCES_DEPTH {
+            errors.add("preferences", PREFERENCES_DEPTH_MESSAGE);
+            // Not measured further: the size check below would serialize it all again.
+            return None;
+        }
         // The original measured JSON.stringify(preferences).length: compact JSON.
         if char_len(&value.to_string()) > MAX_PREFERENCES_CHARS {
             errors.add("preferences", PREFERENCES_SIZE_MESSAGE);
@@ -57,6 +69,16 @@ impl Preferences {
 
     pub fn as_map(&self) -> &Map<String, Value> {
         &self.0
+    }
+}
+
+/// Nesting of objects and arrays in `value` (a scalar is 0). The request body parser stops
+/// at 128 levels, which bounds this recursion.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -95,6 +117,21 @@ mod tests {
         assert!(parse(json!({"note": "x".repeat(1989)})).is_ok());
         let errors = parse(json!({"note": "x".repeat(1990)})).unwrap_err();
         assert_eq!(errors.of("preferences"), [PREFERENCES_SIZE_MESSAGE]);
+    }
+
+    #[test]
+    fn thirty_two_levels_is_the_deepest() {
+        let nested = |levels: usize| {
+            (1..levels).fold(json!({"leaf": true}), |inner, _| json!({ "n": inner }))
+        };
+        assert_eq!(depth(&nested(32)), 32);
+        assert!(parse(nested(32)).is_ok());
+        let errors = parse(nested(33)).unwrap_err();
+        assert_eq!(errors.of("preferences"), [PREFERENCES_DEPTH_MESSAGE]);
+        // Arrays count as levels too.
+        assert!(parse(json!({ "a": [[nested(29)]] })).is_ok());
+        let errors = parse(json!({ "a": [[nested(30)]] })).unwrap_err();
+        assert_eq!(errors.of("preferences"), [PREFERENCES_DEPTH_MESSAGE]);
     }
 
     #[test]

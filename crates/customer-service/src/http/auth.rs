@@ -74,7 +74,13 @@ impl Authenticator {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present, not only right when present.
+        let mut required = vec!["exp"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
+        // `nbf`, when present, with the same leeway as `exp`.
+        validation.validate_nbf = true;
         validation.leeway = 5;
         match &config.issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),

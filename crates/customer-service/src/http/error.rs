@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 409: the e-mail belongs to another customer.
     #[error("email already exists")]
     EmailTaken,
+    /// 410: an Idempotency-Key whose customer was erased.
+    #[error("gone")]
+    Gone,
     /// 422: an Idempotency-Key reused with a different request.
     #[error("idempotency key conflict")]
     IdempotencyConflict,
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Gone => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +142,11 @@ impl ApiError {
             ApiError::PayloadTooLarge => ("Request body is too large".to_owned(), None, None),
             ApiError::IdempotencyConflict => (
                 "Idempotency-Key was already used with a different request".to_owned(),
+                None,
+                None,
+            ),
+            ApiError::Gone => (
+                "This request's customer was erased".to_owned(),
                 None,
                 None,
             ),
@@ -219,6 +228,7 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::EmailTaken => ApiError::EmailTaken,
             ApplicationError::VersionMismatch => ApiError::PreconditionFailed,
             ApplicationError::IdempotencyConflict => ApiError::IdempotencyConflict,
+            ApplicationError::IdempotentCustomerErased => ApiError::Gone,
             ApplicationError::Unavailable(cause) => ApiError::Unavailable(Box::new(cause)),
             ApplicationError::Internal(cause) => ApiError::Internal(Box::new(cause)),
         }

@@ -92,12 +92,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CustomerIdParam {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::field("id", ID_MESSAGE))?;
-        raw.parse::<i64>()
-            .ok()
+        parse_id(&raw)
             .and_then(CustomerId::new)
             .map(CustomerIdParam)
             .ok_or_else(|| ApiError::field("id", ID_MESSAGE))
     }
+}
+
+/// The original's integer pipe: `-?digits` and nothing else (no `+`, spaces or fraction);
+/// leading zeros are accepted, as there.
+fn parse_id(raw: &str) -> Option<i64> {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
 }
 
 /// The `If-Match` precondition, if the request has one: `*`, or the strong ETag
@@ -146,6 +155,16 @@ mod tests {
             precondition(&with(IF_MATCH, "3")),
             Some(Precondition::Never)
         );
+    }
+
+    #[test]
+    fn ids_are_optionally_signed_digits_only() {
+        assert_eq!(parse_id("1"), Some(1));
+        assert_eq!(parse_id("01"), Some(1));
+        assert_eq!(parse_id("-3"), Some(-3));
+        for bad in ["+1", " 1", "1 ", "1.0", "", "-", "1e3", "0x1", "١"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

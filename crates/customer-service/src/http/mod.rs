@@ -18,11 +18,13 @@ mod metrics;
 mod openapi;
 mod rate_limit;
 mod request_context;
+mod server;
 
 pub use auth::{Actor, Authenticator};
 pub use error::ApiError;
 pub use metrics::HttpMetrics;
 pub use rate_limit::RateLimiter;
+pub use server::{raise_open_file_limit, serve, ServerLimits};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +53,8 @@ pub struct AppState {
     pub redis: Option<Arc<RedisSink>>,
     /// How long an Idempotency-Key's answer is kept.
     pub idempotency_ttl: Duration,
+    /// Health is degraded while the oldest unpublished event is older than this.
+    pub outbox_degraded_after: Duration,
     /// The HTTP series of `/metrics`, recorded by the request context.
     pub metrics: Arc<HttpMetrics>,
     /// Moves when this instance's relay moves the watermark: wakes the SSE streams.

@@ -46,4 +46,7 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a query waits for a free connection before the request gets a 503.
     pub acquire_timeout: Duration,
+    /// SQLite: create the file if it is missing (`serve`, `migrate`, `seed`). The tools
+    /// that only read an existing log must not leave an empty database behind.
+    pub create_if_missing: bool,
 }

@@ -21,7 +21,8 @@ returning id
 /// placeholder answer, filled in once the customer exists (`FILL_IDEMPOTENCY`). Claiming
 /// first makes a concurrent request with the same key wait on this row and then fail on
 /// the primary key, rather than race to the e-mail's unique index.
-pub(super) const EXPIRE_IDEMPOTENCY: &str = "delete from idempotency_keys where created_at_ms < $1";
+pub(super) const EXPIRE_IDEMPOTENCY: &str =
+    "delete from idempotency_keys where created_at_ms < $1 and status <> 410";
 
 pub(super) const CLAIM_IDEMPOTENCY: &str = r#"
 insert into idempotency_keys (key, request, status, body, location, etag, created_at_ms)
@@ -39,14 +40,16 @@ select request, status, body, location, etag, created_at_ms from idempotency_key
 "#;
 
 /// Erasure rewrites each of the customer's events with its personal data erased.
-pub(super) const PAYLOADS_OF_CUSTOMER: &str =
-    "select position, payload from customer_events where customer_id = $1";
-
 pub(super) const REWRITE_PAYLOAD: &str =
-    "update customer_events set payload = $1 where position = $2";
+    "update customer_events set payload = $1 where position = $2 and customer_id = $3";
 
-pub(super) const FORGET_IDEMPOTENCY_OF_CUSTOMER: &str =
-    "delete from idempotency_keys where customer_id = $1";
+/// An erased customer's keys become tombstones (status 410): the key and the customer id
+/// stay, the request body and the answer (personal data) go, and expiry passes them over.
+pub(super) const TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER: &str = r#"
+update idempotency_keys
+set request = '', status = 410, body = '', location = null, etag = null
+where customer_id = $1
+"#;
 
 /// Compare-and-set on `version`: no row updated means a concurrent write won.
 pub(super) const UPDATE_CUSTOMER: &str = r#"

@@ -10,8 +10,9 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, Eraser, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
-    ListQuery, NewEvent, OutboxStatus, PoolUsage, StoreError, StoredEvent, StoredResponse,
+    CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
+    ListQuery, NewEvent, OutboxStatus, PoolUsage, Rewrite, StoreError, StoredEvent,
+    StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -327,7 +328,7 @@ impl SqlStore {
         id: CustomerId,
         expected_version: Option<i64>,
         events: &[NewEvent],
-        erase: Eraser<'_>,
+        rewrites: &[Rewrite],
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
         if let Some(version) = expected_version {
@@ -342,24 +343,16 @@ impl SqlStore {
             }
         }
         Self::append(&mut tx, events).await?;
-        let payloads = sqlx::query(sql::PAYLOADS_OF_CUSTOMER)
-            .bind(id.get())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-        for row in &payloads {
-            let position: i64 = row.try_get(0).map_err(classify)?;
-            let payload: String = row.try_get(1).map_err(classify)?;
-            if let Some(erased) = erase(&payload).filter(|erased| *erased != payload) {
-                sqlx::query(sql::REWRITE_PAYLOAD)
-                    .bind(erased)
-                    .bind(position)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-            }
+        for rewrite in rewrites {
+            sqlx::query(sql::REWRITE_PAYLOAD)
+                .bind(&rewrite.payload)
+                .bind(rewrite.position)
+                .bind(id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
         }
-        sqlx::query(sql::FORGET_IDEMPOTENCY_OF_CUSTOMER)
+        sqlx::query(sql::TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER)
             .bind(id.get())
             .execute(&mut *tx)
             .await
@@ -421,11 +414,11 @@ impl CustomerStore for SqlStore {
         id: CustomerId,
         expected_version: Option<i64>,
         events: &[NewEvent],
-        erase: Eraser<'_>,
+        rewrites: &[Rewrite],
     ) -> Result<(), StoreError> {
         let mut lease = self.writer.acquire().await.map_err(classify)?;
         let result = self
-            .erase_on(&mut lease, id, expected_version, events, erase)
+            .erase_on(&mut lease, id, expected_version, events, rewrites)
             .await;
         settle_write(lease, result).await
     }
@@ -440,6 +433,8 @@ impl CustomerStore for SqlStore {
         let status: i32 = row.try_get(1).map_err(classify)?;
         let created_at: i64 = row.try_get(5).map_err(classify)?;
         Ok(Some(IdempotencyRecord {
+            // TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER's mark.
+            erased: status == 410,
             request: row.try_get(0).map_err(classify)?,
             response: StoredResponse {
                 status: u16::try_from(status).unwrap_or(500),

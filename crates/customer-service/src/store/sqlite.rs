@@ -19,21 +19,23 @@ const PRAGMAS: [&str; 4] = [
     "pragma foreign_keys = on",
 ];
 
-/// `url` with `mode=rwc` added unless it names a mode: the file is created if missing.
-fn create_if_missing(url: &str) -> String {
+/// `url` with `mode=rwc` (the file is created if missing) or `mode=rw` (it must exist) added,
+/// unless it names a mode itself.
+fn with_mode(url: &str, create_if_missing: bool) -> String {
+    let mode = if create_if_missing { "rwc" } else { "rw" };
     if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&mode={mode}")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?mode={mode}")
     }
 }
 
 /// `(readers, writer)`. The writer connects first so that it creates the file and switches it
 /// to WAL before any reader opens it.
 pub(super) async fn connect(options: &StoreOptions) -> Result<(Pool, Pool), sqlx::Error> {
-    let url = create_if_missing(&options.url);
+    let url = with_mode(&options.url, options.create_if_missing);
     let timeout = options.acquire_timeout;
     let writer = Pool::connect(&url, 1, &PRAGMAS, timeout).await?;
     let readers = Pool::connect(&url, options.max_connections, &PRAGMAS, timeout).await?;
@@ -44,17 +46,18 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 #[cfg(test)]
 mod tests {
-    use super::create_if_missing;
+    use super::with_mode;
 
     #[test]
-    fn the_file_is_created_unless_a_mode_is_given() {
-        assert_eq!(create_if_missing("sqlite://a.db"), "sqlite://a.db?mode=rwc");
+    fn the_file_is_created_if_asked_unless_a_mode_is_given() {
+        assert_eq!(with_mode("sqlite://a.db", true), "sqlite://a.db?mode=rwc");
+        assert_eq!(with_mode("sqlite://a.db", false), "sqlite://a.db?mode=rw");
         assert_eq!(
-            create_if_missing("sqlite://a.db?cache=shared"),
+            with_mode("sqlite://a.db?cache=shared", true),
             "sqlite://a.db?cache=shared&mode=rwc"
         );
         assert_eq!(
-            create_if_missing("sqlite://a.db?mode=ro"),
+            with_mode("sqlite://a.db?mode=ro", true),
             "sqlite://a.db?mode=ro"
         );
     }

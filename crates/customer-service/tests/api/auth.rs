@@ -119,7 +119,26 @@ async fn every_wrong_token_gets_401_on_every_write_route() {
     other_audience["aud"] = json!("billing");
     let mut other_issuer = good_claims("admin-1");
     other_issuer["iss"] = json!("https://evil.example.com");
+    // A configured issuer and audience are required, not only checked when present.
+    let mut no_issuer = good_claims("admin-1");
+    no_issuer.as_object_mut().unwrap().remove("iss");
+    let mut no_audience = good_claims("admin-1");
+    no_audience.as_object_mut().unwrap().remove("aud");
+    let mut not_yet = good_claims("admin-1");
+    not_yet["nbf"] = json!(now() + 300);
     let cases = [
+        (
+            format!("Bearer {}", hs256(no_issuer, SECRET)),
+            "the token lacks a required claim",
+        ),
+        (
+            format!("Bearer {}", hs256(no_audience, SECRET)),
+            "the token lacks a required claim",
+        ),
+        (
+            format!("Bearer {}", hs256(not_yet, SECRET)),
+            "the token is not valid yet",
+        ),
         ("Bearer not.a.token".to_owned(), "the token is malformed"),
         (
             format!("Bearer {}", hs256(expired, SECRET)),
@@ -159,6 +178,18 @@ async fn every_wrong_token_gets_401_on_every_write_route() {
     }
     // Nothing was written by any refused request.
     assert_eq!(app.event_count().await, 1);
+    // `nbf` has the same 5 s leeway as `exp`: a token valid from 2 s on is accepted now.
+    let mut almost = good_claims("admin-1");
+    almost["nbf"] = json!(now() + 2);
+    let patched = app
+        .send(
+            app.client
+                .patch(app.url(&format!("/api/v1/customers/{id}")))
+                .bearer_auth(hs256(almost, SECRET))
+                .json(&json!({"lastName": "Nbf"})),
+        )
+        .await;
+    json_of(patched, 200).await;
     // Reads stay open.
     json_of(app.get_customer(id).await, 200).await;
     json_of(app.get("/api/v1/customers").await, 200).await;

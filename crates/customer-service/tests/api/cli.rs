@@ -242,6 +242,7 @@ async fn seed_creates_valid_customers_each_with_its_created_event() {
             url,
             max_connections: 1,
             acquire_timeout: Duration::from_secs(5),
+            create_if_missing: false,
         })
         .await
         .unwrap();
@@ -251,5 +252,32 @@ async fn seed_creates_valid_customers_each_with_its_created_event() {
     let active = store.list_active().await.unwrap().len();
     assert!(active > 0 && active < 25, "{active} active");
     store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_log_tools_never_create_a_database() {
+    // Without DATABASE_URL the default is a SQLite file in the current folder: `events
+    // verify` there must say it has no database, not create an empty one and then fail on a
+    // missing table.
+    let (dir, _) = temp_db();
+    for tool in [&["events", "verify"][..], &["events", "tail", "--after", "0"][..]] {
+        let output = Command::new(BIN)
+            .args(tool)
+            .current_dir(&dir)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{tool:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("DATABASE_URL") && stderr.contains("existing"),
+            "{tool:?}: {stderr}"
+        );
+        assert!(!stderr.contains("no such table"), "{tool:?}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{tool:?} left {left:?}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

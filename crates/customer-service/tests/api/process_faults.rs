@@ -47,6 +47,7 @@ async fn assert_stream_matches_log(database_url: &str, payloads: &[String]) {
         url: database_url.to_owned(),
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
+        create_if_missing: false,
     })
     .await
     .unwrap();

@@ -1,0 +1,374 @@
+//! The HTTP/1.1 server loop: hyper connections with a connection cap, a header timeout and
+//! an idle timeout, and graceful shutdown.
+//!
+//! `axum::serve` has no timeouts at all, and hyper 1's `header_read_timeout` starts whenever
+//! a connection waits for a request head, so it would also close idle keep-alive connections
+//! at the header timeout. Each connection here has a small watchdog instead, woken only when
+//! the connection's state changes (never on a timer per connection), with one deadline:
+//! - a request in flight (an SSE stream included): none — requests have their own timeout;
+//! - a request head begun (bytes read while idle), or nothing received yet on a new
+//!   connection: `HTTP_HEADER_TIMEOUT_SECS` after that began;
+//! - idle after a response (keep-alive): `HTTP_IDLE_TIMEOUT_SECS` after it ended.
+//!
+//! At the deadline the connection is dropped (closed); nothing is in flight on it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, Semaphore};
+use tower::ServiceExt;
+
+/// The limits of [`serve`] (`HTTP_HEADER_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`,
+/// `HTTP_MAX_CONNECTIONS`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `stop` turns true; then stops accepting, lets every
+/// connection finish its requests, and returns once all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let mut at_cap = false;
+    let mut accept_failing = false;
+    loop {
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !at_cap {
+                    // Once per burst: until the open connections fall below 90 % of the cap.
+                    tracing::warn!(
+                        http.max_connections = limits.max_connections,
+                        "HTTP_MAX_CONNECTIONS reached: new connections wait in the listen \
+                         backlog until others close"
+                    );
+                    at_cap = true;
+                }
+                tokio::select! {
+                    permit = connections.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = stop.wait_for(|stop| *stop) => break,
+                }
+            }
+        };
+        if at_cap && connections.available_permits() > limits.max_connections / 10 {
+            at_cap = false;
+        }
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => {
+                accept_failing = false;
+                accepted
+            }
+            Err(error) => {
+                // EMFILE and the like: wait a little rather than spin; log once per streak.
+                if !accept_failing {
+                    tracing::warn!(%error, "accepting a connection failed; retrying");
+                    accept_failing = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, remote, router, limits, stop).await;
+            drop(permit);
+        });
+    }
+    // Every connection holds a permit until it closes.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = connections.acquire_many(all).await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(WatchedIo {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let in_flight = InFlight::begin(activity.clone());
+            request.extensions_mut().insert(ConnectInfo(remote));
+            let answer = router.clone().oneshot(request.map(Body::new));
+            async move {
+                let response = answer.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(TrackedBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    })
+                }))
+            }
+        })
+    };
+    let mut connection = pin!(http1::Builder::new().serve_connection(io, service));
+    let mut stopping = false;
+    loop {
+        let changed = activity.changed.notified();
+        let deadline = activity.deadline(&limits);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = changed => {}
+            () = sleep_until(deadline) => {
+                if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!("closing an HTTP connection: header or idle timeout");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// No time recorded, in [`Activity`]'s millisecond fields.
+const NONE: u64 = u64::MAX;
+
+/// What a connection's watchdog needs to know, updated by its IO, its requests and their
+/// response bodies.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Whether any request reached the service on this connection.
+    served: AtomicBool,
+    /// When the first byte of a request head was read while idle (ms since `start`).
+    head_started: AtomicU64,
+    /// When the last response ended (ms since `start`).
+    idle_since: AtomicU64,
+    /// Wakes the watchdog when the deadline may have moved earlier.
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            head_started: AtomicU64::new(NONE),
+            idle_since: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// When the connection must be closed if nothing changes; `None` while a request is in
+    /// flight.
+    fn deadline(&self, limits: &ServerLimits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let head_started = self.head_started.load(Ordering::Acquire);
+        if head_started != NONE {
+            return Some(self.at(head_started) + limits.header_timeout);
+        }
+        if !self.served.load(Ordering::Acquire) {
+            return Some(self.start + limits.header_timeout);
+        }
+        Some(self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout)
+    }
+
+    /// Bytes arrived: if the connection was idle, a request head has begun.
+    fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self
+                .head_started
+                .compare_exchange(NONE, self.now_ms(), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// A request between its head and the end (or drop) of its response body.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Release);
+        activity.head_started.store(NONE, Ordering::Release);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity.idle_since.store(activity.now_ms(), Ordering::Release);
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity.changed.notify_one();
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it is done (or dropped).
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The TCP stream, reporting reads to the connection's [`Activity`].
+struct WatchedIo {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit, so that the connection cap,
+/// not the default 1,024 descriptors, bounds the connections; the limit now in force.
+pub fn raise_open_file_limit() -> Option<u64> {
+    rlimit::increase_nofile_limit(u64::MAX).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10,
+        }
+    }
+
+    #[test]
+    fn the_deadline_follows_the_connections_state() {
+        let activity = Arc::new(Activity::new());
+        let start = activity.start;
+        // New: the header timeout from the accept.
+        assert_eq!(activity.deadline(&limits()), Some(start + Duration::from_secs(10)));
+        // A request in flight: none, whatever it reads (a body) meanwhile.
+        let request = InFlight::begin(activity.clone());
+        activity.bytes_read();
+        assert_eq!(activity.deadline(&limits()), None);
+        drop(request);
+        // Idle after a response: the idle timeout from its end.
+        let idle = activity.deadline(&limits()).unwrap();
+        assert!(idle >= start + Duration::from_secs(60));
+        // The next request's first bytes: the header timeout from them.
+        activity.bytes_read();
+        let header = activity.deadline(&limits()).unwrap();
+        assert!(header < idle && header >= start + Duration::from_secs(10));
+    }
+}
