@@ -82,7 +82,6 @@ impl Envelope<CustomerEvent> {
         self.metadata.actor = actor;
         self
     }
-
 }
 
 impl<D: Serialize> Envelope<D> {

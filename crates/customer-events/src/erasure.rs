@@ -178,9 +178,7 @@ mod tests {
         let stored = r#"{"eventType":"CustomerDeleted","eventId":"e","occurredOn":"t","data":{"customerId":7,"email":"a@b.co","fullName":"Ann Lee","deletedAt":"t"},"metadata":{"eventId":"e","eventType":"CustomerDeleted","occurredOn":"t","version":"1.0","aggregateId":7,"sequence":2,"correlationId":"c","source":"customer-service"}}"#;
         assert_eq!(
             erase_envelope(stored).unwrap(),
-            stored
-                .replace("a@b.co", ERASED)
-                .replace("Ann Lee", ERASED)
+            stored.replace("a@b.co", ERASED).replace("Ann Lee", ERASED)
         );
     }
 

@@ -738,7 +738,10 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("AUTH_JWT_SECRET"), "{message}");
         assert!(message.contains("at least 32 bytes"), "{message}");
-        assert!(!message.contains(&"s".repeat(31)), "shows the secret: {message}");
+        assert!(
+            !message.contains(&"s".repeat(31)),
+            "shows the secret: {message}"
+        );
         let c = config(&[("AUTH_JWT_SECRET", &"s".repeat(32))]).unwrap();
         assert!(matches!(c.auth.key, Some(JwtKeySource::Secret(_))));
     }

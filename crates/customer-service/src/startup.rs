@@ -13,9 +13,9 @@ use tokio::sync::{watch, Notify};
 use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
-use crate::outbox::{self, Leadership, Relay, RelayTiming};
+use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{Backend, SqlStore, StoreOptions};
+use crate::store::{Backend, PgLease, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -184,6 +184,10 @@ impl App {
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
         if self.relay_config.enabled {
+            let timing = RelayTiming {
+                poll_interval: self.relay_config.poll_interval,
+                ..RelayTiming::default()
+            };
             let leadership = match self.store.backend() {
                 Backend::Postgres => {
                     background.push(tokio::spawn(forward_notifications(
@@ -191,13 +195,15 @@ impl App {
                         wake.clone(),
                         stopped.clone(),
                     )));
-                    Leadership::postgres(self.database_url.clone())
+                    let keeper = Arc::new(LeaseKeeper::new(
+                        Arc::new(PgLease::new(self.database_url.clone())),
+                        self.relay_config.lease_ttl,
+                        timing.lease_retry,
+                    ));
+                    background.push(tokio::spawn(keeper.clone().run(stopped.clone())));
+                    Leadership::Lease(keeper)
                 }
                 Backend::Sqlite => Leadership::Sole,
-            };
-            let timing = RelayTiming {
-                poll_interval: self.relay_config.poll_interval,
-                ..RelayTiming::default()
             };
             background.push(tokio::spawn(outbox::run(
                 self.relay.clone(),
@@ -208,7 +214,13 @@ impl App {
             )));
         }
 
-        http::serve(self.listener, self.router, self.server_limits, stopped.clone()).await;
+        http::serve(
+            self.listener,
+            self.router,
+            self.server_limits,
+            stopped.clone(),
+        )
+        .await;
         let _ = stop.send(true);
         for task in background {
             let _ = task.await;

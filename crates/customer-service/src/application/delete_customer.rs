@@ -73,7 +73,8 @@ pub async fn erase_customer(
         };
         // The CustomerDeleted appended here names the person too.
         for event in &mut events {
-            event.payload = erase_envelope(&event.payload).unwrap_or_else(|_| event.payload.clone());
+            event.payload =
+                erase_envelope(&event.payload).unwrap_or_else(|_| event.payload.clone());
         }
         // Appending at the next sequence makes any event appended since `history` was read a
         // conflict (and a retry), so these are all of them.
@@ -87,7 +88,9 @@ pub async fn erase_customer(
                 })
             })
             .collect();
-        store.erase(id, expected_version, &events, &rewrites).await?;
+        store
+            .erase(id, expected_version, &events, &rewrites)
+            .await?;
         tracing::info!("customer erased");
         Ok(())
     })

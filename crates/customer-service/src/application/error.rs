@@ -46,7 +46,7 @@ impl From<StoreError> for ApplicationError {
             StoreError::Unavailable(_) | StoreError::VersionConflict => {
                 ApplicationError::Unavailable(error)
             }
-            StoreError::Other(_) => ApplicationError::Internal(error),
+            StoreError::Other(_) | StoreError::Fenced => ApplicationError::Internal(error),
         }
     }
 }

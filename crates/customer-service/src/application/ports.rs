@@ -1,5 +1,7 @@
 //! What the use cases need from outside: the customer store and a clock.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use customer_events::EventType;
 
@@ -138,6 +140,10 @@ pub enum StoreError {
     /// The database cannot be reached or is overloaded; worth retrying later.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The relay leader's lease has passed to another instance (its epoch is past): this
+    /// instance must not mark anything published.
+    #[error("the relay lease was taken over")]
+    Fenced,
     /// Anything else: a bug or corrupted data.
     #[error("database error")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -207,17 +213,34 @@ pub trait CustomerStore: Send + Sync {
     }
 }
 
+/// The relay leader's lease, shared by the instances on one database (PostgreSQL). Each
+/// operation is one round trip on the lease's own connection.
+#[async_trait]
+pub trait RelayLease: Send + Sync {
+    /// Takes the lease for `ttl` if it is free or its holder is gone: the new epoch.
+    async fn try_acquire(&self, ttl: Duration) -> Result<Option<i64>, StoreError>;
+    /// Extends the lease of `epoch` by `ttl`; `false` if another instance took it over.
+    async fn renew(&self, epoch: i64, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives the lease of `epoch` up (at shutdown).
+    async fn release(&self, epoch: i64) -> Result<(), StoreError>;
+    /// Drops the lease's connection after an operation that timed out.
+    async fn abandon_connection(&self);
+}
+
 /// The event log seen as an outbox: what the relay reads and marks.
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Up to `limit` events not yet published, in log (position) order.
     async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
     /// Removes exactly these positions from the pending set and, if given, stores the new
-    /// watermark (see `outbox/watermark.rs`), in one transaction.
+    /// watermark (see `outbox/watermark.rs`), in one transaction. With a `fence` (the relay
+    /// lease's epoch), only while that epoch still holds the lease, else
+    /// [`StoreError::Fenced`]; a takeover waits for this transaction.
     async fn mark_published(
         &self,
         positions: &[i64],
         watermark: Option<i64>,
+        fence: Option<i64>,
     ) -> Result<(), StoreError>;
     /// The stored watermark, and the positions above it that are already published.
     async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError>;

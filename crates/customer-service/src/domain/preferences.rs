@@ -10,7 +10,8 @@ use super::validation::{char_len, FieldErrors};
 pub struct Preferences(Map<String, Value>);
 
 pub const PREFERENCES_SIZE_MESSAGE: &str = "Preferences must not exceed 2000 characters";
-pub const PREFERENCES_DEPTH_MESSAGE: &str = "Preferences must not be nested more than 32 levels deep";
+pub const PREFERENCES_DEPTH_MESSAGE: &str =
+    "Preferences must not be nested more than 32 levels deep";
 const MAX_PREFERENCES_CHARS: usize = 2000;
 /// Objects and arrays nested in `preferences`, itself included. Every event that carries
 /// the customer wraps it two or three levels deeper, and every reader of the log (history,

@@ -145,11 +145,7 @@ impl ApiError {
                 None,
                 None,
             ),
-            ApiError::Gone => (
-                "This request's customer was erased".to_owned(),
-                None,
-                None,
-            ),
+            ApiError::Gone => ("This request's customer was erased".to_owned(), None, None),
             ApiError::TooManyRequests { retry_after_secs } => (
                 format!("Too many requests: retry in {retry_after_secs} s"),
                 None,

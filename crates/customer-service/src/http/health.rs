@@ -72,7 +72,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Health {
-    /// "healthy", "degraded" (Redis down: writes still work) or "unhealthy" (database down).
+    /// "healthy", "degraded" (Redis down, or events waiting longer than
+    /// `OUTBOX_DEGRADED_AFTER_SECS`: writes still work) or "unhealthy" (database down).
     status: &'static str,
     timestamp: String,
     service: &'static str,
@@ -100,6 +101,8 @@ pub(crate) struct Check {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OutboxCheck {
+    /// "ok"; "stalled" when the oldest pending event is older than
+    /// `OUTBOX_DEGRADED_AFTER_SECS`; "error" when this instance's relay is failing.
     status: &'static str,
     /// Events committed but not yet published.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,20 +168,36 @@ pub(crate) async fn report(state: &AppState) -> Health {
     };
     let relay = state.relay.snapshot();
     let outbox = match outbox {
-        Ok(Ok(status)) => OutboxCheck {
-            status: if relay.last_error.is_some() {
-                "error"
-            } else {
-                "ok"
-            },
-            pending: Some(status.pending),
-            oldest_pending_age_ms: status
+        Ok(Ok(status)) => {
+            let oldest_pending_age_ms = status
                 .oldest_pending_at
-                .map(|at| (state.clock.now().millis() - at.millis()).max(0)),
-            is_leader: relay.is_leader,
-            last_error: relay.last_error,
-            message: None,
-        },
+                .map(|at| (state.clock.now().millis() - at.millis()).max(0));
+            // Whoever leads, and whyever it stalls (a frozen leader, a sink outage), every
+            // instance sees the backlog age in the shared log.
+            let stalled = oldest_pending_age_ms.is_some_and(|age| {
+                u128::try_from(age).unwrap_or(0) > state.outbox_degraded_after.as_millis()
+            });
+            OutboxCheck {
+                status: if relay.last_error.is_some() {
+                    "error"
+                } else if stalled {
+                    "stalled"
+                } else {
+                    "ok"
+                },
+                pending: Some(status.pending),
+                oldest_pending_age_ms,
+                is_leader: relay.is_leader,
+                last_error: relay.last_error,
+                message: stalled.then(|| {
+                    format!(
+                        "the oldest unpublished event is older than {} s \
+                         (OUTBOX_DEGRADED_AFTER_SECS)",
+                        state.outbox_degraded_after.as_secs_f64()
+                    )
+                }),
+            }
+        }
         _ => OutboxCheck {
             status: "error",
             pending: None,
@@ -189,10 +208,10 @@ pub(crate) async fn report(state: &AppState) -> Health {
         },
     };
     let is_healthy = database.status == "ok";
-    let status = match (is_healthy, redis.status) {
-        (false, _) => "unhealthy",
-        (true, "error") => "degraded",
-        (true, _) => "healthy",
+    let status = match (is_healthy, redis.status, outbox.status) {
+        (false, _, _) => "unhealthy",
+        (true, "error", _) | (true, _, "stalled") => "degraded",
+        (true, _, _) => "healthy",
     };
     Health {
         status,

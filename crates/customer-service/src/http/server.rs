@@ -249,7 +249,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        activity.idle_since.store(activity.now_ms(), Ordering::Release);
+        activity
+            .idle_since
+            .store(activity.now_ms(), Ordering::Release);
         if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             activity.changed.notify_one();
         }
@@ -357,7 +359,10 @@ mod tests {
         let activity = Arc::new(Activity::new());
         let start = activity.start;
         // New: the header timeout from the accept.
-        assert_eq!(activity.deadline(&limits()), Some(start + Duration::from_secs(10)));
+        assert_eq!(
+            activity.deadline(&limits()),
+            Some(start + Duration::from_secs(10))
+        );
         // A request in flight: none, whatever it reads (a body) meanwhile.
         let request = InFlight::begin(activity.clone());
         activity.bytes_read();

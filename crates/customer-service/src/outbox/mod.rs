@@ -10,7 +10,7 @@ mod leader;
 mod runner;
 mod watermark;
 
-pub use leader::Leadership;
+pub use leader::{Leadership, LeaseKeeper};
 pub use runner::{run, RelayTiming};
 pub use watermark::{Watermark, GAP_GRACE};
 
@@ -170,13 +170,20 @@ impl Relay {
         self.status.clone()
     }
 
-    /// Publishes the oldest pending batch to every sink, then marks it published.
-    #[tracing::instrument(name = "relay.step", skip_all)]
+    /// Publishes the oldest pending batch to every sink, then marks it published (the sole
+    /// relay, unfenced: SQLite, and tests that drive the relay).
     pub async fn step(&self) -> Result<StepOutcome, RelayError> {
+        self.step_under(None).await
+    }
+
+    /// [`Relay::step`] as the holder of the lease epoch `fence`, if given: the sinks and the
+    /// mark refuse it once a newer epoch exists.
+    #[tracing::instrument(name = "relay.step", skip_all)]
+    pub async fn step_under(&self, fence: Option<i64>) -> Result<StepOutcome, RelayError> {
         self.load_watermark_if_needed().await?;
-        let positions = self.publish_pending().await?.unwrap_or_default();
+        let positions = self.publish_pending(fence).await?.unwrap_or_default();
         let watermark = self.advance_watermark(&positions);
-        if let Err(error) = self.log.mark_published(&positions, watermark).await {
+        if let Err(error) = self.log.mark_published(&positions, watermark, fence).await {
             // The in-memory watermark may now be ahead of the stored one: reload it.
             self.forget_watermark();
             return Err(error.into());
@@ -221,18 +228,18 @@ impl Relay {
     /// marking it, exactly like a relay killed between the two.
     #[doc(hidden)]
     pub async fn step_crashing_before_mark(&self) -> Result<usize, RelayError> {
-        Ok(self.publish_pending().await?.map_or(0, |p| p.len()))
+        Ok(self.publish_pending(None).await?.map_or(0, |p| p.len()))
     }
 
     /// Reads a batch and delivers it to every sink; the published positions, or `None` if
     /// nothing was pending.
-    async fn publish_pending(&self) -> Result<Option<Vec<i64>>, RelayError> {
+    async fn publish_pending(&self, fence: Option<i64>) -> Result<Option<Vec<i64>>, RelayError> {
         let batch = self.log.pending(self.batch_size).await?;
         if batch.is_empty() {
             return Ok(None);
         }
         for sink in &self.sinks {
-            sink.publish(&batch).await?;
+            sink.publish(&batch, fence).await?;
         }
         self.erase_published(&batch).await?;
         Ok(Some(batch.iter().map(|e| e.position).collect()))

@@ -1,13 +1,15 @@
-//! The relay loop: step while there is work, sleep until woken (a commit here, a NOTIFY from
-//! another instance, or the polling fallback), back off with jitter on failure, and stop
-//! after the current batch on shutdown.
+//! The relay loop: step while there is work and this instance leads, sleep until woken (a
+//! commit here, a NOTIFY from another instance, or the polling fallback), back off with jitter
+//! on failure, and stop after the current batch on shutdown (then give the lease up).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::{Leadership, Relay, StepOutcome};
+use super::{Leadership, Relay, RelayError, StepOutcome};
+use crate::application::StoreError;
+use crate::sinks::SinkError;
 
 /// Timing of the loop.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +19,7 @@ pub struct RelayTiming {
     /// First retry delay after a failure; doubles per failure up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
-    /// How often a non-leader tries to take the lease.
+    /// How often a non-leader looks at the lease again.
     pub lease_retry: Duration,
 }
 
@@ -45,31 +47,40 @@ async fn pause(duration: Duration, wake: &Notify, shutdown: &mut watch::Receiver
 /// Runs the relay until `shutdown` turns true.
 pub async fn run(
     relay: Arc<Relay>,
-    mut leadership: Leadership,
+    leadership: Leadership,
     wake: Arc<Notify>,
     timing: RelayTiming,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = timing.min_backoff;
     let mut failures: u32 = 0;
-    let mut leading = false;
+    // The term this instance last published under.
+    let mut leading: Option<Option<i64>> = None;
     while !*shutdown.borrow() {
-        if !leadership.acquire().await {
-            leading = false;
+        let Some(fence) = leadership.term() else {
+            leading = None;
             relay.status.update(|s| s.is_leader = false);
             // Not woken by commits: only the lease matters here.
-            if pause(timing.lease_retry, &Notify::new(), &mut shutdown).await {
-                break;
+            tokio::select! {
+                () = leadership.changed(timing.lease_retry) => {}
+                _ = shutdown.changed() => {}
             }
             continue;
-        }
-        if !leading {
+        };
+        if leading != Some(fence) {
             // Another leader may have moved the watermark meanwhile.
             relay.forget_watermark();
-            leading = true;
+            leading = Some(fence);
         }
         relay.status.update(|s| s.is_leader = true);
-        match relay.step().await {
+        match relay.step_under(fence).await {
+            Err(
+                RelayError::Store(StoreError::Fenced) | RelayError::Sink(SinkError::Fenced { .. }),
+            ) => {
+                // A newer leader exists: this one was frozen or cut off past its lease.
+                leadership.lost();
+                relay.forget_watermark();
+            }
             Ok(outcome) => {
                 if failures > 0 {
                     tracing::info!(relay.failures = failures, "relay recovered");
@@ -102,6 +113,7 @@ pub async fn run(
             }
         }
     }
+    leadership.release().await;
     tracing::info!("relay stopped");
 }
 

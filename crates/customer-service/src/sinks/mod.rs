@@ -23,6 +23,9 @@ pub enum SinkError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A relay with a newer lease epoch has published here: this one must stop.
+    #[error("{sink} refused a superseded relay leader")]
+    Fenced { sink: &'static str },
 }
 
 /// A destination of published events.
@@ -32,8 +35,9 @@ pub trait EventSink: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Delivers `batch` (log order) or fails as a whole. Must be idempotent per event: the
-    /// relay re-delivers a batch whose marking failed.
-    async fn publish(&self, batch: &[StoredEvent]) -> Result<(), SinkError>;
+    /// relay re-delivers a batch whose marking failed. With a `fence` (the relay lease's
+    /// epoch), refuses with [`SinkError::Fenced`] once a newer epoch has published.
+    async fn publish(&self, batch: &[StoredEvent], fence: Option<i64>) -> Result<(), SinkError>;
 
     /// Removes what the sink keeps of `events` (one erased customer's, already redacted in
     /// the log). Idempotent; nothing to do for sinks that keep nothing.

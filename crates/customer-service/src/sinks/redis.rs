@@ -13,13 +13,24 @@ use crate::application::StoredEvent;
 
 use super::{EventSink, SinkError};
 
-/// KEYS[1] = stream, KEYS[2..] = one event key per event.
-/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, then per event three
-/// values: type, id, envelope. Returns how many events were new.
+/// KEYS[1] = stream, KEYS[2] = the relay's fence, KEYS[3..] = one event key per event.
+/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = the relay lease's
+/// epoch (empty: unfenced), then per event three values: type, id, envelope. Returns how many
+/// events were new; a `FENCED` error, publishing nothing, if a newer epoch has published.
 const PUBLISH_BATCH: &str = r"
+local epoch = tonumber(ARGV[4])
+if epoch then
+  local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if epoch < newest then
+    return redis.error_reply('FENCED relay lease epoch ' .. ARGV[4] .. ' is superseded')
+  end
+  if epoch > newest then
+    redis.call('SET', KEYS[2], ARGV[4])
+  end
+end
 local published = 0
-for i = 2, #KEYS do
-  local base = 3 + (i - 2) * 3
+for i = 3, #KEYS do
+  local base = 4 + (i - 3) * 3
   local event_type, event_id, envelope = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   if redis.call('SET', KEYS[i], envelope, 'EX', ARGV[1], 'NX') then
     redis.call('PUBLISH', ARGV[2], envelope)
@@ -119,6 +130,11 @@ impl RedisSink {
         self.client.get_connection_info().addr.to_string()
     }
 
+    /// The newest relay lease epoch that published to this stream: `<stream>:relay-epoch`.
+    pub fn fence_key(&self) -> String {
+        format!("{}:relay-epoch", self.settings.stream)
+    }
+
     /// The event key of one event.
     pub fn event_key(&self, event_type: &str, event_id: &str) -> String {
         format!(
@@ -155,6 +171,9 @@ impl RedisSink {
         let connection = self.connection().await?;
         let result = match tokio::time::timeout(REDIS_TIMEOUT, command(connection)).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if error.code() == Some("FENCED") => {
+                return Err(SinkError::Fenced { sink: "redis" });
+            }
             Ok(Err(error)) => Err(unavailable(error)),
             Err(_) => Err(unavailable("Redis did not answer in time")),
         };
@@ -237,16 +256,17 @@ impl EventSink for RedisSink {
         "redis"
     }
 
-    async fn publish(&self, batch: &[StoredEvent]) -> Result<(), SinkError> {
+    async fn publish(&self, batch: &[StoredEvent], fence: Option<i64>) -> Result<(), SinkError> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut invocation = self.script.prepare_invoke();
-        invocation.key(&self.settings.stream);
+        invocation.key(&self.settings.stream).key(self.fence_key());
         invocation
             .arg(self.settings.ttl_secs)
             .arg(&self.settings.channel)
-            .arg(self.settings.stream_max_len);
+            .arg(self.settings.stream_max_len)
+            .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
         for event in batch {
             invocation.key(self.event_key(&event.event_type, &event.event_id));
             invocation

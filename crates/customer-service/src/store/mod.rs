@@ -7,6 +7,7 @@
 
 mod count_cache;
 mod error;
+mod lease;
 mod pool;
 mod postgres;
 mod row;
@@ -14,6 +15,7 @@ mod sql;
 mod sql_store;
 mod sqlite;
 
+pub use lease::PgLease;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;

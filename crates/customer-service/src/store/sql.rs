@@ -39,6 +39,10 @@ pub(super) const FIND_IDEMPOTENCY: &str = r#"
 select request, status, body, location, etag, created_at_ms from idempotency_keys where key = $1
 "#;
 
+/// The relay's fence: matches (and locks) the lease row only while epoch `$1` holds it.
+pub(super) const FENCE_RELAY_LEASE: &str =
+    "update relay_lease set epoch = epoch where name = 'relay' and epoch = $1";
+
 /// Erasure rewrites each of the customer's events with its personal data erased.
 pub(super) const REWRITE_PAYLOAD: &str =
     "update customer_events set payload = $1 where position = $2 and customer_id = $3";

@@ -11,8 +11,7 @@ use tokio::sync::Notify;
 
 use crate::application::{
     CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
-    ListQuery, NewEvent, OutboxStatus, PoolUsage, Rewrite, StoreError, StoredEvent,
-    StoredResponse,
+    ListQuery, NewEvent, OutboxStatus, PoolUsage, Rewrite, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -207,7 +206,10 @@ async fn settle_write<T>(mut lease: Lease, result: Result<T, StoreError>) -> Res
     let reusable = match &result {
         Ok(_) => true,
         Err(
-            StoreError::EmailTaken | StoreError::VersionConflict | StoreError::IdempotencyKeyTaken,
+            StoreError::EmailTaken
+            | StoreError::VersionConflict
+            | StoreError::IdempotencyKeyTaken
+            | StoreError::Fenced,
         ) => lease.ping().await.is_ok(),
         Err(StoreError::Unavailable(_) | StoreError::Other(_)) => false,
     };
@@ -365,8 +367,21 @@ impl SqlStore {
         connection: &mut AnyConnection,
         positions: &[i64],
         watermark: Option<i64>,
+        fence: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(epoch) = fence {
+            // Locks the lease row until commit: a takeover waits for this mark, and a mark
+            // after a takeover finds another epoch.
+            let held = sqlx::query(sql::FENCE_RELAY_LEASE)
+                .bind(epoch)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if held.rows_affected() != 1 {
+                return Err(StoreError::Fenced);
+            }
+        }
         if self.backend == Backend::Postgres {
             // A mark lost in a crash only means the batch is published again, which the
             // sinks absorb (idempotent), so it need not wait for its WAL flush.
@@ -571,13 +586,14 @@ impl EventLog for SqlStore {
         &self,
         positions: &[i64],
         watermark: Option<i64>,
+        fence: Option<i64>,
     ) -> Result<(), StoreError> {
         if positions.is_empty() && watermark.is_none() {
             return Ok(());
         }
         let mut lease = self.writer.acquire().await.map_err(classify)?;
         let result = self
-            .mark_published_on(&mut lease, positions, watermark)
+            .mark_published_on(&mut lease, positions, watermark, fence)
             .await;
         settle_write(lease, result).await
     }

@@ -261,7 +261,10 @@ fn the_log_tools_never_create_a_database() {
     // verify` there must say it has no database, not create an empty one and then fail on a
     // missing table.
     let (dir, _) = temp_db();
-    for tool in [&["events", "verify"][..], &["events", "tail", "--after", "0"][..]] {
+    for tool in [
+        &["events", "verify"][..],
+        &["events", "tail", "--after", "0"][..],
+    ] {
         let output = Command::new(BIN)
             .args(tool)
             .current_dir(&dir)

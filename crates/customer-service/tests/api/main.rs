@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod concurrency;
+mod connections;
 mod create_customer;
 mod dashboard;
 mod database_outage;

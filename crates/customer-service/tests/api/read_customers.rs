@@ -69,7 +69,10 @@ async fn a_non_numeric_or_non_positive_id_is_a_bad_request(app: TestApp) {
         );
     }
     // Leading zeros are digits: accepted, as there.
-    assert_eq!(app.get(&format!("/api/v1/customers/0{id}")).await.status(), 200);
+    assert_eq!(
+        app.get(&format!("/api/v1/customers/0{id}")).await.status(),
+        200
+    );
     let response = app.patch_customer(0, &json!({})).await;
     assert_eq!(response.status(), 400);
     assert_eq!(

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use crate::test_app::{is_iso_millis, john, json_of, minimal, TestApp};
 
 crate::on_every_backend!(
+    preferences_deeper_than_32_levels_are_refused_on_create_and_update,
     an_update_records_previous_data_and_exactly_the_changes,
     a_patch_that_changes_nothing_keeps_updated_at_and_emits_nothing,
     deactivating_and_reactivating_emit_their_events_in_order,
@@ -251,4 +252,35 @@ async fn invalid_patches_are_reported_per_field(app: TestApp) {
         })
     );
     assert_eq!(app.events_of(id).await.len(), 1);
+}
+
+/// `levels` objects nested in each other.
+fn nested_preferences(levels: usize) -> Value {
+    (1..levels).fold(json!({"leaf": true}), |inner, _| json!({ "n": inner }))
+}
+
+async fn preferences_deeper_than_32_levels_are_refused_on_create_and_update(app: TestApp) {
+    let message = "Preferences must not be nested more than 32 levels deep";
+    // 126 levels was accepted once, and made events that no reader could parse.
+    for levels in [33, 126] {
+        let mut body = minimal("deep@example.com");
+        body["preferences"] = nested_preferences(levels);
+        let refused = json_of(app.post_customer(&body).await, 400).await;
+        assert_eq!(refused["fieldErrors"], json!({ "preferences": [message] }));
+        assert_eq!(refused["message"], message);
+    }
+    assert_eq!(app.event_count().await, 0);
+    let mut body = minimal("deep@example.com");
+    body["preferences"] = nested_preferences(32);
+    let id = app.create_id(&body).await;
+    let refused = json_of(
+        app.patch_customer(id, &json!({ "preferences": nested_preferences(33) }))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(refused["fieldErrors"], json!({ "preferences": [message] }));
+    assert_eq!(app.event_count().await, 1);
+    let kept = json_of(app.get_customer(id).await, 200).await;
+    assert_eq!(kept["data"]["preferences"], nested_preferences(32));
 }
