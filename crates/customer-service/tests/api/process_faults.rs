@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use customer_service::application::EventLog;
+use customer_service::application::{EventLog, StoreError};
 use customer_service::store::{SqlStore, StoreOptions};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 use crate::own_server::{OwnRedis, ServiceProcess};
 use crate::test_app::{fresh_database, minimal, streamed_payloads, unique_redis, Backend};
@@ -235,4 +236,185 @@ async fn another_instance_takes_over_when_the_leader_dies() {
     let payloads = streamed_payloads(&redis).await;
     assert_eq!(payloads.len(), 60);
     assert_stream_matches_log(&database_url, &payloads).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
+    if crate::test_app::postgres_url().is_none() {
+        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+        return;
+    }
+    let redis_server = OwnRedis::start();
+    let redis = unique_redis(redis_server.url());
+    let (database_url, _) = fresh_database(Backend::Postgres).await;
+    let mut env = service_env(&database_url, &redis);
+    env.push(("RELAY_LEASE_TTL_MS", "2000".to_owned()));
+    // Below the takeover time, so the backlog's age shows while the leader is frozen.
+    env.push(("OUTBOX_DEGRADED_AFTER_SECS", "1".to_owned()));
+    let instances = [
+        ServiceProcess::start(&env).await,
+        ServiceProcess::start(&env).await,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        let mut leaders = Vec::new();
+        for (i, instance) in instances.iter().enumerate() {
+            if instance
+                .health()
+                .await
+                .is_some_and(|h| h["checks"]["outbox"]["isLeader"] == true)
+            {
+                leaders.push(i);
+            }
+        }
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        if let [leader] = leaders[..] {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "no leader emerged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let survivor = &instances[1 - leader];
+    let client = reqwest::Client::new();
+    let write = |n: usize| {
+        let url = survivor.url("/api/v1/customers");
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(url)
+                .json(&minimal(&format!("f{n}@example.com")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+    };
+    for n in 0..10 {
+        write(n).await;
+    }
+    wait_until_drained(&instances[leader]).await;
+    let metric = "outbox_published_events_total";
+    let published_before = instances[leader].metric(metric).await.unwrap();
+    assert_eq!(published_before, 10.0);
+
+    // `kill -STOP`: the process and its database sessions stay, but it answers nothing.
+    instances[leader].signal("STOP");
+    let frozen_at = Instant::now();
+    for n in 10..20 {
+        write(n).await;
+    }
+    let mut saw_degraded = false;
+    let took_over = loop {
+        let health = survivor.health().await.unwrap();
+        if health["status"] == "degraded" {
+            assert_eq!(health["checks"]["outbox"]["status"], "stalled", "{health}");
+            saw_degraded = true;
+        }
+        if health["checks"]["outbox"]["pending"] == 0 {
+            break frozen_at.elapsed();
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(5),
+            "nothing published within 5 s of freezing the leader: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        saw_degraded,
+        "health never turned degraded while events waited"
+    );
+    assert!(took_over >= Duration::from_millis(1_500), "{took_over:?}");
+    let health = survivor.health().await.unwrap();
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["checks"]["outbox"]["isLeader"], true);
+
+    // The old leader wakes up: it must not publish or mark anything, nor lead again.
+    instances[leader].signal("CONT");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for n in 20..30 {
+        write(n).await;
+    }
+    wait_until_drained(survivor).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old = &instances[leader];
+    assert_eq!(old.metric(metric).await, Some(published_before));
+    assert_eq!(
+        old.health().await.unwrap()["checks"]["outbox"]["isLeader"],
+        false
+    );
+    assert_eq!(survivor.metric(metric).await, Some(20.0));
+    let payloads = streamed_payloads(&redis).await;
+    assert_eq!(payloads.len(), 30);
+    assert_stream_matches_log(&database_url, &payloads).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_lease_epoch_can_neither_mark_nor_publish() {
+    use customer_service::application::RelayLease;
+    use customer_service::outbox::RelayError;
+    use customer_service::sinks::SinkError;
+    use customer_service::store::PgLease;
+
+    if crate::test_app::postgres_url().is_none() {
+        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+        return;
+    }
+    let Some(url) = crate::test_app::redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: not run");
+        return;
+    };
+    let app = crate::test_app::spawn_app_with(Backend::Postgres, |c| {
+        c.relay.enabled = false;
+        c.redis = Some(unique_redis(url));
+    })
+    .await;
+    let ttl = Duration::from_secs(60);
+    let old = PgLease::new(app.database_url.clone());
+    let first = old.try_acquire(ttl).await.unwrap().expect("a free lease");
+    let new = PgLease::new(app.database_url.clone());
+    assert_eq!(new.try_acquire(ttl).await.unwrap(), None, "held and alive");
+    assert!(old.renew(first, ttl).await.unwrap());
+
+    // The old leader stops renewing (frozen): its lease expires, another takes it over.
+    let mut db = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("update relay_lease set expires_at_ms = 0")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let second = new
+        .try_acquire(ttl)
+        .await
+        .unwrap()
+        .expect("an expired lease");
+    assert!(second > first);
+    assert!(
+        !old.renew(first, ttl).await.unwrap(),
+        "the old epoch is over"
+    );
+
+    app.create_id(&minimal("a@example.com")).await;
+    // The old leader wakes mid-batch: Redis has not seen the new epoch yet, but the mark
+    // refuses it, so the batch stays pending.
+    assert!(matches!(
+        app.relay.step_under(Some(first)).await,
+        Err(RelayError::Store(StoreError::Fenced))
+    ));
+    assert_eq!(app.pending_count().await, 1);
+    // The new leader publishes it (once: the old one's copy is the same key) and marks it.
+    app.relay.step_under(Some(second)).await.unwrap();
+    assert_eq!(app.pending_count().await, 0);
+    // Now Redis knows the new epoch and refuses the old one before publishing anything.
+    app.create_id(&minimal("b@example.com")).await;
+    assert!(matches!(
+        app.relay.step_under(Some(first)).await,
+        Err(RelayError::Sink(SinkError::Fenced { .. }))
+    ));
+    let redis = app.redis.clone().unwrap();
+    assert_eq!(streamed_payloads(&redis).await.len(), 1);
+    app.relay.step_under(Some(second)).await.unwrap();
+    assert_eq!(streamed_payloads(&redis).await.len(), 2);
+    new.release(second).await.unwrap();
+    assert!(old.try_acquire(ttl).await.unwrap().is_some(), "released");
 }
