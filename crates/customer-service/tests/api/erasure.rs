@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+use crate::idempotency::post as post_with_key;
 use crate::test_app::{json_of, minimal, redis_url, spawn_app_with, unique_redis, Backend};
 
 crate::for_every_backend!(
@@ -224,14 +225,7 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
     let body = json!({"email": "order@example.com", "firstName": "Ada", "lastName": "Order",
                       "phone": "+1-555-010-7777", "dateOfBirth": "1990-01-15",
                       "address": {"street": "1 Key St", "city": "Sort", "country": "ZZ"}});
-    let created = app
-        .send(
-            app.client
-                .post(app.url("/api/v1/customers"))
-                .header("Idempotency-Key", "order-key")
-                .json(&body),
-        )
-        .await;
+    let created = post_with_key(&app, "order-key", &body).await;
     let id = json_of(created, 201).await["data"]["id"].as_i64().unwrap();
     let erased = app
         .send(
@@ -303,14 +297,7 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
     }
 
     // The key is a tombstone: its retry would create the person again, and is refused.
-    let retry = app
-        .send(
-            app.client
-                .post(app.url("/api/v1/customers"))
-                .header("Idempotency-Key", "order-key")
-                .json(&body),
-        )
-        .await;
+    let retry = post_with_key(&app, "order-key", &body).await;
     let refused = json_of(retry, 410).await;
     assert_eq!(refused["message"], "This request's customer was erased");
     assert_eq!(refused["error"], "Gone");
@@ -343,24 +330,10 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
         .execute(&mut db)
         .await
         .unwrap();
-    let late = app
-        .send(
-            app.client
-                .post(app.url("/api/v1/customers"))
-                .header("Idempotency-Key", "order-key")
-                .json(&body),
-        )
-        .await;
+    let late = post_with_key(&app, "order-key", &body).await;
     assert_eq!(late.status(), 410);
     // Another key creates normally.
-    let other = app
-        .send(
-            app.client
-                .post(app.url("/api/v1/customers"))
-                .header("Idempotency-Key", "another-key")
-                .json(&minimal("new@example.com")),
-        )
-        .await;
+    let other = post_with_key(&app, "another-key", &minimal("new@example.com")).await;
     assert_eq!(other.status(), 201);
 }
 

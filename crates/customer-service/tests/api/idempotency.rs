@@ -18,7 +18,8 @@ crate::on_every_backend!(
     a_malformed_key_is_a_bad_request,
 );
 
-async fn post(app: &TestApp, key: &str, body: &Value) -> Response {
+/// `POST /api/v1/customers` with `Idempotency-Key: key`.
+pub(crate) async fn post(app: &TestApp, key: &str, body: &Value) -> Response {
     app.send(
         app.client
             .post(app.url("/api/v1/customers"))

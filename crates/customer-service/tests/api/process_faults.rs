@@ -79,6 +79,35 @@ async fn assert_stream_matches_log(database_url: &str, payloads: &[String]) {
     }
 }
 
+/// The indexes of the instances whose health says they lead.
+async fn leaders(instances: &[ServiceProcess]) -> Vec<usize> {
+    let mut leaders = Vec::new();
+    for (i, instance) in instances.iter().enumerate() {
+        if instance
+            .health()
+            .await
+            .is_some_and(|h| h["checks"]["outbox"]["isLeader"] == true)
+        {
+            leaders.push(i);
+        }
+    }
+    leaders
+}
+
+/// The one leader among `instances`, once there is one (never two at once).
+async fn the_leader(instances: &[ServiceProcess]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = leaders(instances).await;
+        assert!(found.len() <= 1, "two leaders at once: {found:?}");
+        if let [leader] = found[..] {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no leader emerged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn a_killed_process_publishes_every_committed_event_after_restart(backend: Backend) {
     let redis_server = OwnRedis::start();
     let redis = unique_redis(redis_server.url());
@@ -167,29 +196,7 @@ async fn another_instance_takes_over_when_the_leader_dies() {
         instances.push(ServiceProcess::start(&env).await);
     }
 
-    async fn leaders(instances: &[ServiceProcess]) -> Vec<usize> {
-        let mut leaders = Vec::new();
-        for (i, instance) in instances.iter().enumerate() {
-            if instance
-                .health()
-                .await
-                .is_some_and(|h| h["checks"]["outbox"]["isLeader"] == true)
-            {
-                leaders.push(i);
-            }
-        }
-        leaders
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let leader = loop {
-        let found = leaders(&instances).await;
-        assert!(found.len() <= 1, "two leaders at once: {found:?}");
-        if let [leader] = found[..] {
-            break leader;
-        }
-        assert!(Instant::now() < deadline, "no leader emerged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let leader = the_leader(&instances).await;
 
     let client = reqwest::Client::new();
     let write = |instance: &ServiceProcess, n: usize| {
@@ -255,25 +262,7 @@ async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
         ServiceProcess::start(&env).await,
         ServiceProcess::start(&env).await,
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let leader = loop {
-        let mut leaders = Vec::new();
-        for (i, instance) in instances.iter().enumerate() {
-            if instance
-                .health()
-                .await
-                .is_some_and(|h| h["checks"]["outbox"]["isLeader"] == true)
-            {
-                leaders.push(i);
-            }
-        }
-        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
-        if let [leader] = leaders[..] {
-            break leader;
-        }
-        assert!(Instant::now() < deadline, "no leader emerged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let leader = the_leader(&instances).await;
     let survivor = &instances[1 - leader];
     let client = reqwest::Client::new();
     let write = |n: usize| {
