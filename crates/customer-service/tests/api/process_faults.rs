@@ -282,9 +282,30 @@ async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
         write(n).await;
     }
     wait_until_drained(&instances[leader]).await;
+
+    // Redis not answering for longer than the lease's time to live is a sink outage, not a
+    // hung leader: leadership stays put. (Paused rather than killed: this server keeps
+    // nothing on disk, and the stream is checked at the end.)
+    let client = redis::Client::open(redis_server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3_000)
+        .arg("ALL")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    write(100).await;
+    let outage_until = Instant::now() + Duration::from_millis(3_000);
+    while Instant::now() < outage_until {
+        assert_eq!(leaders(&instances).await, [leader], "leadership moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until_drained(&instances[leader]).await;
+    assert_eq!(leaders(&instances).await, [leader]);
     let metric = "outbox_published_events_total";
     let published_before = instances[leader].metric(metric).await.unwrap();
-    assert_eq!(published_before, 10.0);
+    assert_eq!(published_before, 11.0);
 
     // `kill -STOP`: the process and its database sessions stay, but it answers nothing.
     instances[leader].signal("STOP");
@@ -333,7 +354,7 @@ async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
     );
     assert_eq!(survivor.metric(metric).await, Some(20.0));
     let payloads = streamed_payloads(&redis).await;
-    assert_eq!(payloads.len(), 30);
+    assert_eq!(payloads.len(), 31);
     assert_stream_matches_log(&database_url, &payloads).await;
 }
 
