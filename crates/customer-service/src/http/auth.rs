@@ -55,7 +55,8 @@ impl Authenticator {
         let (key, algorithm) = match &config.key {
             None => return Ok(None),
             Some(JwtKeySource::Secret(secret)) => (
-                DecodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes())
+                    .context("AUTH_JWT_SECRET cannot be used as an HS256 key")?,
                 Algorithm::HS256,
             ),
             Some(JwtKeySource::PublicKeyFile(path)) => {

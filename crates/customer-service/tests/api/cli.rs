@@ -96,7 +96,7 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &serde_json::json!({"sub": "log-tester", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
