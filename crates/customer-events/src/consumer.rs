@@ -238,7 +238,17 @@ impl Consumer {
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, ConsumerError> {
-        let mut connection = self.client.get_multiplexed_async_connection().await?;
+        // Every read blocks up to `block`: answers may take that long (redis-rs' default
+        // response timeout is 500 ms).
+        let patience = self.config.block + Duration::from_secs(5);
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(patience)),
+            )
+            .await?;
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.config.stream)

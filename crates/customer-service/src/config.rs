@@ -71,6 +71,9 @@ pub struct RedisConfig {
     pub ttl_secs: u64,
     /// `EVENT_STREAM_MAXLEN` (default `1000000`): approximate cap of the stream.
     pub stream_max_len: u64,
+    /// `REDIS_CA_FILE`: a PEM file of the CA that signed the server's certificate, for a
+    /// `rediss://` URL to a server with a private CA; without it, the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The URL may carry a password: show only where it points.
@@ -261,8 +264,9 @@ Environment variables:
   HTTP_HEADER_TIMEOUT_SECS     close a connection whose request head is not complete by then [default: 10]
   HTTP_IDLE_TIMEOUT_SECS       close a keep-alive connection idle this long (never an SSE stream) [default: 60]
   HTTP_MAX_CONNECTIONS         open connections at most; more wait in the backlog [default: 10000]
-  REDIS_URL                    redis://[:PASSWORD@]HOST:PORT[/DB]; or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
+  REDIS_URL                    redis[s]://[:PASSWORD@]HOST:PORT[/DB] (rediss: TLS); or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
                                [default: none: events go to the log and GET /api/v1/events/stream only]
+  REDIS_CA_FILE                PEM CA certificate for rediss:// to a private CA [default: the system's roots]
   REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
   EVENT_CHANNEL                Redis Pub/Sub channel [default: customer-service-events]
   EVENT_STREAM                 Redis stream [default: customer-service-events:stream]
@@ -413,6 +417,7 @@ fn redis_config(
         stream: var("EVENT_STREAM").unwrap_or_else(|| "customer-service-events:stream".to_owned()),
         ttl_secs: positive(var, "EVENT_TTL_SECONDS", "86400")?,
         stream_max_len: positive(var, "EVENT_STREAM_MAXLEN", "1000000")?,
+        ca_file: var("REDIS_CA_FILE").map(Into::into),
     }))
 }
 

@@ -70,19 +70,16 @@ impl App {
             .context("applying database migrations")?;
 
         let redis = match &config.redis {
-            Some(redis) => Some(Arc::new(
-                RedisSink::new(
-                    &redis.url,
-                    RedisSettings {
-                        key_prefix: redis.key_prefix.clone(),
-                        channel: redis.channel.clone(),
-                        stream: redis.stream.clone(),
-                        ttl_secs: redis.ttl_secs,
-                        stream_max_len: redis.stream_max_len,
-                    },
-                )
-                .context("REDIS_URL")?,
-            )),
+            Some(redis) => Some(Arc::new(RedisSink::new(
+                crate::sinks::client(redis)?,
+                RedisSettings {
+                    key_prefix: redis.key_prefix.clone(),
+                    channel: redis.channel.clone(),
+                    stream: redis.stream.clone(),
+                    ttl_secs: redis.ttl_secs,
+                    stream_max_len: redis.stream_max_len,
+                },
+            ))),
             None => None,
         };
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();

@@ -46,9 +46,11 @@ pub async fn run(
         .context("the dead-letter stream is in Redis: set REDIS_URL (or REDIS_HOST)")?;
     let stream = stream.unwrap_or_else(|| redis.stream.clone());
     let dlq = customer_events::consumer::dead_letter_stream(&stream);
-    let client = redis::Client::open(redis.url.as_str()).context("REDIS_URL")?;
+    let client = crate::sinks::client(redis)?;
     let mut connection = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&crate::sinks::connection_config(
+            std::time::Duration::from_secs(10),
+        ))
         .await
         .context("connecting to Redis")?;
     match command {

@@ -124,7 +124,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         .redis
         .as_ref()
         .context("events replay needs Redis: set REDIS_URL (or REDIS_HOST)")?;
-    let client = redis::Client::open(redis.url.as_str()).context("REDIS_URL")?;
+    let client = crate::sinks::client(redis)?;
     let stream = args.stream.clone().unwrap_or_else(|| redis.stream.clone());
     let store = connect_existing_store(&config).await?;
     let result = replay_into(&store, &client, &stream, redis.stream_max_len, &args).await;

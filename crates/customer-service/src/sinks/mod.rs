@@ -7,7 +7,7 @@
 
 mod redis;
 
-pub use redis::{append_to_stream, RedisSettings, RedisSink};
+pub use redis::{append_to_stream, client, connection_config, RedisSettings, RedisSink};
 
 use async_trait::async_trait;
 

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
 use tokio::sync::Mutex;
 
 use crate::application::StoredEvent;
+use crate::config::RedisConfig;
 
 use super::{EventSink, SinkError};
 
@@ -66,11 +69,13 @@ pub async fn append_to_stream(
     max_len: u64,
     events: &[StoredEvent],
 ) -> Result<(), SinkError> {
-    let mut connection =
-        tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+    let mut connection = tokio::time::timeout(
+        REDIS_TIMEOUT,
+        client.get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT)),
+    )
+    .await
+    .map_err(unavailable)?
+    .map_err(unavailable)?;
     let mut pipeline = redis::pipe();
     for event in events {
         pipeline
@@ -103,6 +108,34 @@ pub struct RedisSink {
     connection: Mutex<Option<MultiplexedConnection>>,
 }
 
+/// A client for `config`'s server: `redis://`, or `rediss://` (TLS) verified against the
+/// system's roots or, with `REDIS_CA_FILE`, that CA alone.
+pub fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
+    let client = match &config.ca_file {
+        None => redis::Client::open(config.url.as_str()),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
+            redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+    };
+    client.context("REDIS_URL (or REDIS_CA_FILE) cannot be used")
+}
+
+/// Multiplexed connections that give up connecting, or waiting for an answer, after
+/// `timeout` (redis-rs' own defaults are 1 s and 500 ms).
+pub fn connection_config(timeout: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+}
+
 fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SinkError {
     SinkError::Unavailable {
         sink: "redis",
@@ -111,14 +144,14 @@ fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> S
 }
 
 impl RedisSink {
-    /// A sink for the server at `url` (`redis://[:password@]host:port[/db]`). Connects lazily.
-    pub fn new(url: &str, settings: RedisSettings) -> Result<RedisSink, SinkError> {
-        Ok(RedisSink {
-            client: redis::Client::open(url).map_err(unavailable)?,
+    /// A sink for `client`'s server (see [`client`]). Connects lazily.
+    pub fn new(client: redis::Client, settings: RedisSettings) -> RedisSink {
+        RedisSink {
+            client,
             settings,
             script: redis::Script::new(PUBLISH_BATCH),
             connection: Mutex::new(None),
-        })
+        }
     }
 
     pub fn settings(&self) -> &RedisSettings {
@@ -127,7 +160,7 @@ impl RedisSink {
 
     /// `host:port` of the server, without credentials (for documents and logs).
     pub fn address(&self) -> String {
-        self.client.get_connection_info().addr.to_string()
+        self.client.get_connection_info().addr().to_string()
     }
 
     /// The newest relay lease epoch that published to this stream: `<stream>:relay-epoch`.
@@ -150,7 +183,8 @@ impl RedisSink {
         }
         let connection = tokio::time::timeout(
             REDIS_TIMEOUT,
-            self.client.get_multiplexed_async_connection(),
+            self.client
+                .get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT)),
         )
         .await
         .map_err(|_| unavailable("connecting timed out"))?

@@ -25,6 +25,7 @@ mod own_server;
 mod process_faults;
 mod read_customers;
 mod redis_outage;
+mod redis_tls;
 mod robustness;
 mod trace_export;
 mod update_customer;

@@ -130,6 +130,7 @@ pub fn unique_redis(url: String) -> RedisConfig {
         key_prefix: prefix,
         ttl_secs: 86_400,
         stream_max_len: 1_000_000,
+        ca_file: None,
     }
 }
 

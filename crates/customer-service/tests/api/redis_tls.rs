@@ -1,0 +1,164 @@
+//! `rediss://`: the relay publishes over TLS to a test-owned `redis-server` whose certificate
+//! a CA made here signed, trusted through `REDIS_CA_FILE`; without that CA it is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::own_server::free_port;
+use crate::test_app::{json_of, minimal, spawn_app_with, unique_redis, Backend};
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA and a certificate it signed for `localhost` / 127.0.0.1, in `dir`.
+fn make_certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=customer-service test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
+
+/// A `redis-server` serving only TLS, on a free port.
+struct TlsRedis {
+    port: u16,
+    child: Child,
+}
+
+impl TlsRedis {
+    fn start(dir: &Path) -> TlsRedis {
+        let port = free_port();
+        let path = |name: &str| dir.join(name).display().to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--tls-cert-file", &path("server.crt")])
+            .args(["--tls-key-file", &path("server.key")])
+            .args(["--tls-ca-cert-file", &path("ca.crt")])
+            .args(["--tls-auth-clients", "no", "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsRedis { port, child }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_over_tls_to_a_server_of_a_private_ca() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let server = TlsRedis::start(&dir);
+    let mut redis = unique_redis(format!("rediss://localhost:{}", server.port));
+    redis.ca_file = Some(dir.join("ca.crt"));
+
+    let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(redis.clone())).await;
+    let id = app.create_id(&minimal("tls@example.com")).await;
+    app.wait_until_published().await;
+    let client = customer_service::sinks::client(&redis).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(&redis.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].1[5].contains(&format!(r#""aggregateId":{id}"#)));
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["checks"]["redis"]["status"], "ok");
+
+    // Without the CA, the system's roots do not know this server: no connection.
+    let mut untrusted = redis.clone();
+    untrusted.ca_file = None;
+    let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(untrusted)).await;
+    app.create_id(&minimal("tls@example.com")).await;
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["status"], "degraded");
+    assert_eq!(health["data"]["checks"]["redis"]["status"], "error");
+    assert_eq!(app.pending_count().await, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
