@@ -78,8 +78,8 @@ impl Columns {
 
     pub(super) fn bind<'q>(
         self,
-        query: Query<'q, Any, AnyArguments<'q>>,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
+        query: Query<'q, Any, AnyArguments>,
+    ) -> Query<'q, Any, AnyArguments> {
         query
             .bind(self.email)
             .bind(self.first_name)

@@ -18,7 +18,10 @@ crate::for_every_backend!(
 const EMAIL: &str = "Erase.Me@Example.com";
 
 async fn count(db: &mut sqlx::AnyConnection, sql: &str) -> i64 {
-    let row: (i64,) = sqlx::query_as(sql).fetch_one(db).await.unwrap();
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(db)
+        .await
+        .unwrap();
     row.0
 }
 

@@ -191,7 +191,7 @@ pub async fn create_postgres_database(server_url: &str, name: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(server_url)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at TEST_DATABASE_URL is unreachable: {e}"));
-    sqlx::query(&format!(r#"create database "{name}""#))
+    sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
         .execute(&mut conn)
         .await
         .expect("creating the test database");
