@@ -1,4 +1,4 @@
-//! The five customer event types and their `data`, field for field as the contract lists them.
+//! The customer event types and their `data`, field for field as the contract lists them.
 
 use std::fmt;
 

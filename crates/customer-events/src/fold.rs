@@ -4,66 +4,8 @@
 //! consumer can use it to keep its own copy of customers.
 
 use crate::envelope::Envelope;
-use crate::event::{CustomerEvent, EventType};
+use crate::event::CustomerEvent;
 use crate::snapshot::CustomerSnapshot;
-
-/// Why a stored or received envelope could not be read as a customer event.
-#[derive(Debug)]
-pub enum ReadError {
-    /// Not an envelope: malformed JSON or missing keys.
-    Json(serde_json::Error),
-    /// An `eventType` this crate does not know.
-    UnknownType(String),
-    /// A schema version of a known type that this crate cannot read (newer than it).
-    UnknownVersion { event_type: String, version: String },
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Json(error) => write!(f, "not a customer event envelope: {error}"),
-            ReadError::UnknownType(name) => write!(f, "unknown event type {name:?}"),
-            ReadError::UnknownVersion {
-                event_type,
-                version,
-            } => write!(f, "unknown version {version:?} of {event_type}"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReadError::Json(error) => Some(error),
-            ReadError::UnknownType(_) | ReadError::UnknownVersion { .. } => None,
-        }
-    }
-}
-
-impl Envelope<CustomerEvent> {
-    /// Reads an envelope as published (or as stored in the service's event log), of any
-    /// schema version ever published: older `data` is upcast to the current type, and
-    /// `metadata.version` then names the current version.
-    pub fn from_json(json: &str) -> Result<Self, ReadError> {
-        // Deeper than serde_json's default limit: what the service stored, it must read.
-        let raw: Envelope<serde_json::Value> =
-            crate::json::from_str(json).map_err(ReadError::Json)?;
-        let event_type = EventType::parse(&raw.event_type)
-            .ok_or_else(|| ReadError::UnknownType(raw.event_type.clone()))?;
-        let data = crate::versions::upcast(event_type, &raw.metadata.version, raw.data)?;
-        let mut metadata = raw.metadata;
-        event_type
-            .schema_version()
-            .clone_into(&mut metadata.version);
-        Ok(Envelope {
-            event_type: raw.event_type,
-            event_id: raw.event_id,
-            occurred_on: raw.occurred_on,
-            data,
-            metadata,
-        })
-    }
-}
 
 /// The customer after `event` (the customer's event number `sequence`), given the customer
 /// before it: `None` before its creation and after its deletion.
@@ -133,6 +75,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::versions::ReadError;
 
     fn envelope(event_type: &str, sequence: i64, data: serde_json::Value) -> String {
         json!({

@@ -11,7 +11,8 @@
 //! - [`snapshot`]: [`CustomerSnapshot`], the customer as the HTTP API represents it.
 //! - [`envelope`]: [`Envelope`], [`Metadata`] and event id generation.
 //! - [`fold`]: rebuilding a customer from its events.
-//! - [`versions`]: every schema version ever published, and upcasting old ones.
+//! - [`versions`]: every schema version ever published, upcasting old ones, and reading an
+//!   envelope of any version ([`Envelope::from_json`], [`ReadError`]).
 //! - [`json`]: reading stored envelopes of any depth; a key-order-keeping JSON tree.
 //! - [`erasure`]: personal data erased from a stored envelope, its shape kept.
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
@@ -35,5 +36,6 @@ pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
     CustomerErased, CustomerEvent, CustomerUpdated, EventType, FieldChange,
 };
-pub use fold::{apply, fold, ReadError};
+pub use fold::{apply, fold};
 pub use snapshot::{Address, CustomerSnapshot};
+pub use versions::ReadError;

@@ -5,7 +5,7 @@
 //! - [`domain`]: the customer, its validation rules and the events each change emits (pure).
 //! - [`application`]: one use case per file, and the ports they need ([`application::CustomerStore`]).
 //! - [`store`]: the store on PostgreSQL and SQLite, with migrations per backend.
-//! - [`outbox`]: the relay that publishes the event log; [`sinks`]: Redis and in-process.
+//! - [`outbox`]: the relay that publishes the event log; [`sinks`]: Redis.
 //! - [`http`]: the axum router, envelopes, errors, OpenAPI.
 //! - [`config`], [`telemetry`], [`startup`]: reading settings, logging, wiring it together.
 //! - [`cli`]: the subcommands of the `customer-service` binary.

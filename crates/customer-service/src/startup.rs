@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::application::{EventLog, SystemClock};
 use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{Backend, PgLease, SqlStore, StoreOptions};
+use crate::store::{self, Backend, PgLease, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -187,7 +187,7 @@ impl App {
             };
             let leadership = match self.store.backend() {
                 Backend::Postgres => {
-                    background.push(tokio::spawn(forward_notifications(
+                    background.push(tokio::spawn(store::forward_notifications(
                         self.database_url.clone(),
                         wake.clone(),
                         stopped.clone(),
@@ -224,39 +224,5 @@ impl App {
         }
         self.store.close().await;
         Ok(())
-    }
-}
-
-/// Wakes the relay on PostgreSQL `NOTIFY customer_events`, sent by the trigger of every
-/// append, so a leader publishes writes made through other instances at once.
-async fn forward_notifications(url: String, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            error = listen(&url, &wake) => {
-                tracing::debug!(%error, "NOTIFY listener lost; polling covers the gap");
-            }
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// Forwards notifications until the connection fails; returns why.
-async fn listen(url: &str, wake: &Notify) -> sqlx::Error {
-    let mut listener = match sqlx::postgres::PgListener::connect(url).await {
-        Ok(listener) => listener,
-        Err(error) => return error,
-    };
-    if let Err(error) = listener.listen("customer_events").await {
-        return error;
-    }
-    loop {
-        if let Err(error) = listener.recv().await {
-            return error;
-        }
-        wake.notify_one();
     }
 }

@@ -50,7 +50,7 @@ pub async fn erase_customer(
         let Some(last) = history.last() else {
             return Err(ApplicationError::NotFound);
         };
-        if last.event_type == EventType::CustomerErased.as_str() {
+        if last.event_type == EventType::CustomerErased {
             return Err(ApplicationError::NotFound);
         }
         let erased = CustomerEvent::CustomerErased(CustomerErased {
@@ -109,16 +109,16 @@ fn erased_payload(event: &StoredEvent) -> String {
         );
         let occurred_on = event.occurred_at.to_iso();
         Envelope {
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.as_str().to_owned(),
             event_id: event.event_id.clone(),
             occurred_on: occurred_on.clone(),
             data: ERASED,
             metadata: Metadata {
                 event_id: event.event_id.clone(),
-                event_type: event.event_type.clone(),
+                event_type: event.event_type.as_str().to_owned(),
                 occurred_on,
                 version: String::new(),
-                aggregate_id: event.customer_id,
+                aggregate_id: event.customer_id.get(),
                 sequence: event.sequence,
                 correlation_id: String::new(),
                 source: SOURCE.to_owned(),

@@ -41,8 +41,8 @@ pub struct StoredEvent {
     /// Global position in commit order.
     pub position: i64,
     pub event_id: String,
-    pub event_type: String,
-    pub customer_id: i64,
+    pub event_type: EventType,
+    pub customer_id: CustomerId,
     pub sequence: i64,
     pub occurred_at: Timestamp,
     pub payload: String,
@@ -263,7 +263,10 @@ pub trait EventLog: Send + Sync {
     async fn event_count(&self) -> Result<i64, StoreError>;
     /// The events of one customer, in sequence order (the relay erases its published
     /// copies when it publishes a CustomerErased).
-    async fn customer_events(&self, customer_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn customer_events(
+        &self,
+        customer_id: CustomerId,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Reclaims the space of published pending rows (PostgreSQL: `VACUUM` of the pending
     /// table; SQLite reuses deleted pages by itself).
     async fn compact(&self) -> Result<(), StoreError>;

@@ -136,7 +136,7 @@ pub(crate) async fn stream_events(
     let events = stream::unfold(reader, |mut reader| async move {
         let event = reader.next().await?;
         let sse = Event::default()
-            .event(&event.event_type)
+            .event(event.event_type.as_str())
             .id(event.position.to_string())
             .data(&event.payload);
         Some((Ok(sse), reader))

@@ -251,12 +251,12 @@ impl Relay {
     async fn erase_published(&self, batch: &[StoredEvent]) -> Result<(), RelayError> {
         let erased = batch
             .iter()
-            .filter(|e| e.event_type == EventType::CustomerErased.as_str());
+            .filter(|e| e.event_type == EventType::CustomerErased);
         for event in erased {
             // CustomerErased itself stays: it carries no personal data, and consumers that
             // were away need it to erase their own copies.
             let mut events = self.log.customer_events(event.customer_id).await?;
-            events.retain(|e| e.event_type != EventType::CustomerErased.as_str());
+            events.retain(|e| e.event_type != EventType::CustomerErased);
             for sink in &self.sinks {
                 sink.erase(&events).await?;
             }

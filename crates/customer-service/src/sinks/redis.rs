@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use customer_events::EventType;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::sync::Mutex;
@@ -86,7 +87,7 @@ pub async fn append_to_stream(
             .arg(max_len)
             .arg("*")
             .arg("type")
-            .arg(&event.event_type)
+            .arg(event.event_type.as_str())
             .arg("id")
             .arg(&event.event_id)
             .arg("event")
@@ -169,7 +170,7 @@ impl RedisSink {
     }
 
     /// The event key of one event.
-    pub fn event_key(&self, event_type: &str, event_id: &str) -> String {
+    pub fn event_key(&self, event_type: EventType, event_id: &str) -> String {
         format!(
             "{}:events:{event_type}:{event_id}",
             self.settings.key_prefix
@@ -302,9 +303,9 @@ impl EventSink for RedisSink {
             .arg(self.settings.stream_max_len)
             .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
         for event in batch {
-            invocation.key(self.event_key(&event.event_type, &event.event_id));
+            invocation.key(self.event_key(event.event_type, &event.event_id));
             invocation
-                .arg(&event.event_type)
+                .arg(event.event_type.as_str())
                 .arg(&event.event_id)
                 .arg(&event.payload);
         }
@@ -327,7 +328,7 @@ impl EventSink for RedisSink {
         }
         let keys: Vec<String> = events
             .iter()
-            .map(|e| self.event_key(&e.event_type, &e.event_id))
+            .map(|e| self.event_key(e.event_type, &e.event_id))
             .collect();
         let ids: std::collections::HashSet<&str> =
             events.iter().map(|e| e.event_id.as_str()).collect();

@@ -16,6 +16,7 @@ mod sql_store;
 mod sqlite;
 
 pub use lease::PgLease;
+pub use postgres::forward_notifications;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;

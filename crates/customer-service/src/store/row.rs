@@ -6,6 +6,8 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
+use customer_events::EventType;
+
 use crate::application::{StoreError, StoredEvent};
 use crate::domain::{
     Address, BirthDate, Customer, CustomerFields, CustomerId, Email, PersonName, Phone,
@@ -19,12 +21,18 @@ const SEARCH_SEPARATOR: char = '\u{1f}';
 
 /// A row of `position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload`.
 pub(super) fn read_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let event_type: String = row.try_get(2).map_err(classify)?;
+    let customer_id: i64 = row.try_get(3).map_err(classify)?;
     let read = || -> Result<StoredEvent, sqlx::Error> {
         Ok(StoredEvent {
             position: row.try_get(0)?,
             event_id: row.try_get(1)?,
-            event_type: row.try_get(2)?,
-            customer_id: row.try_get(3)?,
+            event_type: EventType::parse(&event_type).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown event type {event_type:?}").into())
+            })?,
+            customer_id: CustomerId::new(customer_id).ok_or_else(|| {
+                sqlx::Error::Decode(format!("customer id {customer_id} is not positive").into())
+            })?,
             sequence: row.try_get(4)?,
             occurred_at: Timestamp::from_millis(row.try_get(5)?),
             payload: row.try_get(6)?,

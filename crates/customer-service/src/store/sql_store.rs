@@ -657,9 +657,12 @@ impl EventLog for SqlStore {
         Ok(())
     }
 
-    async fn customer_events(&self, customer_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn customer_events(
+        &self,
+        customer_id: CustomerId,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self
-            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(customer_id))
+            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(customer_id.get()))
             .await?;
         rows.iter().map(read_event).collect()
     }

@@ -90,7 +90,7 @@ async fn every_kind_of_event_matches_its_catalog_schema(app: TestApp) {
     let mut types: Vec<String> = Vec::new();
     for id in [full, bare] {
         for event in app.stored_events_of(id).await {
-            types.push(event.event_type);
+            types.push(event.event_type.to_string());
         }
     }
     types.sort();

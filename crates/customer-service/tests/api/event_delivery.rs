@@ -175,7 +175,7 @@ async fn every_event_type_reaches_redis_in_the_contract_wire_format(backend: Bac
             fields,
             &vec![
                 "type".to_owned(),
-                event.event_type.clone(),
+                event.event_type.to_string(),
                 "id".to_owned(),
                 event.event_id.clone(),
                 "event".to_owned(),

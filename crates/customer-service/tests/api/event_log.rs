@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use customer_events::EventType;
 use customer_service::application::StoredEvent;
 use customer_service::config::RedisConfig;
 use serde_json::{json, Value};
@@ -100,7 +101,7 @@ async fn the_events_api_pages_every_published_event_in_position_order_with_filte
     let of_b = page_through(&app, &format!("&customerId={}", ids[1]), 10).await;
     let expected: Vec<i64> = stored
         .iter()
-        .filter(|e| e.customer_id == ids[1])
+        .filter(|e| e.customer_id.get() == ids[1])
         .map(|e| e.position)
         .collect();
     assert_eq!(of_b.iter().map(|(p, _)| *p).collect::<Vec<_>>(), expected);
@@ -388,7 +389,7 @@ async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time
         .map(|e| {
             vec![
                 "type".into(),
-                e.event_type.clone(),
+                e.event_type.to_string(),
                 "id".into(),
                 e.event_id.clone(),
                 "event".into(),
@@ -425,7 +426,7 @@ async fn replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time
     assert!(ok);
     let created: Vec<String> = stored
         .iter()
-        .filter(|e| e.event_type == "CustomerCreated")
+        .filter(|e| e.event_type == EventType::CustomerCreated)
         .map(|e| e.payload.clone())
         .collect();
     assert_eq!(streamed_payloads(&target).await, created);
