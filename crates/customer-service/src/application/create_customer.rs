@@ -7,7 +7,9 @@ use crate::domain::{parse_new_customer, Customer, CustomerDraft, Timestamp};
 
 use super::error::ApplicationError;
 use super::new_event::WriteContext;
-use super::ports::{CustomerStore, IdempotentInsert, Responder, StoreError, StoredResponse};
+use super::ports::{
+    Created, CustomerStore, IdempotencyClaim, Responder, StoreError, StoredResponse,
+};
 
 #[tracing::instrument(name = "create_customer", skip_all)]
 pub async fn create_customer(
@@ -43,13 +45,12 @@ pub async fn create_customer_idempotently(
     if let Some(replayed) = stored_answer(store, key.key, &request, expired_before).await? {
         return Ok(replayed);
     }
-    let claim = IdempotentInsert {
+    let claim = IdempotencyClaim {
         key: key.key,
         request: &request,
-        respond: key.respond,
         expired_before,
     };
-    match insert(store, ctx, body, Some(claim)).await {
+    match insert(store, ctx, body, Some((claim, key.respond))).await {
         Ok(customer) => Ok((key.respond)(&customer)),
         // A concurrent request with this key committed first: answer as it did.
         Err(ApplicationError::Unavailable(StoreError::IdempotencyKeyTaken)) => {
@@ -87,13 +88,16 @@ async fn insert(
     store: &dyn CustomerStore,
     ctx: &WriteContext,
     body: &Map<String, Value>,
-    idempotency: Option<IdempotentInsert<'_>>,
+    idempotency: Option<(IdempotencyClaim<'_>, Responder<'_>)>,
 ) -> Result<Customer, ApplicationError> {
     let fields = parse_new_customer(body, ctx.now.date())?;
     let draft = CustomerDraft::new(fields, ctx.now);
-    let seal =
-        |change: &crate::domain::CustomerChange| ctx.seal(change.customer.id, 1, &change.events);
-    let customer = store.insert(draft, &seal, idempotency).await?;
+    let (claim, respond) = idempotency.unzip();
+    let complete = |change: &crate::domain::CustomerChange| Created {
+        events: ctx.seal(change.customer.id, 1, &change.events),
+        answer: respond.map(|respond| respond(&change.customer)),
+    };
+    let customer = store.insert(draft, claim, &complete).await?;
     tracing::info!(customer.id = %customer.id, "customer created");
     Ok(customer)
 }

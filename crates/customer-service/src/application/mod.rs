@@ -21,9 +21,9 @@ pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
-    Clock, CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
-    ListQuery, NewEvent, OutboxStatus, PoolUsage, RelayLease, Responder, Rewrite, StoreError,
-    StoredEvent, StoredResponse, SystemClock,
+    Clock, Complete, Created, CustomerStore, EventFilter, EventLog, IdempotencyClaim,
+    IdempotencyRecord, ListQuery, NewEvent, OutboxStatus, PoolUsage, RelayLease, Responder,
+    Rewrite, StoreError, StoredEvent, StoredResponse, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,

@@ -55,9 +55,17 @@ pub struct Rewrite {
     pub payload: String,
 }
 
-/// Turns the change a new customer's insert produced (now that it has an id) into the
-/// events to append in the same transaction.
-pub type EventSealer<'a> = &'a (dyn Fn(&CustomerChange) -> Vec<NewEvent> + Send + Sync);
+/// What a new customer's insert writes besides its row, once the database has given it an
+/// id: its events and, for a create under an idempotency key, the answer kept with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub events: Vec<NewEvent>,
+    pub answer: Option<StoredResponse>,
+}
+
+/// The insert's one callback: from the created customer (with its id), the plain data to
+/// write in the same transaction. The id exists only inside that transaction.
+pub type Complete<'a> = &'a (dyn Fn(&CustomerChange) -> Created + Send + Sync);
 
 /// A page of the customer list, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,11 +100,11 @@ pub struct IdempotencyRecord {
 /// Turns the created customer into the answer to store with its idempotency key.
 pub type Responder<'a> = &'a (dyn Fn(&Customer) -> StoredResponse + Send + Sync);
 
-/// What [`CustomerStore::insert`] records besides the customer, in the same transaction.
-pub struct IdempotentInsert<'a> {
+/// The idempotency key [`CustomerStore::insert`] claims before the insert, in the same
+/// transaction; [`Created::answer`] is kept with it.
+pub struct IdempotencyClaim<'a> {
     pub key: &'a str,
     pub request: &'a str,
-    pub respond: Responder<'a>,
     /// Records older than this are expired: removed, and their keys free again.
     pub expired_before: Timestamp,
 }
@@ -153,12 +161,14 @@ pub enum StoreError {
 /// events commit together or not at all.
 #[async_trait]
 pub trait CustomerStore: Send + Sync {
-    /// Inserts `draft`, lets `seal` build its events from the assigned id, appends them.
+    /// In one transaction: claims `claim`'s key (if any), inserts `draft`, and writes what
+    /// `complete` makes of the customer with its assigned id: its events, and the answer to
+    /// keep with the key.
     async fn insert(
         &self,
         draft: CustomerDraft,
-        seal: EventSealer<'_>,
-        idempotency: Option<IdempotentInsert<'_>>,
+        claim: Option<IdempotencyClaim<'_>>,
+        complete: Complete<'_>,
     ) -> Result<Customer, StoreError>;
     /// Erasure, in one transaction: deletes the customer's row if `expected_version` is
     /// given (compare-and-set), appends `events` (a sequence taken meanwhile is a

@@ -10,8 +10,8 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Notify;
 
 use crate::application::{
-    CustomerStore, EventFilter, EventLog, EventSealer, IdempotencyRecord, IdempotentInsert,
-    ListQuery, NewEvent, OutboxStatus, PoolUsage, Rewrite, StoreError, StoredEvent, StoredResponse,
+    Complete, CustomerStore, EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListQuery,
+    NewEvent, OutboxStatus, PoolUsage, Rewrite, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -228,13 +228,13 @@ impl SqlStore {
         &self,
         connection: &mut AnyConnection,
         draft: CustomerDraft,
-        seal: EventSealer<'_>,
-        idempotency: Option<IdempotentInsert<'_>>,
+        claim: Option<IdempotencyClaim<'_>>,
+        complete: Complete<'_>,
     ) -> Result<Customer, StoreError> {
         let at = draft.created_at.millis();
         let columns = Columns::new(&draft.fields, at, at, 1);
         let mut tx = connection.begin().await.map_err(classify)?;
-        if let Some(claim) = &idempotency {
+        if let Some(claim) = &claim {
             sqlx::query(sql::EXPIRE_IDEMPOTENCY)
                 .bind(claim.expired_before.millis())
                 .execute(&mut *tx)
@@ -257,9 +257,12 @@ impl SqlStore {
         let id = CustomerId::new(id)
             .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
         let change = draft.into_created(id);
-        Self::append(&mut tx, &seal(&change)).await?;
-        if let Some(claim) = &idempotency {
-            let response = (claim.respond)(&change.customer);
+        let created = complete(&change);
+        Self::append(&mut tx, &created.events).await?;
+        if let Some(claim) = &claim {
+            let response = created.answer.ok_or_else(|| {
+                StoreError::Other("an idempotent create without an answer to keep".into())
+            })?;
             sqlx::query(sql::FILL_IDEMPOTENCY)
                 .bind(claim.key)
                 .bind(i32::from(response.status))
@@ -416,11 +419,11 @@ impl CustomerStore for SqlStore {
     async fn insert(
         &self,
         draft: CustomerDraft,
-        seal: EventSealer<'_>,
-        idempotency: Option<IdempotentInsert<'_>>,
+        claim: Option<IdempotencyClaim<'_>>,
+        complete: Complete<'_>,
     ) -> Result<Customer, StoreError> {
         let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self.insert_on(&mut lease, draft, seal, idempotency).await;
+        let result = self.insert_on(&mut lease, draft, claim, complete).await;
         settle_write(lease, result).await
     }
 
