@@ -6,7 +6,9 @@
 //! pools and pragmas) and each backend has its own migrations folder.
 
 mod count_cache;
+mod customers;
 mod error;
+mod event_log;
 mod lease;
 mod pool;
 mod postgres;
@@ -14,6 +16,7 @@ mod row;
 mod sql;
 mod sql_store;
 mod sqlite;
+mod writes;
 
 pub use lease::PgLease;
 pub use postgres::forward_notifications;

@@ -1,0 +1,202 @@
+//! The write transactions of [`SqlStore`], each on a leased writer connection: one
+//! transaction holds a customer row change and its events (or a batch's mark).
+
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::application::{Complete, IdempotencyClaim, NewEvent, Rewrite, StoreError};
+use crate::domain::{Customer, CustomerDraft, CustomerId};
+
+use super::error::{classify, classify_customer_write, classify_idempotency_claim};
+use super::row::Columns;
+use super::sql_store::SqlStore;
+use super::{postgres, sql, Backend};
+
+impl SqlStore {
+    pub(super) async fn insert_on(
+        &self,
+        connection: &mut AnyConnection,
+        draft: CustomerDraft,
+        claim: Option<IdempotencyClaim<'_>>,
+        complete: Complete<'_>,
+    ) -> Result<Customer, StoreError> {
+        let at = draft.created_at.millis();
+        let columns = Columns::new(&draft.fields, at, at, 1);
+        let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(claim) = &claim {
+            sqlx::query(sql::EXPIRE_IDEMPOTENCY)
+                .bind(claim.expired_before.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            sqlx::query(sql::CLAIM_IDEMPOTENCY)
+                .bind(claim.key)
+                .bind(claim.request)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify_idempotency_claim)?;
+        }
+        let row = columns
+            .bind(sqlx::query(sql::INSERT_CUSTOMER))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify_customer_write)?;
+        let id: i64 = row.try_get(0).map_err(classify)?;
+        let id = CustomerId::new(id)
+            .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
+        let change = draft.into_created(id);
+        let created = complete(&change);
+        Self::append(&mut tx, &created.events).await?;
+        if let Some(claim) = &claim {
+            let response = created.answer.ok_or_else(|| {
+                StoreError::Other("an idempotent create without an answer to keep".into())
+            })?;
+            sqlx::query(sql::FILL_IDEMPOTENCY)
+                .bind(claim.key)
+                .bind(i32::from(response.status))
+                .bind(response.body)
+                .bind(response.location)
+                .bind(response.etag)
+                .bind(change.customer.id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        self.commit(tx).await?;
+        Ok(change.customer)
+    }
+
+    pub(super) async fn update_on(
+        &self,
+        connection: &mut AnyConnection,
+        expected_version: i64,
+        customer: &Customer,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let columns = Columns::new(
+            &customer.fields,
+            customer.created_at.millis(),
+            customer.updated_at.millis(),
+            customer.version,
+        );
+        let mut tx = connection.begin().await.map_err(classify)?;
+        let updated = columns
+            .bind(sqlx::query(sql::UPDATE_CUSTOMER))
+            .bind(customer.id.get())
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify_customer_write)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::VersionConflict);
+        }
+        Self::append(&mut tx, events).await?;
+        self.commit(tx).await
+    }
+
+    pub(super) async fn delete_on(
+        &self,
+        connection: &mut AnyConnection,
+        id: CustomerId,
+        expected_version: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        let deleted = sqlx::query(sql::DELETE_CUSTOMER)
+            .bind(id.get())
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if deleted.rows_affected() != 1 {
+            return Err(StoreError::VersionConflict);
+        }
+        Self::append(&mut tx, events).await?;
+        self.commit(tx).await
+    }
+
+    pub(super) async fn erase_on(
+        &self,
+        connection: &mut AnyConnection,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        events: &[NewEvent],
+        rewrites: &[Rewrite],
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(version) = expected_version {
+            let deleted = sqlx::query(sql::DELETE_CUSTOMER)
+                .bind(id.get())
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if deleted.rows_affected() != 1 {
+                return Err(StoreError::VersionConflict);
+            }
+        }
+        Self::append(&mut tx, events).await?;
+        for rewrite in rewrites {
+            sqlx::query(sql::REWRITE_PAYLOAD)
+                .bind(&rewrite.payload)
+                .bind(rewrite.position)
+                .bind(id.get())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        sqlx::query(sql::TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER)
+            .bind(id.get())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        self.commit(tx).await
+    }
+
+    pub(super) async fn mark_published_on(
+        &self,
+        connection: &mut AnyConnection,
+        positions: &[i64],
+        watermark: Option<i64>,
+        fence: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        if let Some(epoch) = fence {
+            // Locks the lease row until commit: a takeover waits for this mark, and a mark
+            // after a takeover finds another epoch.
+            let held = sqlx::query(sql::FENCE_RELAY_LEASE)
+                .bind(epoch)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if held.rows_affected() != 1 {
+                return Err(StoreError::Fenced);
+            }
+        }
+        if self.backend == Backend::Postgres {
+            // A mark lost in a crash only means the batch is published again, which the
+            // sinks absorb (idempotent), so it need not wait for its WAL flush.
+            sqlx::query(postgres::RELAXED_COMMIT)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        if !positions.is_empty() {
+            let statement = sql::mark_published_sql(positions.len());
+            // Only numbered placeholders are added to a constant prefix: no data in the text.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for position in positions {
+                query = query.bind(*position);
+            }
+            query.execute(&mut *tx).await.map_err(classify)?;
+        }
+        if let Some(watermark) = watermark {
+            sqlx::query(sql::SAVE_WATERMARK)
+                .bind(watermark)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+}
