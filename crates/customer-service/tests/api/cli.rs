@@ -40,6 +40,12 @@ fn help_documents_the_subcommands_and_every_variable() {
         "AUTH_PROTECT_READS",
         "RATE_LIMIT_WRITES_PER_MINUTE",
         "IDEMPOTENCY_TTL_HOURS",
+        "HTTP_HEADER_TIMEOUT_SECS",
+        "HTTP_IDLE_TIMEOUT_SECS",
+        "HTTP_MAX_CONNECTIONS",
+        "RELAY_LEASE_TTL_MS",
+        "OUTBOX_DEGRADED_AFTER_SECS",
+        "REDIS_CA_FILE",
     ] {
         assert!(
             help.contains(word),
