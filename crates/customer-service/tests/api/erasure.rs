@@ -17,6 +17,15 @@ crate::for_every_backend!(
 
 const EMAIL: &str = "Erase.Me@Example.com";
 
+/// `DELETE /api/v1/customers/{id}?erase=true`.
+async fn erase(app: &crate::test_app::TestApp, id: i64) -> reqwest::Response {
+    app.send(
+        app.client
+            .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
+    )
+    .await
+}
+
 async fn count(db: &mut sqlx::AnyConnection, sql: &str) -> i64 {
     let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(db)
@@ -52,12 +61,7 @@ async fn erasure_leaves_no_trace_of_the_customer_in_the_database_or_redis(backen
     let other = app.create_id(&minimal("keep.me@example.com")).await;
     app.wait_until_published().await;
 
-    let erased = app
-        .send(
-            app.client
-                .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
-        )
-        .await;
+    let erased = erase(&app, id).await;
     assert_eq!(erased.status(), 204);
     app.wait_until_published().await;
 
@@ -161,15 +165,7 @@ async fn erasure_leaves_no_trace_of_the_customer_in_the_database_or_redis(backen
     assert_eq!(first["address"], Value::Null);
     assert_eq!(first["isActive"], true, "what is not personal stays");
     // Once is enough; the other customer is still there.
-    json_of(
-        app.send(
-            app.client
-                .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
-        )
-        .await,
-        404,
-    )
-    .await;
+    json_of(erase(&app, id).await, 404).await;
     json_of(app.get_customer(other).await, 200).await;
 }
 
@@ -231,12 +227,7 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
                       "address": {"street": "1 Key St", "city": "Sort", "country": "ZZ"}});
     let created = post_with_key(&app, "order-key", &body).await;
     let id = json_of(created, 201).await["data"]["id"].as_i64().unwrap();
-    let erased = app
-        .send(
-            app.client
-                .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
-        )
-        .await;
+    let erased = erase(&app, id).await;
     assert_eq!(erased.status(), 204);
     app.wait_until_published().await;
 
@@ -418,12 +409,7 @@ async fn an_over_deep_or_unreadable_event_is_read_verified_and_erased(backend: B
 
     // Erasure leaves no personal value behind, whatever the events' state.
     for customer in [id, broken] {
-        let erased = app
-            .send(
-                app.client
-                    .delete(app.url(&format!("/api/v1/customers/{customer}?erase=true"))),
-            )
-            .await;
+        let erased = erase(&app, customer).await;
         assert_eq!(erased.status(), 204);
     }
     app.wait_until_published().await;
