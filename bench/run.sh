@@ -11,6 +11,9 @@ WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 SEED=${SEED:-10000}
 BACKLOG=${BACKLOG:-100000}
+RUNS=${RUNS:-3}
+# A subset for a quick A/B (e.g. SCENARIOS=get BACKLOG=0); the table is written for a full run only.
+SCENARIOS=${SCENARIOS:-create get list search update mixed floor}
 PORT=${PORT:-3099}
 PG=postgres://postgres@127.0.0.1:5432
 REDIS_URL=redis://127.0.0.1:6379
@@ -18,8 +21,8 @@ RUN=bench_$(date +%s)
 OUT=$(mktemp -d)
 
 cargo build --release -p customer-service -p loadgen
-BIN=target/release/customer-service
-LOADGEN="target/release/loadgen --base-url http://127.0.0.1:$PORT"
+BIN=${CARGO_TARGET_DIR:-target}/release/customer-service
+LOADGEN="${CARGO_TARGET_DIR:-target}/release/loadgen --base-url http://127.0.0.1:$PORT"
 
 psql "$PG/postgres" -qc "create database $RUN"
 # The insert limit writes into its own copy of the schema, so the service never sees its rows.
@@ -54,37 +57,72 @@ DATABASE_URL="$PG/${RUN}_limit" RUST_LOG=warn "$BIN" migrate
 env $(service_env) "$BIN" seed --count "$SEED" >/dev/null
 
 echo "== limits: pgbench and redis-benchmark"
-pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-insert.sql "$PG/${RUN}_limit" > "$OUT/pg-insert" 2>&1
 MAX_ID=$(psql "$PG/$RUN" -Atc "select max(id) from customers")
-pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -D max_id="$MAX_ID" -f bench/pgbench-select.sql "$PG/$RUN" > "$OUT/pg-select" 2>&1
-PG_INSERT=$(grep -o 'tps = [0-9.]*' "$OUT/pg-insert" | awk '{print $3}')
-PG_SELECT=$(grep -o 'tps = [0-9.]*' "$OUT/pg-select" | awk '{print $3}')
 PAYLOAD=$(head -c 900 /dev/zero | tr '\0' x)
-redis-benchmark -q -n 200000 -c "$CONNECTIONS" -r 100000000 SET "$RUN:k:__rand_int__" "$PAYLOAD" EX 86400 NX > "$OUT/r-set"
-redis-benchmark -q -n 200000 -c "$CONNECTIONS" PUBLISH "$RUN:bench-channel" "$PAYLOAD" > "$OUT/r-pub"
-redis-benchmark -q -n 200000 -c "$CONNECTIONS" XADD "$RUN:bench-stream" MAXLEN '~' 1000000 '*' event "$PAYLOAD" > "$OUT/r-xadd"
-R_SET=$(grep -o '[0-9.]* requests per second' "$OUT/r-set" | tail -n 1 | awk '{print $1}')
-R_PUB=$(grep -o '[0-9.]* requests per second' "$OUT/r-pub" | tail -n 1 | awk '{print $1}')
-R_XADD=$(grep -o '[0-9.]* requests per second' "$OUT/r-xadd" | tail -n 1 | awk '{print $1}')
+for r in $(seq 1 "$RUNS"); do
+    pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-insert.sql "$PG/${RUN}_limit" > "$OUT/pg-insert.$r" 2>&1
+    pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -D max_id="$MAX_ID" -f bench/pgbench-select.sql "$PG/$RUN" > "$OUT/pg-select.$r" 2>&1
+    redis-benchmark -q -n 200000 -c "$CONNECTIONS" -r 100000000 SET "$RUN:k:__rand_int__" "$PAYLOAD" EX 86400 NX > "$OUT/r-set.$r"
+    redis-benchmark -q -n 200000 -c "$CONNECTIONS" PUBLISH "$RUN:bench-channel" "$PAYLOAD" > "$OUT/r-pub.$r"
+    redis-benchmark -q -n 200000 -c "$CONNECTIONS" XADD "$RUN:bench-stream" MAXLEN '~' 1000000 '*' event "$PAYLOAD" > "$OUT/r-xadd.$r"
+done
+# median NAME PATTERN: the median over the rounds' files $OUT/NAME.* of the first number
+# after PATTERN ("tps = " for pgbench, "" for redis-benchmark's "N requests per second").
+median() {
+    for f in "$OUT/$1".*; do
+        if [ -n "$2" ]; then grep -o "$2[0-9.]*" "$f" | head -n 1 | grep -o '[0-9.]*$'
+        else grep -o '[0-9.]* requests per second' "$f" | tail -n 1 | awk '{print $1}'; fi
+    done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+PG_INSERT=$(median pg-insert 'tps = ')
+PG_SELECT=$(median pg-select 'tps = ')
+R_SET=$(median r-set ''); R_PUB=$(median r-pub ''); R_XADD=$(median r-xadd '')
 
-echo "== service scenarios ($CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s)"
+echo "== service scenarios ($CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s, $RUNS rounds)"
 start true
 STARTUP=$STARTUP_MS
-for scenario in create get list search update mixed floor; do
-    $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
-        --warmup-secs "$WARMUP" | tee "$OUT/$scenario"
+for r in $(seq 1 "$RUNS"); do
+    for scenario in $SCENARIOS; do
+        $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
+            --warmup-secs "$WARMUP" | tee "$OUT/$scenario.$r"
+    done
+    [ "$BACKLOG" = 0 ] ||
+        $LOADGEN event-latency --redis-url "$REDIS_URL" --channel "$RUN:events" --rate 1000 --duration-secs 10 | tee "$OUT/latency.$r"
 done
-$LOADGEN event-latency --redis-url "$REDIS_URL" --channel "$RUN:events" --rate 1000 --duration-secs 10 | tee "$OUT/latency"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE/status")
 stop
 
-echo "== backlog of $BACKLOG events written with the relay off, then drained"
-start false
-$LOADGEN create --count "$BACKLOG" --connections "$CONNECTIONS" > /dev/null
-stop
-start true
-$LOADGEN drain | tee "$OUT/drain"
-stop
+echo "== backlog of $BACKLOG events written with the relay off, then drained ($RUNS rounds)"
+for r in $(seq 1 "$RUNS"); do
+    [ "$BACKLOG" = 0 ] && break
+    start false
+    $LOADGEN create --count "$BACKLOG" --connections "$CONNECTIONS" > /dev/null
+    stop
+    start true
+    $LOADGEN drain | tee "$OUT/drain.$r"
+    stop
+done
+
+if [ "$BACKLOG" = 0 ]; then
+    echo "medians of $RUNS rounds (limits: pgbench insert $PG_INSERT, select $PG_SELECT tps):"
+    for scenario in $SCENARIOS; do
+        for f in "$OUT/$scenario".*; do echo "$(field "connections," < "$f") $f"; done | sort -n -k1,1 |
+            awk '{ v[NR] = $1 } END { print "  '"$scenario"'", v[int((NR + 1) / 2)], "req/s" }'
+    done
+    exit 0
+fi
+
+# The round with the median figure of each scenario: its line is the one reported.
+median_round() { # $1 = scenario, $2 = the text before the figure
+    for f in "$OUT/$1".*; do echo "$(field "$2" < "$f") $f"; done | sort -n -k1,1 |
+        awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }'
+}
+for scenario in create get list search update mixed floor; do
+    cp "$(median_round "$scenario" "connections,")" "$OUT/$scenario"
+done
+cp "$(median_round latency "p99")" "$OUT/latency"
+cp "$(for f in "$OUT"/drain.*; do echo "$(grep -o '[0-9]* events/s' "$f" | awk '{print $1}') $f"; done |
+    sort -n -k1,1 | awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }')" "$OUT/drain"
 
 rps() { field "connections," < "$OUT/$1" ; }
 p() { grep -o "$2 [0-9.]* ms" "$OUT/$1" | head -n 1 | awk '{print $2}'; }
@@ -102,7 +140,9 @@ Produced by \`bench/run.sh\` on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse
 on $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB. PostgreSQL $(psql -V | awk '{print $3}'),
 Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2). Service: release build, PostgreSQL backend,
 Redis sink on, $CONNECTIONS client connections, ${WARMUP} s warm-up then ${DURATION} s per scenario,
-$SEED seeded customers. Client, service, PostgreSQL and Redis share the same 2 cores.
+$SEED seeded customers. Each figure is the median of $RUNS rounds (limits included); the
+p50/p99 beside a rate are those of its median round. Client, service, PostgreSQL and Redis
+share the same 2 cores.
 The original NestJS service's figures are those measured on the same kind of machine (issue \`bench\`).
 
 | figure | service | limit beside it | ratio | original | target |
@@ -119,10 +159,10 @@ The original NestJS service's figures are those measured on the same kind of mac
 | event latency 201 → Redis subscriber at 1,000 writes/s | p50 $(p latency p50) ms, p99 $(p latency p99) ms | | | | p99 < 5 ms |
 | backlog drain ($DRAINED of the $BACKLOG events still pending when measured) | $DRAIN events/s | redis-benchmark SET NX EX $R_SET, PUBLISH $R_PUB, XADD $R_XADD req/s | | | ≥ 30,000 events/s |
 
-Raw lines of this run:
+Raw lines of every round:
 
 \`\`\`
-$(cat "$OUT"/create "$OUT"/get "$OUT"/list "$OUT"/search "$OUT"/update "$OUT"/mixed "$OUT"/floor "$OUT"/latency "$OUT"/drain)
+$(for r in $(seq 1 "$RUNS"); do echo "# round $r"; cat "$OUT"/{create,get,list,search,update,mixed,floor,latency,drain}."$r"; done)
 \`\`\`
 MD
 # The hand-written reading of the figures (profiles, causes, what was fixed) follows.
