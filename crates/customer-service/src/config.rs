@@ -1,6 +1,10 @@
 //! The one typed [`Config`], read once from the environment at start-up. Nothing else in
-//! the service reads environment variables. Each field documents its variable and default;
-//! [`ENVIRONMENT_HELP`] repeats them for `--help`.
+//! the service reads environment variables.
+//!
+//! Every variable is declared once, in the `settings!` table below: its type (which says what
+//! a valid value is), its default and its help line. Reading, defaults, the error for a bad
+//! value ("PORT must be a port number between 1 and 65535, got 'abc'") and the `--help`
+//! section ([`environment_help`]) all come from that one line.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -29,7 +33,7 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// `AUTH_JWT_AUDIENCE`: when set, tokens must carry this `aud`.
     pub audience: Option<String>,
-    /// `AUTH_PROTECT_READS` (default `false`): reads (and `/metrics`) need a token too.
+    /// `AUTH_PROTECT_READS`: reads (and `/metrics`) need a token too.
     pub protect_reads: bool,
 }
 
@@ -59,17 +63,17 @@ impl fmt::Debug for AuthConfig {
 #[derive(Clone)]
 pub struct RedisConfig {
     /// `REDIS_URL` (`redis://[:password@]host:port[/db]`), or built from the original's
-    /// `REDIS_HOST`, `REDIS_PORT` (default `6379`) and `REDIS_PASSWORD`.
+    /// `REDIS_HOST`, `REDIS_PORT` and `REDIS_PASSWORD`.
     pub url: String,
-    /// `REDIS_KEY_PREFIX` (default `customer`): keys are `<prefix>:events:<type>:<id>`.
+    /// `REDIS_KEY_PREFIX`: keys are `<prefix>:events:<type>:<id>`.
     pub key_prefix: String,
-    /// `EVENT_CHANNEL` (default `customer-service-events`): the Pub/Sub channel.
+    /// `EVENT_CHANNEL`: the Pub/Sub channel.
     pub channel: String,
-    /// `EVENT_STREAM` (default `customer-service-events:stream`).
+    /// `EVENT_STREAM`.
     pub stream: String,
-    /// `EVENT_TTL_SECONDS` (default `86400`): lifetime of the per-event keys.
+    /// `EVENT_TTL_SECONDS`: lifetime of the per-event keys.
     pub ttl_secs: u64,
-    /// `EVENT_STREAM_MAXLEN` (default `1000000`): approximate cap of the stream.
+    /// `EVENT_STREAM_MAXLEN`: approximate cap of the stream.
     pub stream_max_len: u64,
     /// `REDIS_CA_FILE`: a PEM file of the CA that signed the server's certificate, for a
     /// `rediss://` URL to a server with a private CA; without it, the system's roots.
@@ -99,69 +103,69 @@ impl fmt::Debug for RedisConfig {
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// `RELAY_ENABLED` (default `true`): run the relay that publishes the event log. Off only
+    /// `RELAY_ENABLED`: run the relay that publishes the event log. Off only
     /// for tests and maintenance: events then stay pending.
     pub enabled: bool,
-    /// `RELAY_BATCH_SIZE` (default `1000`): events per publish round trip. Larger drains a
+    /// `RELAY_BATCH_SIZE`: events per publish round trip. Larger drains a
     /// backlog faster (measured: 500 → ~25k, 1000 → ~31k, 2000 → ~40k events/s) but holds Redis
     /// longer inside one script call.
     pub batch_size: i64,
-    /// `RELAY_POLL_INTERVAL_MS` (default `1000`): the fallback when no wake-up arrives.
+    /// `RELAY_POLL_INTERVAL_MS`: the fallback when no wake-up arrives.
     pub poll_interval: Duration,
-    /// `RELAY_GAP_GRACE_MS` (default `5000`): how long a missing log position holds back
+    /// `RELAY_GAP_GRACE_MS`: how long a missing log position holds back
     /// cursor readers before it counts as rolled back (see `outbox/watermark.rs`).
     pub gap_grace: Duration,
-    /// `RELAY_LEASE_TTL_MS` (default `3000`): how long the relay leader's lease lasts without
+    /// `RELAY_LEASE_TTL_MS`: how long the relay leader's lease lasts without
     /// a renewal: a frozen or cut-off leader is replaced this long after its last one.
     pub lease_ttl: Duration,
-    /// `OUTBOX_DEGRADED_AFTER_SECS` (default `10`): health turns `degraded` on every instance
+    /// `OUTBOX_DEGRADED_AFTER_SECS`: health turns `degraded` on every instance
     /// once the oldest unpublished event is older than this.
     pub degraded_after: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// `HOST` (default `0.0.0.0`): the address to listen on.
+    /// `HOST`: the address to listen on.
     pub host: IpAddr,
-    /// `PORT` (default `3004`, the original's port). `0` picks a free port (tests).
+    /// `PORT`. Tests set 0: any free port.
     pub port: u16,
     /// `FRONTEND_URL`: origins allowed by CORS, comma-separated. Empty: no CORS headers.
     pub cors_origins: Vec<String>,
-    /// `REQUEST_TIMEOUT_SECS` (default `30`): a request still running after this gets a 503.
+    /// `REQUEST_TIMEOUT_SECS`: a request still running after this gets a 503.
     pub request_timeout: Duration,
-    /// `BODY_LIMIT_BYTES` (default `65536`): larger request bodies get a 413.
+    /// `BODY_LIMIT_BYTES`: larger request bodies get a 413.
     pub body_limit_bytes: usize,
-    /// `RATE_LIMIT_WRITES_PER_MINUTE` (default `0`: no limit): sustained writes per client
+    /// `RATE_LIMIT_WRITES_PER_MINUTE`: sustained writes per client
     /// (the token's subject, else the IP address); more get 429. Off by default: behind a
     /// gateway every client has the gateway's address, and a drop-in replacement must not
     /// start refusing the writes the original accepted.
     pub write_rate_per_minute: u32,
-    /// `RATE_LIMIT_WRITE_BURST` (default `60`): writes a client may send at once.
+    /// `RATE_LIMIT_WRITE_BURST`: writes a client may send at once.
     pub write_burst: u32,
-    /// `IDEMPOTENCY_TTL_HOURS` (default `24`): how long a POST's `Idempotency-Key` and its
+    /// `IDEMPOTENCY_TTL_HOURS`: how long a POST's `Idempotency-Key` and its
     /// answer are kept.
     pub idempotency_ttl: Duration,
-    /// `HTTP_HEADER_TIMEOUT_SECS` (default `10`): a connection that does not complete a
+    /// `HTTP_HEADER_TIMEOUT_SECS`: a connection that does not complete a
     /// request head this long after it began (or after connecting) is closed.
     pub header_timeout: Duration,
-    /// `HTTP_IDLE_TIMEOUT_SECS` (default `60`): a keep-alive connection idle this long after
+    /// `HTTP_IDLE_TIMEOUT_SECS`: a keep-alive connection idle this long after
     /// its last response is closed. Requests in flight, SSE streams included, never are.
     pub idle_timeout: Duration,
-    /// `HTTP_MAX_CONNECTIONS` (default `10000`): open connections at most; more wait in the
+    /// `HTTP_MAX_CONNECTIONS`: open connections at most; more wait in the
     /// listen backlog. The soft open-file limit is raised to the hard one at start.
     pub max_connections: usize,
 }
 
 #[derive(Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_URL` (default `sqlite://customer-service.db`, created if missing by `serve`,
-    /// `migrate` and `seed`; the `events` tools need an existing one), or a
+    /// `DATABASE_URL`: a SQLite file (created if missing by `serve`, `migrate` and `seed`;
+    /// the `events` tools need an existing one), or a
     /// `postgres://user:password@host:port/database` URL.
     pub url: String,
-    /// `DATABASE_POOL_SIZE` (default `10`): connections in the pool (SQLite: readers; it
+    /// `DATABASE_POOL_SIZE`: connections in the pool (SQLite: readers; it
     /// always has one writer connection besides).
     pub max_connections: u32,
-    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default `3000`): how long a request waits for a
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a
     /// connection before it gets a 503 while the database is down or saturated.
     pub acquire_timeout: Duration,
 }
@@ -180,29 +184,51 @@ impl fmt::Debug for DatabaseConfig {
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// `LOG_FORMAT` (`pretty` default, or `json`).
+    /// `LOG_FORMAT`.
     pub format: LogFormat,
-    /// `RUST_LOG` (default `info`): a tracing filter, e.g. `info,sqlx=warn`.
+    /// `RUST_LOG`: a tracing filter, e.g. `info,sqlx=warn`.
     pub filter: String,
     /// Trace export, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) is set.
     pub otlp: Option<OtlpConfig>,
 }
 
-/// Where and what to export as OTLP traces (OTLP/HTTP with JSON bodies), from the
-/// OpenTelemetry SDK's standard variables.
+/// Where and what to export as OTLP traces, from the OpenTelemetry SDK's standard variables.
 #[derive(Clone)]
 pub struct OtlpConfig {
-    /// `host:port` of the collector.
-    pub authority: String,
-    /// The request path: `<endpoint path>/v1/traces`, or the traces endpoint's own path.
-    pub path: String,
+    /// The URL exported to: for HTTP `<OTEL_EXPORTER_OTLP_ENDPOINT>/v1/traces` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is; for gRPC the endpoint itself.
+    pub endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub protocol: OtlpProtocol,
     /// `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values percent-decoded), sent with
     /// every export (often a collector's API key).
     pub headers: Vec<(String, String)>,
-    /// `OTEL_SERVICE_NAME` (default `customer-service`).
+    /// `OTEL_SERVICE_NAME`.
     pub service_name: String,
+    /// `OTEL_RESOURCE_ATTRIBUTES` (`key=value,…`, values percent-decoded).
+    pub resource_attributes: Vec<(String, String)>,
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
     pub sampler: Sampler,
+}
+
+/// The OTLP transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    HttpJson,
+    Grpc,
+}
+
+impl Value for OtlpProtocol {
+    const EXPECTED: &'static str = "http/protobuf, http/json or grpc";
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            "http/json" => Some(OtlpProtocol::HttpJson),
+            "grpc" => Some(OtlpProtocol::Grpc),
+            _ => None,
+        }
+    }
 }
 
 /// Header values may be credentials: never shown.
@@ -210,10 +236,11 @@ impl fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("OtlpConfig")
-            .field("authority", &self.authority)
-            .field("path", &self.path)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
             .field("header_names", &header_names)
             .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
             .field("sampler", &self.sampler)
             .finish()
     }
@@ -237,62 +264,321 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// A variable with a value the service cannot use. Names the variable, never echoes a value
-/// that might be secret.
+/// A variable with a value the service cannot use. The message names the variable and what
+/// it expects in plain English; it shows the value only where that cannot leak a secret.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {var}: {reason}")]
+#[error("{message}")]
 pub struct ConfigError {
     pub var: &'static str,
-    pub reason: String,
+    pub message: String,
 }
 
-/// The `--help` section listing every variable.
-pub const ENVIRONMENT_HELP: &str = "\
-Environment variables:
-  PORT                         HTTP port [default: 3004]
-  HOST                         address to listen on [default: 0.0.0.0]
-  DATABASE_URL                 sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DB
-                               [default: sqlite://customer-service.db]
-  DATABASE_POOL_SIZE           database connections [default: 10]
-  DATABASE_ACQUIRE_TIMEOUT_MS  wait for a connection before answering 503 [default: 3000]
-  FRONTEND_URL                 CORS origin(s), comma-separated [default: none]
-  REQUEST_TIMEOUT_SECS         per-request time limit [default: 30]
-  BODY_LIMIT_BYTES             largest accepted request body [default: 65536]
-  RATE_LIMIT_WRITES_PER_MINUTE writes per client (token subject, else IP) and minute [default: 0: no limit]
-  RATE_LIMIT_WRITE_BURST       writes a client may send at once [default: 60]
-  IDEMPOTENCY_TTL_HOURS        how long an Idempotency-Key's answer is kept [default: 24]
-  HTTP_HEADER_TIMEOUT_SECS     close a connection whose request head is not complete by then [default: 10]
-  HTTP_IDLE_TIMEOUT_SECS       close a keep-alive connection idle this long (never an SSE stream) [default: 60]
-  HTTP_MAX_CONNECTIONS         open connections at most; more wait in the backlog [default: 10000]
-  REDIS_URL                    redis[s]://[:PASSWORD@]HOST:PORT[/DB] (rediss: TLS); or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD
-                               [default: none: events go to the log and GET /api/v1/events/stream only]
-  REDIS_CA_FILE                PEM CA certificate for rediss:// to a private CA [default: the system's roots]
-  REDIS_KEY_PREFIX             prefix of the 24 h event keys [default: customer]
-  EVENT_CHANNEL                Redis Pub/Sub channel [default: customer-service-events]
-  EVENT_STREAM                 Redis stream [default: customer-service-events:stream]
-  EVENT_TTL_SECONDS            lifetime of the event keys [default: 86400]
-  EVENT_STREAM_MAXLEN          approximate cap of the stream [default: 1000000]
-  RELAY_ENABLED                publish the event log [default: true]
-  RELAY_BATCH_SIZE             events per publish round trip [default: 1000]
-  RELAY_POLL_INTERVAL_MS       relay polling fallback [default: 1000]
-  RELAY_GAP_GRACE_MS           how long a missing log position holds readers back [default: 5000]
-  RELAY_LEASE_TTL_MS           a relay leader not renewing its lease this long is replaced [default: 3000]
-  OUTBOX_DEGRADED_AFTER_SECS   health is degraded while the oldest unpublished event is older [default: 10]
-  AUTH_JWT_SECRET              HS256 secret, at least 32 bytes: writes need a bearer token [default: none: no authentication]
-  AUTH_JWT_PUBLIC_KEY_FILE     PEM RSA or EC public key (RS256 / ES256), instead of the secret
-  AUTH_JWT_ISSUER              required token issuer (iss) [default: any]
-  AUTH_JWT_AUDIENCE            required token audience (aud) [default: any]
-  AUTH_PROTECT_READS           reads and /metrics need a token too [default: false]
-  LOG_FORMAT                   pretty | json [default: pretty]
-  RUST_LOG                     log filter [default: info]
-  OTEL_EXPORTER_OTLP_ENDPOINT  http://HOST:PORT of an OTLP collector: export request traces
-                               (OTLP/HTTP, JSON) to its /v1/traces [default: none: no export]
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  the full traces URL instead
-  OTEL_EXPORTER_OTLP_HEADERS   key=value,… sent with every export
-  OTEL_SERVICE_NAME            service.name of the traces [default: customer-service]
-  OTEL_TRACES_SAMPLER          [parentbased_]always_on|always_off|traceidratio [default: parentbased_always_on]
-  OTEL_TRACES_SAMPLER_ARG      the ratio of traceidratio, 0 to 1 [default: 1]
-  OTEL_SDK_DISABLED            true: no export even with an endpoint [default: false]";
+fn invalid(var: &'static str, expectation: &str) -> ConfigError {
+    ConfigError {
+        var,
+        message: format!("{var} {expectation}"),
+    }
+}
+
+/// One environment variable as `--help` lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub var: &'static str,
+    /// The value used when the variable is unset or blank; `None`: unset.
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+/// A type a setting can have: how to read it and what a valid value is.
+trait Value: Sized {
+    /// Completes "<VAR> must be …".
+    const EXPECTED: &'static str;
+    /// Whether a rejected value may be shown in the error (not for URLs with passwords).
+    const SHOW: bool = true;
+    fn parse(raw: &str) -> Option<Self>;
+    /// The value of an unset setting without a default: only `Option`s have one.
+    fn unset() -> Option<Self> {
+        None
+    }
+}
+
+fn value<T: Value>(
+    var: &'static str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    default: Option<&str>,
+) -> Result<T, ConfigError> {
+    let given = lookup(var).filter(|v| !v.trim().is_empty());
+    let Some(raw) = given.as_deref().or(default) else {
+        return T::unset().ok_or_else(|| invalid(var, "must be set"));
+    };
+    T::parse(raw.trim()).ok_or_else(|| {
+        let mut message = format!("{var} must be {}", T::EXPECTED);
+        if T::SHOW {
+            message.push_str(&format!(", got '{raw}'"));
+        }
+        ConfigError { var, message }
+    })
+}
+
+impl<T: Value> Value for Option<T> {
+    const EXPECTED: &'static str = T::EXPECTED;
+    const SHOW: bool = T::SHOW;
+    fn parse(raw: &str) -> Option<Self> {
+        T::parse(raw).map(Some)
+    }
+    fn unset() -> Option<Self> {
+        Some(None)
+    }
+}
+
+impl Value for String {
+    const EXPECTED: &'static str = "text";
+    fn parse(raw: &str) -> Option<Self> {
+        Some(raw.to_owned())
+    }
+}
+
+/// Text that is never shown: passwords, secrets, header values.
+#[derive(Clone)]
+struct Secret(String);
+
+impl Value for Secret {
+    const EXPECTED: &'static str = "text";
+    const SHOW: bool = false;
+    fn parse(raw: &str) -> Option<Self> {
+        Some(Secret(raw.to_owned()))
+    }
+}
+
+impl Value for std::path::PathBuf {
+    const EXPECTED: &'static str = "a file path";
+    fn parse(raw: &str) -> Option<Self> {
+        Some(raw.into())
+    }
+}
+
+impl Value for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+impl Value for IpAddr {
+    const EXPECTED: &'static str = "an IP address such as 0.0.0.0, 127.0.0.1 or ::";
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+}
+
+impl Value for u32 {
+    const EXPECTED: &'static str = "a whole number (0 or more)";
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+}
+
+/// A TCP port, 1 to 65535.
+#[derive(Clone, Copy)]
+struct Port(u16);
+
+impl Value for Port {
+    const EXPECTED: &'static str = "a port number between 1 and 65535";
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok().filter(|port| *port > 0).map(Port)
+    }
+}
+
+/// A whole number greater than zero.
+#[derive(Clone, Copy)]
+struct Positive<T>(T);
+
+impl<T: std::str::FromStr + PartialOrd + Default> Value for Positive<T> {
+    const EXPECTED: &'static str = "a whole number greater than zero";
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok().filter(|n| *n > T::default()).map(Positive)
+    }
+}
+
+/// A share, 0 to 1.
+#[derive(Clone, Copy)]
+struct Ratio(f64);
+
+impl Value for Ratio {
+    const EXPECTED: &'static str = "a number between 0 and 1";
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse()
+            .ok()
+            .filter(|r: &f64| (0.0..=1.0).contains(r))
+            .map(Ratio)
+    }
+}
+
+impl Value for LogFormat {
+    const EXPECTED: &'static str = "pretty or json";
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "pretty" => Some(LogFormat::Pretty),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// `FRONTEND_URL`: comma-separated origins, a trailing slash dropped.
+struct Origins(Vec<String>);
+
+impl Value for Origins {
+    const EXPECTED: &'static str = "origins such as https://admin.example.com, separated by commas";
+    fn parse(raw: &str) -> Option<Self> {
+        Some(Origins(
+            raw.split(',')
+                .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
+        ))
+    }
+}
+
+/// A URL whose scheme is one of a few; never shown (it may carry a password).
+struct Url<const KIND: u8>(String);
+const DATABASE: u8 = 0;
+const REDIS: u8 = 1;
+
+impl<const KIND: u8> Value for Url<KIND> {
+    const EXPECTED: &'static str = if KIND == DATABASE {
+        "a sqlite: or postgres:// URL"
+    } else {
+        "a redis:// or rediss:// URL"
+    };
+    const SHOW: bool = false;
+    fn parse(raw: &str) -> Option<Self> {
+        let schemes: &[&str] = if KIND == DATABASE {
+            &["sqlite:", "postgres://", "postgresql://"]
+        } else {
+            &["redis://", "rediss://"]
+        };
+        schemes
+            .iter()
+            .any(|scheme| raw.starts_with(scheme))
+            .then(|| Url(raw.to_owned()))
+    }
+}
+
+macro_rules! settings {
+    ($( $field:ident: $ty:ty = $var:literal, $default:expr, $help:literal; )*) => {
+        /// Every environment variable, typed.
+        struct Settings { $( $field: $ty, )* }
+
+        /// Every environment variable, in `--help` order.
+        pub const SETTINGS: &[Setting] = &[$( Setting { var: $var, default: $default, help: $help }, )*];
+
+        impl Settings {
+            fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+                Ok(Settings { $( $field: value::<$ty>($var, lookup, $default)?, )* })
+            }
+        }
+    };
+}
+
+settings! {
+    port: Port = "PORT", Some("3004"), "HTTP port";
+    host: IpAddr = "HOST", Some("0.0.0.0"), "address to listen on";
+    database_url: Url<DATABASE> = "DATABASE_URL", Some("sqlite://customer-service.db"),
+        "sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DB";
+    database_pool_size: Positive<u32> = "DATABASE_POOL_SIZE", Some("10"), "database connections";
+    database_acquire_timeout_ms: Positive<u64> = "DATABASE_ACQUIRE_TIMEOUT_MS", Some("3000"),
+        "wait for a connection before answering 503";
+    frontend_url: Option<Origins> = "FRONTEND_URL", None,
+        "CORS origin(s), comma-separated [default: none: no CORS headers]";
+    request_timeout_secs: Positive<u64> = "REQUEST_TIMEOUT_SECS", Some("30"),
+        "per-request time limit (then 503)";
+    body_limit_bytes: Positive<usize> = "BODY_LIMIT_BYTES", Some("65536"),
+        "largest accepted request body (then 413)";
+    rate_limit_writes_per_minute: u32 = "RATE_LIMIT_WRITES_PER_MINUTE", Some("0"),
+        "writes per client (token subject, else IP) and minute; 0: no limit";
+    rate_limit_write_burst: Positive<u32> = "RATE_LIMIT_WRITE_BURST", Some("60"),
+        "writes a client may send at once";
+    idempotency_ttl_hours: Positive<u64> = "IDEMPOTENCY_TTL_HOURS", Some("24"),
+        "how long an Idempotency-Key's answer is kept";
+    http_header_timeout_secs: Positive<u64> = "HTTP_HEADER_TIMEOUT_SECS", Some("10"),
+        "close a connection whose request head is not complete by then";
+    http_idle_timeout_secs: Positive<u64> = "HTTP_IDLE_TIMEOUT_SECS", Some("60"),
+        "close a keep-alive connection idle this long (never an SSE stream)";
+    http_max_connections: Positive<usize> = "HTTP_MAX_CONNECTIONS", Some("10000"),
+        "open connections at most; more wait in the backlog";
+    redis_url: Option<Url<REDIS>> = "REDIS_URL", None,
+        "redis[s]://[:PASSWORD@]HOST:PORT[/DB] (rediss: TLS) [default: none: events go to the \
+         log and GET /api/v1/events/stream only]";
+    redis_host: Option<String> = "REDIS_HOST", None, "the original's form: Redis host, instead of REDIS_URL";
+    redis_port: Port = "REDIS_PORT", Some("6379"), "with REDIS_HOST: Redis port";
+    redis_password: Option<Secret> = "REDIS_PASSWORD", None, "with REDIS_HOST: Redis password";
+    redis_ca_file: Option<std::path::PathBuf> = "REDIS_CA_FILE", None,
+        "PEM CA certificate for rediss:// to a private CA [default: the system's roots]";
+    redis_key_prefix: String = "REDIS_KEY_PREFIX", Some("customer"), "prefix of the event keys";
+    event_channel: String = "EVENT_CHANNEL", Some("customer-service-events"), "Redis Pub/Sub channel";
+    event_stream: String = "EVENT_STREAM", Some("customer-service-events:stream"), "Redis stream";
+    event_ttl_seconds: Positive<u64> = "EVENT_TTL_SECONDS", Some("86400"), "lifetime of the event keys";
+    event_stream_maxlen: Positive<u64> = "EVENT_STREAM_MAXLEN", Some("1000000"),
+        "approximate cap of the stream";
+    relay_enabled: bool = "RELAY_ENABLED", Some("true"), "publish the event log";
+    relay_batch_size: Positive<i64> = "RELAY_BATCH_SIZE", Some("1000"), "events per publish round trip";
+    relay_poll_interval_ms: Positive<u64> = "RELAY_POLL_INTERVAL_MS", Some("1000"),
+        "relay polling fallback";
+    relay_gap_grace_ms: Positive<u64> = "RELAY_GAP_GRACE_MS", Some("5000"),
+        "how long a missing log position holds readers back";
+    relay_lease_ttl_ms: Positive<u64> = "RELAY_LEASE_TTL_MS", Some("3000"),
+        "a relay leader not renewing its lease this long is replaced";
+    outbox_degraded_after_secs: Positive<u64> = "OUTBOX_DEGRADED_AFTER_SECS", Some("10"),
+        "health is degraded while the oldest unpublished event is older";
+    auth_jwt_secret: Option<Secret> = "AUTH_JWT_SECRET", None,
+        "HS256 secret, at least 32 bytes: writes need a bearer token [default: none: no \
+         authentication]";
+    auth_jwt_public_key_file: Option<std::path::PathBuf> = "AUTH_JWT_PUBLIC_KEY_FILE", None,
+        "PEM RSA or EC public key (RS256 / ES256), instead of the secret";
+    auth_jwt_issuer: Option<String> = "AUTH_JWT_ISSUER", None, "required token issuer (iss) [default: any]";
+    auth_jwt_audience: Option<String> = "AUTH_JWT_AUDIENCE", None,
+        "required token audience (aud) [default: any]";
+    auth_protect_reads: bool = "AUTH_PROTECT_READS", Some("false"), "reads and /metrics need a token too";
+    log_format: LogFormat = "LOG_FORMAT", Some("pretty"), "pretty | json";
+    rust_log: String = "RUST_LOG", Some("info"), "log filter, e.g. info,sqlx=warn";
+    otel_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_ENDPOINT", None,
+        "http[s]://HOST:PORT of an OTLP collector: export request traces (HTTP: to its \
+         /v1/traces) [default: none: no export]";
+    otel_traces_endpoint: Option<String> = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None,
+        "the full traces URL instead";
+    otel_protocol: OtlpProtocol = "OTEL_EXPORTER_OTLP_PROTOCOL", Some("http/protobuf"),
+        "http/protobuf | http/json | grpc";
+    otel_traces_protocol: Option<OtlpProtocol> = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", None,
+        "the same, for traces only";
+    otel_headers: Option<Secret> = "OTEL_EXPORTER_OTLP_HEADERS", None, "key=value,… sent with every export";
+    otel_service_name: String = "OTEL_SERVICE_NAME", Some("customer-service"), "service.name of the traces";
+    otel_resource_attributes: Option<String> = "OTEL_RESOURCE_ATTRIBUTES", None,
+        "key=value,… describing this instance (e.g. deployment.environment=prod)";
+    otel_sampler: Option<String> = "OTEL_TRACES_SAMPLER", None,
+        "[parentbased_]always_on|always_off|traceidratio [default: parentbased_always_on]";
+    otel_sampler_arg: Ratio = "OTEL_TRACES_SAMPLER_ARG", Some("1"), "the ratio of traceidratio, 0 to 1";
+    otel_sdk_disabled: bool = "OTEL_SDK_DISABLED", Some("false"), "true: no export even with an endpoint";
+}
+
+/// The `--help` section listing every variable, from [`SETTINGS`].
+pub fn environment_help() -> String {
+    let mut help = String::from("Environment variables:\n");
+    for setting in SETTINGS {
+        let default = setting
+            .default
+            .map_or_else(String::new, |d| format!(" [default: {d}]"));
+        help.push_str(&format!(
+            "  {:<35} {}{default}\n",
+            setting.var, setting.help
+        ));
+    }
+    help
+}
 
 impl Config {
     /// Reads the process environment.
@@ -302,123 +588,69 @@ impl Config {
 
     /// Reads variables through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        let url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://customer-service.db".to_owned());
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError {
-                var: "DATABASE_URL",
-                reason: "must start with sqlite:, postgres:// or postgresql://".to_owned(),
-            });
-        }
+        let s = Settings::read(&lookup)?;
+        let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
+        let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
+        let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
             http: HttpConfig {
-                host: parse(&var, "HOST", "0.0.0.0")?,
-                port: parse(&var, "PORT", "3004")?,
-                cors_origins: var("FRONTEND_URL")
-                    .map(|list| {
-                        list.split(',')
-                            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
-                            .filter(|origin| !origin.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                request_timeout: Duration::from_secs(positive(&var, "REQUEST_TIMEOUT_SECS", "30")?),
-                body_limit_bytes: positive(&var, "BODY_LIMIT_BYTES", "65536")?,
-                write_rate_per_minute: parse(&var, "RATE_LIMIT_WRITES_PER_MINUTE", "0")?,
-                write_burst: positive(&var, "RATE_LIMIT_WRITE_BURST", "60")?,
-                idempotency_ttl: Duration::from_secs(
-                    3600 * positive::<u64>(&var, "IDEMPOTENCY_TTL_HOURS", "24")?,
-                ),
-                header_timeout: Duration::from_secs(positive(
-                    &var,
-                    "HTTP_HEADER_TIMEOUT_SECS",
-                    "10",
-                )?),
-                idle_timeout: Duration::from_secs(positive(&var, "HTTP_IDLE_TIMEOUT_SECS", "60")?),
-                max_connections: positive(&var, "HTTP_MAX_CONNECTIONS", "10000")?,
+                host: s.host,
+                port: s.port.0,
+                cors_origins: s.frontend_url.map(|o| o.0).unwrap_or_default(),
+                request_timeout: secs(s.request_timeout_secs),
+                body_limit_bytes: s.body_limit_bytes.0,
+                write_rate_per_minute: s.rate_limit_writes_per_minute,
+                write_burst: s.rate_limit_write_burst.0,
+                idempotency_ttl: Duration::from_secs(3600 * s.idempotency_ttl_hours.0),
+                header_timeout: secs(s.http_header_timeout_secs),
+                idle_timeout: secs(s.http_idle_timeout_secs),
+                max_connections: s.http_max_connections.0,
             },
             database: DatabaseConfig {
-                url,
-                max_connections: positive(&var, "DATABASE_POOL_SIZE", "10")?,
-                acquire_timeout: Duration::from_millis(positive(
-                    &var,
-                    "DATABASE_ACQUIRE_TIMEOUT_MS",
-                    "3000",
-                )?),
+                url: s.database_url.0,
+                max_connections: s.database_pool_size.0,
+                acquire_timeout: millis(s.database_acquire_timeout_ms),
             },
-            redis: redis_config(&var)?,
+            redis,
             relay: RelayConfig {
-                enabled: parse(&var, "RELAY_ENABLED", "true")?,
-                batch_size: positive(&var, "RELAY_BATCH_SIZE", "1000")?,
-                poll_interval: Duration::from_millis(positive(
-                    &var,
-                    "RELAY_POLL_INTERVAL_MS",
-                    "1000",
-                )?),
-                gap_grace: Duration::from_millis(positive(&var, "RELAY_GAP_GRACE_MS", "5000")?),
-                lease_ttl: Duration::from_millis(positive(&var, "RELAY_LEASE_TTL_MS", "3000")?),
-                degraded_after: Duration::from_secs(positive(
-                    &var,
-                    "OUTBOX_DEGRADED_AFTER_SECS",
-                    "10",
-                )?),
+                enabled: s.relay_enabled,
+                batch_size: s.relay_batch_size.0,
+                poll_interval: millis(s.relay_poll_interval_ms),
+                gap_grace: millis(s.relay_gap_grace_ms),
+                lease_ttl: millis(s.relay_lease_ttl_ms),
+                degraded_after: secs(s.outbox_degraded_after_secs),
             },
-            auth: auth_config(&var)?,
+            auth,
             log: LogConfig {
-                format: match var("LOG_FORMAT")
-                    .as_deref()
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    None | Some("pretty") => LogFormat::Pretty,
-                    Some("json") => LogFormat::Json,
-                    Some(_) => {
-                        return Err(ConfigError {
-                            var: "LOG_FORMAT",
-                            reason: "must be json or pretty".to_owned(),
-                        })
-                    }
-                },
-                filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
-                otlp: otlp_config(&var)?,
+                format: s.log_format,
+                filter: s.rust_log,
+                otlp,
             },
         })
     }
 }
 
-fn redis_config(
-    var: &impl Fn(&'static str) -> Option<String>,
-) -> Result<Option<RedisConfig>, ConfigError> {
-    let url = match (var("REDIS_URL"), var("REDIS_HOST")) {
-        (Some(url), _) => {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError {
-                    var: "REDIS_URL",
-                    reason: "must start with redis:// or rediss://".to_owned(),
-                });
-            }
-            url
-        }
+fn redis_config(s: &Settings) -> Option<RedisConfig> {
+    let url = match (&s.redis_url, &s.redis_host) {
+        (Some(url), _) => url.0.clone(),
         (None, Some(host)) => {
-            let port: u16 = parse(var, "REDIS_PORT", "6379")?;
-            let auth = var("REDIS_PASSWORD")
-                .map_or_else(String::new, |p| format!(":{}@", percent_encode(&p)));
-            format!("redis://{auth}{host}:{port}")
+            let auth = s
+                .redis_password
+                .as_ref()
+                .map_or_else(String::new, |p| format!(":{}@", percent_encode(&p.0)));
+            format!("redis://{auth}{host}:{}", s.redis_port.0)
         }
-        (None, None) => return Ok(None),
+        (None, None) => return None,
     };
-    Ok(Some(RedisConfig {
+    Some(RedisConfig {
         url,
-        key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "customer".to_owned()),
-        channel: var("EVENT_CHANNEL").unwrap_or_else(|| "customer-service-events".to_owned()),
-        stream: var("EVENT_STREAM").unwrap_or_else(|| "customer-service-events:stream".to_owned()),
-        ttl_secs: positive(var, "EVENT_TTL_SECONDS", "86400")?,
-        stream_max_len: positive(var, "EVENT_STREAM_MAXLEN", "1000000")?,
-        ca_file: var("REDIS_CA_FILE").map(Into::into),
-    }))
+        key_prefix: s.redis_key_prefix.clone(),
+        channel: s.event_channel.clone(),
+        stream: s.event_stream.clone(),
+        ttl_secs: s.event_ttl_seconds.0,
+        stream_max_len: s.event_stream_maxlen.0,
+        ca_file: s.redis_ca_file.clone(),
+    })
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (for a URL password).
@@ -436,163 +668,132 @@ fn percent_encode(raw: &str) -> String {
 /// The shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518 §3.2).
 const MIN_SECRET_BYTES: usize = 32;
 
-fn auth_config(var: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
-    let key = match (var("AUTH_JWT_SECRET"), var("AUTH_JWT_PUBLIC_KEY_FILE")) {
+fn auth_config(s: &Settings) -> Result<AuthConfig, ConfigError> {
+    let key = match (&s.auth_jwt_secret, &s.auth_jwt_public_key_file) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError {
-                var: "AUTH_JWT_SECRET",
-                reason: "set either it or AUTH_JWT_PUBLIC_KEY_FILE, not both".to_owned(),
-            })
+            return Err(invalid(
+                "AUTH_JWT_SECRET",
+                "and AUTH_JWT_PUBLIC_KEY_FILE cannot both be set: choose one",
+            ))
         }
-        (Some(secret), None) if secret.len() < MIN_SECRET_BYTES => {
-            return Err(ConfigError {
-                var: "AUTH_JWT_SECRET",
-                reason: format!(
+        (Some(secret), None) if secret.0.len() < MIN_SECRET_BYTES => {
+            return Err(invalid(
+                "AUTH_JWT_SECRET",
+                &format!(
                     "must be at least {MIN_SECRET_BYTES} bytes (HS256 is only as strong as its \
-                     secret), got {}",
-                    secret.len()
+                     secret), got {} bytes",
+                    secret.0.len()
                 ),
-            })
+            ))
         }
-        (Some(secret), None) => Some(JwtKeySource::Secret(secret)),
-        (None, Some(path)) => Some(JwtKeySource::PublicKeyFile(path.into())),
+        (Some(secret), None) => Some(JwtKeySource::Secret(secret.0.clone())),
+        (None, Some(path)) => Some(JwtKeySource::PublicKeyFile(path.clone())),
         (None, None) => None,
     };
     Ok(AuthConfig {
         key,
-        issuer: var("AUTH_JWT_ISSUER"),
-        audience: var("AUTH_JWT_AUDIENCE"),
-        protect_reads: parse(var, "AUTH_PROTECT_READS", "false")?,
+        issuer: s.auth_jwt_issuer.clone(),
+        audience: s.auth_jwt_audience.clone(),
+        protect_reads: s.auth_protect_reads,
     })
 }
 
-fn otlp_config(
-    var: &impl Fn(&'static str) -> Option<String>,
-) -> Result<Option<OtlpConfig>, ConfigError> {
-    if parse(var, "OTEL_SDK_DISABLED", "false")? {
+fn otlp_config(s: &Settings) -> Result<Option<OtlpConfig>, ConfigError> {
+    if s.otel_sdk_disabled {
         return Ok(None);
     }
-    let (name, url, own_path) = match (
-        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-        var("OTEL_EXPORTER_OTLP_ENDPOINT"),
-    ) {
+    let protocol = s.otel_traces_protocol.unwrap_or(s.otel_protocol);
+    let (name, url, own_path) = match (&s.otel_traces_endpoint, &s.otel_endpoint) {
         (Some(url), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url, true),
         (None, Some(url)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", url, false),
         (None, None) => return Ok(None),
     };
-    let invalid = |var: &'static str, reason: &str| ConfigError {
-        var,
-        reason: reason.to_owned(),
-    };
-    if let Some(protocol) = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-        .filter(|p| p.trim() != "http/json")
-    {
-        return Err(invalid(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            &format!("{protocol:?} is not supported: this service exports http/json"),
-        ));
-    }
-    let rest = url.trim().strip_prefix("http://").ok_or_else(|| {
-        invalid(
-            name,
-            "must be an http:// URL (https is not supported: export to a collector or \
-             agent beside the service, e.g. http://localhost:4318)",
-        )
-    })?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                &format!("must be an http:// or https:// URL, got '{url}'"),
+            )
+        })?;
+    let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') {
         return Err(invalid(name, "must name a host (without credentials)"));
     }
-    let authority = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-    {
-        authority.to_owned()
+    let url = url.trim_end_matches('/');
+    let endpoint = if own_path || protocol == OtlpProtocol::Grpc {
+        url.to_owned()
     } else {
-        format!("{authority}:80")
+        format!("{url}/v1/traces")
     };
-    let path = path.trim_end_matches('/');
-    let path = if own_path {
-        format!("/{path}")
-    } else if path.is_empty() {
-        "/v1/traces".to_owned()
-    } else {
-        format!("/{path}/v1/traces")
-    };
-    let headers = match var("OTEL_EXPORTER_OTLP_HEADERS") {
+    let headers = match &s.otel_headers {
         None => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .filter(|pair| !pair.trim().is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once('=')?;
-                let key = key.trim();
-                let value = percent_decode(value.trim())?;
-                let valid = !key.is_empty()
-                    && key.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-                    && value
-                        .bytes()
-                        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
-                valid.then(|| (key.to_owned(), value))
-            })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                invalid(
-                    "OTEL_EXPORTER_OTLP_HEADERS",
-                    "must be key=value pairs separated by commas (values percent-encoded)",
-                )
-            })?,
+        Some(Secret(list)) => key_values(list, true).ok_or_else(|| {
+            invalid(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "must be key=value pairs separated by commas (values percent-encoded)",
+            )
+        })?,
     };
-    let ratio = match var("OTEL_TRACES_SAMPLER_ARG") {
-        None => 1.0,
-        Some(_) => parse::<f64>(var, "OTEL_TRACES_SAMPLER_ARG", "1")?,
+    let resource_attributes = match &s.otel_resource_attributes {
+        None => Vec::new(),
+        Some(list) => key_values(list, false).ok_or_else(|| {
+            invalid(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                &format!("must be key=value pairs separated by commas, got '{list}'"),
+            )
+        })?,
     };
-    if !(0.0..=1.0).contains(&ratio) {
-        return Err(invalid(
-            "OTEL_TRACES_SAMPLER_ARG",
-            "must be between 0 and 1",
-        ));
-    }
-    let sampler = match var("OTEL_TRACES_SAMPLER").as_deref().map(str::trim) {
-        None | Some("parentbased_always_on") => Sampler {
-            parent_based: true,
-            ratio: 1.0,
-        },
-        Some("parentbased_always_off") => Sampler {
-            parent_based: true,
-            ratio: 0.0,
-        },
-        Some("parentbased_traceidratio") => Sampler {
-            parent_based: true,
-            ratio,
-        },
-        Some("always_on") => Sampler {
-            parent_based: false,
-            ratio: 1.0,
-        },
-        Some("always_off") => Sampler {
-            parent_based: false,
-            ratio: 0.0,
-        },
-        Some("traceidratio") => Sampler {
-            parent_based: false,
-            ratio,
-        },
-        Some(_) => {
+    let ratio = s.otel_sampler_arg.0;
+    let (parent_based, ratio) = match s.otel_sampler.as_deref() {
+        None | Some("parentbased_always_on") => (true, 1.0),
+        Some("parentbased_always_off") => (true, 0.0),
+        Some("parentbased_traceidratio") => (true, ratio),
+        Some("always_on") => (false, 1.0),
+        Some("always_off") => (false, 0.0),
+        Some("traceidratio") => (false, ratio),
+        Some(other) => {
             return Err(invalid(
                 "OTEL_TRACES_SAMPLER",
-                "must be always_on, always_off, traceidratio or their parentbased_ forms",
+                &format!(
+                    "must be always_on, always_off, traceidratio or their parentbased_ forms, \
+                     got '{other}'"
+                ),
             ))
         }
     };
     Ok(Some(OtlpConfig {
-        authority,
-        path,
+        endpoint,
+        protocol,
         headers,
-        service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "customer-service".to_owned()),
-        sampler,
+        service_name: s.otel_service_name.clone(),
+        resource_attributes,
+        sampler: Sampler {
+            parent_based,
+            ratio,
+        },
     }))
+}
+
+/// `key=value,…` with percent-decoded values; `None` if malformed. `header`: keys and values
+/// must also be valid in an HTTP header.
+fn key_values(list: &str, header: bool) -> Option<Vec<(String, String)>> {
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let key = key.trim();
+            let value = percent_decode(value.trim())?;
+            let valid = !key.is_empty()
+                && (!header
+                    || (key.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                        && value
+                            .bytes()
+                            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))));
+            valid.then(|| (key.to_owned(), value))
+        })
+        .collect()
 }
 
 /// `%XX` escapes decoded; `None` for a malformed escape or non-UTF-8 result.
@@ -611,40 +812,6 @@ fn percent_decode(raw: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-fn parse<T: std::str::FromStr>(
-    var: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    let raw = var(name).unwrap_or_else(|| default.to_owned());
-    raw.trim().parse().map_err(|e: T::Err| ConfigError {
-        var: name,
-        reason: format!("{raw:?}: {e}"),
-    })
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(
-    var: &impl Fn(&'static str) -> Option<String>,
-    name: &'static str,
-    default: &str,
-) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    let value: T = parse(var, name, default)?;
-    if value > T::default() {
-        Ok(value)
-    } else {
-        Err(ConfigError {
-            var: name,
-            reason: "must be greater than zero".to_owned(),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -673,6 +840,76 @@ mod tests {
     fn frontend_url_may_list_several_origins() {
         let c = config(&[("FRONTEND_URL", "http://a.test, https://b.test/")]).unwrap();
         assert_eq!(c.http.cors_origins, ["http://a.test", "https://b.test"]);
+    }
+
+    #[test]
+    fn a_bad_value_gets_a_plain_english_message_naming_its_variable() {
+        let message = |vars: &[(&str, &str)]| config(vars).unwrap_err().to_string();
+        assert_eq!(
+            message(&[("PORT", "abc")]),
+            "PORT must be a port number between 1 and 65535, got 'abc'"
+        );
+        assert_eq!(
+            message(&[("REQUEST_TIMEOUT_SECS", "0")]),
+            "REQUEST_TIMEOUT_SECS must be a whole number greater than zero, got '0'"
+        );
+        assert_eq!(
+            message(&[("RELAY_ENABLED", "maybe")]),
+            "RELAY_ENABLED must be true or false, got 'maybe'"
+        );
+        assert_eq!(
+            message(&[("DATABASE_URL", "mysql://u:secret@h/db")]),
+            "DATABASE_URL must be a sqlite: or postgres:// URL",
+            "a URL may carry a password: never shown"
+        );
+        assert_eq!(
+            message(&[("REDIS_URL", "http://:secret@h")]),
+            "REDIS_URL must be a redis:// or rediss:// URL"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_setting_once_with_its_default() {
+        let help = environment_help();
+        for setting in SETTINGS {
+            let line = help
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(setting.var))
+                .unwrap_or_else(|| panic!("{} missing from\n{help}", setting.var));
+            if let Some(default) = setting.default {
+                assert!(line.ends_with(&format!("[default: {default}]")), "{line}");
+            }
+        }
+        let mut vars: Vec<&str> = SETTINGS.iter().map(|s| s.var).collect();
+        vars.sort_unstable();
+        vars.dedup();
+        assert_eq!(vars.len(), SETTINGS.len(), "a variable declared twice");
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_the_default_declared_here() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+        for setting in SETTINGS {
+            let name = format!("`{}`", setting.var);
+            assert!(
+                readme.contains(&name),
+                "{} missing from README.md",
+                setting.var
+            );
+            // A row of this variable alone: its second cell is the default.
+            let row = format!("| {name} | ");
+            if let (Some(line), Some(default)) = (
+                readme.lines().find(|l| l.starts_with(&row)),
+                setting.default,
+            ) {
+                let cell = line[row.len()..].split(" | ").next().unwrap_or_default();
+                assert!(
+                    cell.starts_with(&format!("`{default}`")),
+                    "README.md says {cell} for {}, the code {default}",
+                    setting.var
+                );
+            }
+        }
     }
 
     #[test]
@@ -765,10 +1002,8 @@ mod tests {
     fn otlp_endpoints_headers_and_samplers_follow_the_sdk_variables() {
         let otlp = |vars: &[(&str, &str)]| config(vars).map(|c| c.log.otlp.unwrap());
         let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
-        assert_eq!(
-            (c.authority.as_str(), c.path.as_str()),
-            ("collector:4318", "/v1/traces")
-        );
+        assert_eq!(c.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(c.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(c.service_name, "customer-service");
         assert_eq!(
             c.sampler,
@@ -777,10 +1012,16 @@ mod tests {
                 ratio: 1.0
             }
         );
-        let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector/otlp/")]).unwrap();
+        let c = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector/otlp/")]).unwrap();
+        assert_eq!(c.endpoint, "https://collector/otlp/v1/traces");
+        let c = otlp(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ])
+        .unwrap();
         assert_eq!(
-            (c.authority.as_str(), c.path.as_str()),
-            ("collector:80", "/otlp/v1/traces")
+            (c.endpoint.as_str(), c.protocol),
+            ("https://collector:4317", OtlpProtocol::Grpc)
         );
         let c = otlp(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:1"),
@@ -788,9 +1029,15 @@ mod tests {
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                 "http://[::1]:9999/custom",
             ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "api-key=s%3Dcret, x-tenant = blue",
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,region=eu%2Dwest",
             ),
             ("OTEL_TRACES_SAMPLER", "traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
@@ -798,14 +1045,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            (c.authority.as_str(), c.path.as_str()),
-            ("[::1]:9999", "/custom")
+            (c.endpoint.as_str(), c.protocol),
+            ("http://[::1]:9999/custom", OtlpProtocol::HttpJson)
         );
         assert_eq!(
             c.headers,
             [
                 ("api-key".into(), "s=cret".into()),
                 ("x-tenant".into(), "blue".into())
+            ]
+        );
+        assert_eq!(
+            c.resource_attributes,
+            [
+                ("deployment.environment".into(), "prod".into()),
+                ("region".into(), "eu-west".into())
             ]
         );
         assert_eq!(
@@ -823,7 +1077,7 @@ mod tests {
 
         for (vars, var) in [
             (
-                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")],
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c:4318")],
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
             ),
             (
@@ -833,7 +1087,7 @@ mod tests {
             (
                 vec![
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
-                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"),
                 ],
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
             ),
@@ -843,6 +1097,13 @@ mod tests {
                     ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
                 ],
                 "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            (
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
+                ],
+                "OTEL_RESOURCE_ATTRIBUTES",
             ),
             (
                 vec![

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use customer_service::config::{Config, ENVIRONMENT_HELP};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use customer_service::config::{environment_help, Config};
 use customer_service::{cli, telemetry};
 
 /// glibc's allocator cost a quarter of the CPU of a list request (perf, `bench/RESULTS.md`).
@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Customer records with reliable events. Configuration comes from the environment.
 #[derive(Debug, Parser)]
-#[command(name = "customer-service", version, after_help = ENVIRONMENT_HELP)]
+#[command(name = "customer-service", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -61,18 +61,16 @@ enum EventsCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The environment section of --help comes from the settings table.
+    let matches = Cli::command().after_help(environment_help()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("customer-service: configuration error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let trace_exporter = match telemetry::init(&config.log, std::io::stdout) {
-        Ok(exporter) => exporter,
-        Err(error) => {
-            eprintln!("customer-service: {error:#}");
             return ExitCode::from(2);
         }
     };
@@ -83,13 +81,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Only the service makes request spans; the tools export nothing.
+    // Only the service makes request spans; the tools export nothing. The exporter is set up
+    // inside the runtime's context (the gRPC one spawns its channel there).
     let serving = matches!(cli.command, None | Some(Command::Serve));
+    let trace_export = {
+        let _context = runtime.enter();
+        match telemetry::init(&config.log, serving, std::io::stdout) {
+            Ok(export) => export,
+            Err(error) => {
+                eprintln!("customer-service: {error:#}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let result = runtime.block_on(async {
-        let trace_exporter = trace_exporter
-            .filter(|_| serving)
-            .map(telemetry::TraceExporter::start);
-        let result = match cli.command.unwrap_or(Command::Serve) {
+        match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
             Command::Seed { count } => cli::seed::run(config, count).await,
@@ -103,12 +109,12 @@ fn main() -> ExitCode {
                     cli::dlq::run(config, command, stream).await
                 }
             },
-        };
-        if let Some(exporter) = trace_exporter {
-            exporter.shutdown().await;
         }
-        result
     });
+    // The last spans go out while the runtime (which the gRPC channel runs on) still exists.
+    if let Some(export) = trace_export {
+        export.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -122,7 +128,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_definition_is_valid() {

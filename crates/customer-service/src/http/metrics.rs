@@ -1,22 +1,24 @@
-//! Prometheus metrics at `GET /metrics`, in the text exposition format.
+//! Prometheus metrics at `GET /metrics`, in the text exposition format, on the `prometheus`
+//! crate (each app has its own registry, so apps in one test process keep their series apart):
 //!
 //! - `http_requests_total` and `http_request_duration_seconds` (histogram) by method, route
 //!   template (never an id) and status, recorded by the request context for every answer;
+//! - the process (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+//!   `process_open_fds`, …), from `/proc` on Linux;
 //! - the outbox and relay, database pools and Redis, read when scraped.
-//!
-//! Hand-written rather than a metrics library: a dozen series, one mutex-guarded map on the
-//! request path, and no global registry to wire through the tests.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
 
 use super::AppState;
 
@@ -28,23 +30,18 @@ const BUCKETS: [f64; 12] = [
 /// How long a scrape waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 
-#[derive(Debug, Default, Clone)]
-struct Series {
-    count: u64,
-    sum_seconds: f64,
-    /// Observations at or below each bound (not cumulative; summed when rendered).
-    buckets: [u64; BUCKETS.len()],
-}
-
-/// The HTTP series: by route template, then (method, status). Looked up by `&str`, so
-/// recording a request allocates nothing once its series exists.
-#[derive(Debug, Default)]
+/// This app's registry and the HTTP series recorded on every answer.
 pub struct HttpMetrics {
-    series: Mutex<HashMap<String, RouteSeries>>,
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
 }
 
-/// One route's series by (method label, status).
-type RouteSeries = HashMap<(&'static str, u16), Series>;
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics::new()
+    }
+}
 
 /// The method's name as a `'static` label (other methods share one label).
 fn method_label(method: &str) -> &'static str {
@@ -60,126 +57,100 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
+const HTTP_LABELS: [&str; 3] = ["method", "route", "status"];
+
 impl HttpMetrics {
-    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let Ok(mut series) = self.series.lock() else {
-            return;
-        };
-        let by_route = match series.get_mut(route) {
-            Some(by_route) => by_route,
-            None => series.entry(route.to_owned()).or_default(),
-        };
-        let entry = by_route.entry((method_label(method), status)).or_default();
-        entry.count += 1;
-        entry.sum_seconds += seconds;
-        if let Some(slot) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            entry.buckets[slot] += 1;
+    pub fn new() -> HttpMetrics {
+        let registry = Registry::new();
+        // The names, labels and buckets are constants: these cannot fail.
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered."),
+            &HTTP_LABELS,
+        )
+        .expect("valid counter");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from receiving a request to its answer.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &HTTP_LABELS,
+        )
+        .expect("valid histogram");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            #[cfg(target_os = "linux")]
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry.register(collector).expect("unique series names");
         }
+        HttpMetrics {
+            registry,
+            requests,
+            duration,
+        }
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: StatusCode, elapsed: Duration) {
+        let labels = [method_label(method), route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Requests answered so far, and how many of them with a 5xx.
     pub fn totals(&self) -> (u64, u64) {
-        let Ok(series) = self.series.lock() else {
-            return (0, 0);
-        };
-        series
-            .values()
-            .flat_map(HashMap::iter)
-            .fold((0, 0), |(all, failed), ((_, status), s)| {
-                let failed = if *status >= 500 {
-                    failed + s.count
-                } else {
-                    failed
-                };
-                (all + s.count, failed)
-            })
-    }
-
-    fn render(&self, out: &mut String) {
-        // Sorted, so a scrape reads the same order every time.
-        let series: BTreeMap<(String, &'static str, u16), Series> = match self.series.lock() {
-            Ok(series) => series
-                .iter()
-                .flat_map(|(route, by_key)| {
-                    by_key
-                        .iter()
-                        .map(|((method, status), s)| ((route.clone(), *method, *status), s.clone()))
-                })
-                .collect(),
-            Err(_) => return,
-        };
-        help(
-            out,
-            "http_requests_total",
-            "counter",
-            "HTTP requests answered.",
-        );
-        for ((route, method, status), s) in &series {
-            let _ = writeln!(
-                out,
-                "http_requests_total{{{}}} {}",
-                labels(method, route, *status),
-                s.count
-            );
-        }
-        help(
-            out,
-            "http_request_duration_seconds",
-            "histogram",
-            "Time from receiving a request to its answer.",
-        );
-        for ((route, method, status), s) in &series {
-            let labels = labels(method, route, *status);
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(s.buckets) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
+        let mut all = 0;
+        let mut failed = 0;
+        for family in prometheus::core::Collector::collect(&self.requests) {
+            for metric in family.get_metric() {
+                let count = metric.get_counter().get_value() as u64;
+                all += count;
+                let server_error = metric
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "status" && l.value().starts_with('5'));
+                if server_error {
+                    failed += count;
+                }
             }
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
         }
+        (all, failed)
     }
 }
 
-fn labels(method: &str, route: &str, status: u16) -> String {
-    format!(
-        "method=\"{}\",route=\"{}\",status=\"{status}\"",
-        escape(method),
-        escape(route)
-    )
+/// The series read when scraped, in a registry of their own so a failed probe leaves its
+/// series out instead of showing a stale value.
+fn scrape_registry() -> Registry {
+    Registry::new()
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: C) {
+    // Each name is registered once per scrape registry: this cannot fail.
+    let _ = registry.register(Box::new(metric));
 }
 
-fn help(out: &mut String, name: &str, kind: &str, text: &str) {
-    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
+    if let Ok(gauge) = Gauge::new(name, help) {
+        gauge.set(value);
+        register(registry, gauge);
+    }
 }
 
-fn gauge(out: &mut String, name: &str, text: &str, value: impl std::fmt::Display) {
-    help(out, name, "gauge", text);
-    let _ = writeln!(out, "{name} {value}");
+fn int_gauge(registry: &Registry, name: &str, help: &str, value: i64) {
+    if let Ok(gauge) = IntGauge::new(name, help) {
+        gauge.set(value);
+        register(registry, gauge);
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, value: u64) {
+    if let Ok(counter) = IntCounter::new(name, help) {
+        counter.inc_by(value);
+        register(registry, counter);
+    }
 }
 
 pub(crate) fn router() -> Router<AppState> {
@@ -190,14 +161,12 @@ pub(crate) fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
-    state.metrics.render(&mut out);
-
+    let scrape = scrape_registry();
     let relay = state.relay.snapshot();
     let outbox = tokio::time::timeout(PROBE_TIMEOUT, state.events.outbox_status()).await;
     if let Ok(Ok(outbox)) = outbox {
-        gauge(
-            &mut out,
+        int_gauge(
+            &scrape,
             "outbox_pending_events",
             "Events committed and not yet published.",
             outbox.pending,
@@ -206,80 +175,78 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             (state.clock.now().millis() - at.millis()).max(0) as f64 / 1000.0
         });
         gauge(
-            &mut out,
+            &scrape,
             "outbox_oldest_pending_age_seconds",
             "Age of the oldest unpublished event (0 when none).",
             age,
         );
     }
-    help(
-        &mut out,
+    counter(
+        &scrape,
         "outbox_published_events_total",
-        "counter",
         "Events this instance published.",
+        relay.published_total,
     );
-    let _ = writeln!(
-        out,
-        "outbox_published_events_total {}",
-        relay.published_total
-    );
-    help(
-        &mut out,
+    counter(
+        &scrape,
         "outbox_publish_failures_total",
-        "counter",
         "Failed relay steps (each retried) on this instance.",
+        relay.failures_total,
     );
-    let _ = writeln!(
-        out,
-        "outbox_publish_failures_total {}",
-        relay.failures_total
-    );
-    gauge(
-        &mut out,
+    int_gauge(
+        &scrape,
         "relay_leader",
         "1 if this instance holds the relay lease and publishes.",
-        u8::from(relay.is_leader),
+        i64::from(relay.is_leader),
     );
-
-    help(
-        &mut out,
-        "db_pool_connections",
-        "gauge",
-        "Database connections by pool and state.",
-    );
-    for (pool, usage) in state.store.pool_usage() {
-        for (kind, value) in [
-            ("in_use", usage.in_use),
-            ("idle", usage.idle),
-            ("max", usage.max),
-        ] {
-            let _ = writeln!(
-                out,
-                "db_pool_connections{{pool=\"{pool}\",state=\"{kind}\"}} {value}"
-            );
+    if let Ok(pools) = IntGaugeVec::new(
+        Opts::new(
+            "db_pool_connections",
+            "Database connections by pool and state.",
+        ),
+        &["pool", "state"],
+    ) {
+        for (pool, usage) in state.store.pool_usage() {
+            for (kind, value) in [
+                ("in_use", usage.in_use),
+                ("idle", usage.idle),
+                ("max", usage.max),
+            ] {
+                pools
+                    .with_label_values(&[pool, kind])
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
         }
+        register(&scrape, pools);
     }
     let database_up = matches!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))
     );
-    gauge(
-        &mut out,
+    int_gauge(
+        &scrape,
         "database_up",
         "1 if the database answered this scrape.",
-        u8::from(database_up),
+        i64::from(database_up),
     );
     if let Some(redis) = &state.redis {
         let up = matches!(
             tokio::time::timeout(PROBE_TIMEOUT, redis.ping()).await,
             Ok(Ok(()))
         );
-        gauge(
-            &mut out,
+        int_gauge(
+            &scrape,
             "redis_up",
             "1 if Redis answered this scrape.",
-            u8::from(up),
+            i64::from(up),
         );
+    }
+
+    let mut families = state.metrics.registry.gather();
+    families.extend(scrape.gather());
+    let mut out = Vec::with_capacity(8192);
+    if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::warn!(%error, "metrics could not be encoded");
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -294,12 +261,21 @@ mod tests {
     #[test]
     fn a_histogram_is_cumulative_and_labels_are_escaped() {
         let metrics = HttpMetrics::default();
-        metrics.observe("GET", "/a/{id}", 200, Duration::from_millis(3));
-        metrics.observe("GET", "/a/{id}", 200, Duration::from_millis(30));
-        metrics.observe("GET", "/a/{id}", 200, Duration::from_secs(9));
-        metrics.observe("GET", "odd\"route", 404, Duration::from_millis(1));
-        let mut out = String::new();
-        metrics.render(&mut out);
+        let ok = StatusCode::OK;
+        metrics.observe("GET", "/a/{id}", ok, Duration::from_millis(3));
+        metrics.observe("GET", "/a/{id}", ok, Duration::from_millis(30));
+        metrics.observe("GET", "/a/{id}", ok, Duration::from_secs(9));
+        metrics.observe(
+            "GET",
+            "odd\"route",
+            StatusCode::NOT_FOUND,
+            Duration::from_millis(1),
+        );
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut out)
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
         let labels = r#"method="GET",route="/a/{id}",status="200""#;
         for line in [
             format!("http_requests_total{{{labels}}} 3"),
@@ -313,7 +289,12 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
         }
-        metrics.observe("POST", "/a", 503, Duration::from_millis(1));
+        metrics.observe(
+            "POST",
+            "/a",
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(1),
+        );
         assert_eq!(metrics.totals(), (5, 1));
     }
 }

@@ -1,12 +1,14 @@
 //! The HTTP interface: routes under `/api/v1`, the contract's envelopes and error bodies,
 //! correlation ids, CORS, limits and the OpenAPI document.
 //!
-//! Layers, outermost first: request context (correlation id, span, time limit, error
-//! rendering, access log) → CORS → authentication → write rate limit → body limit → routes.
+//! Layers, outermost first, from tower-http unless named: unusable correlation ids dropped →
+//! request id (`X-Correlation-ID`: the client's or a new UUID, echoed on the answer) →
+//! compression → request context (ours: span, error bodies, access log, metrics) → time
+//! limit (503) → panic catcher (500) → CORS → authentication (ours) → write rate limit (ours,
+//! on governor) → body limit (413) → routes.
 
 mod auth;
 mod catalog;
-mod cors;
 mod customers;
 mod dashboard;
 mod envelope;
@@ -30,8 +32,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::{middleware, Router};
+use tower::util::{MapRequestLayer, MapResponseLayer};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::application::{Clock, CustomerStore, EventLog};
 use crate::outbox::RelayStatus;
@@ -84,12 +94,8 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(catalog::router())
         .merge(dashboard::router())
         .merge(health::router());
-    let origins: Arc<[String]> = options.cors_origins.clone().into();
-    let context = request_context::ContextState {
-        request_timeout: options.request_timeout,
-        metrics: state.metrics.clone(),
-    };
-    let mut router = Router::new()
+    let metrics = state.metrics.clone();
+    let routes = Router::new()
         .nest("/api/v1", api)
         .merge(health::probes())
         .merge(metrics::router())
@@ -97,8 +103,32 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(openapi::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(route_not_found)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(options.body_limit_bytes));
+        .with_state(state);
+    with_layers(routes, options, metrics)
+}
+
+const ALLOWED_METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+const EXPOSED_HEADERS: [&str; 3] = ["x-correlation-id", "etag", "location"];
+/// Browsers may cache a preflight answer for a day.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// The layers around the routes (see the module's documentation for their order).
+pub(crate) fn with_layers(
+    routes: Router,
+    options: &RouterOptions,
+    metrics: Arc<HttpMetrics>,
+) -> Router {
+    // Inside every other layer: what passes here was answered by the router itself.
+    let mut router = routes
+        .layer(MapResponseLayer::new(request_context::mark_answered))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(options.body_limit_bytes));
     // Layers that are off cost nothing: they are not there.
     if let Some(limiter) = &options.rate_limiter {
         router = router.layer(middleware::from_fn_with_state(
@@ -112,12 +142,45 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
             auth::authenticate,
         ));
     }
-    router
-        .layer(middleware::from_fn_with_state(origins, cors::cors))
-        .layer(middleware::from_fn_with_state(
-            context,
-            request_context::request_context,
-        ))
+    let origins: Vec<HeaderValue> = options
+        .cors_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if !origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_credentials(true)
+                .allow_methods(ALLOWED_METHODS)
+                .allow_headers(AllowHeaders::mirror_request())
+                .expose_headers(EXPOSED_HEADERS.map(axum::http::HeaderName::from_static))
+                .max_age(PREFLIGHT_MAX_AGE),
+        );
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(MapRequestLayer::new(
+                request_context::drop_unusable_correlation_id,
+            ))
+            .layer(SetRequestIdLayer::new(
+                request_context::CORRELATION_ID.clone(),
+                MakeRequestUuid,
+            ))
+            .layer(PropagateRequestIdLayer::new(
+                request_context::CORRELATION_ID.clone(),
+            ))
+            .layer(CompressionLayer::new())
+            .layer(middleware::from_fn_with_state(
+                metrics,
+                request_context::request_context,
+            ))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                options.request_timeout,
+            ))
+            .layer(CatchPanicLayer::custom(request_context::panic_response)),
+    )
 }
 
 /// 404 "Cannot <METHOD> <path>", as the original answered unknown routes (and methods).

@@ -1,18 +1,16 @@
-//! The outermost middleware: gives every request its correlation id and span, applies the
-//! time limit, renders [`ApiError`] bodies (which need the request's path and id) and logs
-//! each request once, with the cause of any 5xx.
+//! The request context: gives every request its correlation id and span, renders
+//! [`ApiError`] bodies (which need the request's path and id) and logs each request once,
+//! with the cause of any 5xx. The plumbing around it is tower-http's (see [`super::router`]);
+//! this is where its bare answers get the contract's statuses and bodies.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::envelope::now_iso;
@@ -28,35 +26,46 @@ const MAX_CORRELATION_ID_CHARS: usize = 128;
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
 
-/// The client's `X-Correlation-ID` if it is usable, else a new UUID.
-fn correlation_id(request: &Request) -> String {
-    request
-        .headers()
-        .get(&CORRELATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| {
+/// Marks a response that the router produced (a handler or a fallback). An error status
+/// without it comes from the plumbing around the router: tower-http's time limit (503) or
+/// body limit (413), which answer with bare bodies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered;
+
+pub(crate) fn mark_answered(mut response: Response) -> Response {
+    response.extensions_mut().insert(Answered);
+    response
+}
+
+/// Drops a client's `X-Correlation-ID` that we would not echo (empty, over 128 characters,
+/// control characters, not text), so that tower-http's request-id layer makes a new one.
+pub(crate) fn drop_unusable_correlation_id(mut request: Request) -> Request {
+    let usable = request.headers().get(&CORRELATION_ID).is_none_or(|value| {
+        value.to_str().is_ok_and(|id| {
             !id.is_empty()
                 && id.len() <= MAX_CORRELATION_ID_CHARS
                 && !id.chars().any(char::is_control)
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
-}
-
-/// What the request context needs besides the request.
-#[derive(Clone)]
-pub(crate) struct ContextState {
-    pub request_timeout: Duration,
-    pub metrics: Arc<HttpMetrics>,
+    });
+    if !usable {
+        request.headers_mut().remove(&CORRELATION_ID);
+    }
+    request
 }
 
 pub(crate) async fn request_context(
-    State(context): State<ContextState>,
+    State(metrics): State<std::sync::Arc<HttpMetrics>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let request_timeout = context.request_timeout;
     let started = Instant::now();
-    let id = correlation_id(&request);
+    // Set by tower-http's request-id layer outside this one: the client's or a new UUID.
+    let id = request
+        .headers()
+        .get(&CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     request.extensions_mut().insert(CorrelationId(id.clone()));
     let method = request.method().clone();
     let path = request.uri().path_and_query().map_or_else(
@@ -68,60 +77,92 @@ pub(crate) async fn request_context(
         .get::<MatchedPath>()
         .map_or("<unmatched>", MatchedPath::as_str)
         .to_owned();
-    // The caller's W3C trace context, for trace export; only a well-formed one is kept
-    // (it is also logged with the span).
+    // The caller's W3C trace context: the request's trace continues it (when traces are
+    // exported); a well-formed one is also logged with the span.
+    let caller = crate::telemetry::caller_context(request.headers());
     let traceparent = request
         .headers()
         .get("traceparent")
         .and_then(|value| value.to_str().ok())
-        .filter(|value| crate::telemetry::TraceParent::parse(value).is_some());
+        .filter(|_| caller.is_some());
     let span = tracing::info_span!(
         "request",
-        http.method = %method,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
         http.route = %route,
         correlation_id = %id,
         traceparent,
         http.response.status_code = tracing::field::Empty,
     );
+    if let Some(caller) = caller {
+        crate::telemetry::continue_trace(&span, caller);
+    }
 
     async move {
-        // A panic in a handler is a bug, but the client still gets the contract's 500 (with
-        // its correlation id) rather than a dropped connection.
-        let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
-        let mut response = match tokio::time::timeout(request_timeout, handled).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(panic)) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a handler panicked".to_owned());
-                ApiError::Internal(what.into()).into_response()
-            }
-            Err(_elapsed) => ApiError::Timeout.into_response(),
-        };
-        if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
+        let mut response = next.run(request).await;
+        let answered = response.extensions_mut().remove::<Answered>().is_some();
+        let report = response.extensions_mut().remove::<ErrorReport>();
+        if let Some(report) = report {
             response = render_error(response, report, &path, &id);
+        } else if !answered {
+            response = match response.status() {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    rendered(ApiError::Timeout.into_response(), &path, &id)
+                }
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    rendered(ApiError::PayloadTooLarge.into_response(), &path, &id)
+                }
+                // tower-http answers a CORS preflight itself with a 200; the contract says 204.
+                StatusCode::OK if method == Method::OPTIONS => {
+                    *response.status_mut() = StatusCode::NO_CONTENT;
+                    response
+                }
+                _ => response,
+            };
         }
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert(CORRELATION_ID.clone(), value);
+        let status = response.status();
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", i64::from(status.as_u16()));
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
         }
-        let status = response.status().as_u16();
-        tracing::Span::current().record("http.response.status_code", status);
+        crate::telemetry::answer_trace(&span, response.headers_mut());
         let elapsed = started.elapsed();
-        context
-            .metrics
-            .observe(method.as_str(), &route, status, elapsed);
+        metrics.observe(method.as_str(), &route, status, elapsed);
         let duration_ms = elapsed.as_millis() as u64;
-        if response.status().is_server_error() {
-            tracing::warn!(http.status = status, duration_ms, "request failed");
+        if status.is_server_error() {
+            tracing::warn!(http.status = status.as_u16(), duration_ms, "request failed");
         } else {
-            tracing::info!(http.status = status, duration_ms, "request completed");
+            tracing::info!(
+                http.status = status.as_u16(),
+                duration_ms,
+                "request completed"
+            );
         }
         response
     }
     .instrument(span)
     .await
+}
+
+/// The contract's answer to a handler's panic: a 500 whose body (rendered by the request
+/// context) says nothing of the panic; the panic's message is logged as its cause.
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a handler panicked".to_owned());
+    ApiError::Internal(what.into()).into_response()
+}
+
+fn rendered(mut response: Response, path: &str, id: &str) -> Response {
+    match response.extensions_mut().remove::<ErrorReport>() {
+        Some(report) => render_error(response, report, path, id),
+        None => response,
+    }
 }
 
 /// Replaces the (empty) body of an error response with the contract's error body.
@@ -153,54 +194,64 @@ fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use axum::routing::get;
-    use axum::{middleware, Router};
+    use axum::Router;
     use tower::ServiceExt;
+
+    use super::*;
+    use crate::http::{with_layers, RouterOptions};
+
+    fn layered(routes: Router, request_timeout: Duration) -> Router {
+        let options = RouterOptions {
+            cors_origins: vec!["http://admin.test".to_owned()],
+            request_timeout,
+            body_limit_bytes: 16,
+            authenticator: None,
+            rate_limiter: None,
+        };
+        with_layers(routes, &options, Arc::default())
+    }
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_gets_the_contract_500_not_a_dropped_connection() {
         async fn boom() -> &'static str {
             panic!("select * from secrets")
         }
-        let app = Router::new()
-            .route("/boom", get(boom))
-            .layer(middleware::from_fn_with_state(
-                ContextState {
-                    request_timeout: Duration::from_secs(5),
-                    metrics: Arc::default(),
-                },
-                request_context,
-            ));
+        let app = layered(
+            Router::new().route("/boom", get(boom)),
+            Duration::from_secs(5),
+        );
         let request = Request::builder().uri("/boom").body(Body::empty()).unwrap();
         let response = app.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 500);
-        assert!(response.headers().contains_key("x-correlation-id"));
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let id = response.headers()["x-correlation-id"].clone();
+        assert_eq!(id.len(), 36, "a new UUID");
+        let body = body_of(response).await;
         assert_eq!(body["message"], "Internal server error");
+        assert_eq!(body["correlationId"], id.to_str().unwrap());
         assert!(!body.to_string().contains("secrets"), "{body}");
     }
 
     #[tokio::test]
     async fn a_request_over_the_time_limit_gets_503_with_the_error_body() {
-        let app = Router::new()
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    "too late"
-                }),
-            )
-            .layer(middleware::from_fn_with_state(
-                ContextState {
-                    request_timeout: Duration::from_millis(20),
-                    metrics: Arc::default(),
-                },
-                request_context,
-            ));
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "too late"
+            }),
+        );
+        let app = layered(slow, Duration::from_millis(20));
         let request = Request::builder()
             .uri("/slow?x=1")
             .header("x-correlation-id", "slow-1")
@@ -209,13 +260,58 @@ mod tests {
         let response = app.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["x-correlation-id"], "slow-1");
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let body = body_of(response).await;
         assert_eq!(body["message"], "Request timed out");
         assert_eq!(body["error"], "Service Unavailable");
+        assert_eq!(body["statusCode"], 503);
         assert_eq!(body["path"], "/slow?x=1");
         assert_eq!(body["correlationId"], "slow-1");
+    }
+
+    #[tokio::test]
+    async fn a_handler_own_503_keeps_its_body() {
+        let busy = Router::new().route(
+            "/busy",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "{\"status\":\"down\"}") }),
+        );
+        let app = layered(busy, Duration::from_secs(5));
+        let request = Request::builder().uri("/busy").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(body_of(response).await["status"], "down");
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_over_the_limit_gets_413_with_the_error_body() {
+        let echo = Router::new().route("/echo", axum::routing::post(|body: String| async { body }));
+        let app = layered(echo, Duration::from_secs(5));
+        let request = Request::builder()
+            .method("POST")
+            .uri("/echo")
+            .header("content-length", "17")
+            .body(Body::from("x".repeat(17)))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 413);
+        let body = body_of(response).await;
+        assert_eq!(body["message"], "Request body is too large");
+        assert_eq!(body["path"], "/echo");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_correlation_id_is_replaced() {
+        let app = layered(
+            Router::new().route("/", get(|| async { "ok" })),
+            Duration::from_secs(5),
+        );
+        for bad in ["", &"x".repeat(129)] {
+            let request = Request::builder()
+                .uri("/")
+                .header("x-correlation-id", bad)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.headers()["x-correlation-id"].len(), 36, "{bad:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@ crate::on_every_backend!(
     unreadable_bodies_are_400_with_a_clear_message,
     bodies_over_the_limit_are_413,
     the_openapi_document_and_swagger_ui_are_served,
+    answers_are_gzipped_only_when_the_client_asks,
 );
 
 fn is_uuid(value: &str) -> bool {
@@ -131,7 +132,60 @@ async fn bodies_over_the_limit_are_413(app: TestApp) {
     let response = json_of(app.post_customer(&body).await, 413).await;
     assert_eq!(response["error"], "Payload Too Large");
     assert_eq!(response["statusCode"], 413);
+    assert_eq!(response["message"], "Request body is too large");
+    assert_eq!(response["path"], "/api/v1/customers");
+
+    // Without a Content-Length (chunked), the limit is found while reading: the same 413.
+    let chunk = serde_json::to_string(&body).unwrap();
+    let request = format!(
+        "POST /api/v1/customers HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The server may answer and close before it has read everything: a failed write is fine.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains(r#""message":"Request body is too large""#),
+        "{answer}"
+    );
     assert_eq!(app.event_count().await, 0);
+}
+
+async fn answers_are_gzipped_only_when_the_client_asks(app: TestApp) {
+    for i in 0..5 {
+        app.create_id(&minimal(&format!("gzip{i}@example.com")))
+            .await;
+    }
+    let plain = app.get("/api/v1/customers?limit=5").await;
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+
+    let gzipped = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/customers?limit=5"))
+                .header("Accept-Encoding", "gzip"),
+        )
+        .await;
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert!(gzipped.headers().contains_key("x-correlation-id"));
+    let body = gzipped.bytes().await.unwrap();
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        body.len() < plain.len(),
+        "{} >= {}",
+        body.len(),
+        plain.len()
+    );
 }
 
 #[tokio::test]

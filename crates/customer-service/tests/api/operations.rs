@@ -60,9 +60,25 @@ async fn metrics_expose_http_outbox_relay_and_pool_series_without_ids(app: TestA
         "# TYPE http_requests_total counter",
         "# TYPE http_request_duration_seconds histogram",
         "# TYPE outbox_pending_events gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
     ] {
         assert!(has(kind), "{kind}");
     }
+    // The process's own figures, read from /proc: a live process has memory and open files.
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    // Whole seconds (the crate's resolution): present and a number is what can be checked.
+    value("process_cpu_seconds_total");
     assert!(
         text.lines()
             .any(|l| l.starts_with("db_pool_connections{") && l.contains("state=\"max\"")),

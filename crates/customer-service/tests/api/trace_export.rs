@@ -1,36 +1,74 @@
-//! OTLP trace export: the binary, with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a collector
-//! this test runs, sends each request's spans as OTLP/HTTP JSON, continuing the caller's
-//! W3C trace.
+//! OTLP trace export: the binary, with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a receiver
+//! this test runs, sends each request's spans over OTLP — HTTP/protobuf or gRPC — continuing
+//! the caller's W3C trace. The receivers decode what arrives with the OTLP protobuf types.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
-use serde_json::{json, Value};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 
 use crate::own_server::ServiceProcess;
 use crate::test_app::{fresh_database, minimal, Backend};
 
-/// What the collector received: the `x-tenant` header and the body of each export.
-type Received = Arc<Mutex<Vec<(Option<String>, String)>>>;
+/// One export as a receiver got it: the `x-tenant` header (or gRPC metadata), decoded body.
+type Export = (Option<String>, ExportTraceServiceRequest);
 
-/// A collector on a free port that answers every export with 200.
-async fn collector() -> (String, Received) {
+/// What a receiver got.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<Export>>>);
+
+impl Received {
+    fn push(&self, tenant: Option<&str>, request: ExportTraceServiceRequest) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((tenant.map(str::to_owned), request));
+    }
+
+    /// Every span received so far.
+    fn spans(&self) -> Vec<Span> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, request)| &request.resource_spans)
+            .flat_map(|resource| &resource.scope_spans)
+            .flat_map(|scope| scope.spans.clone())
+            .collect()
+    }
+}
+
+/// An OTLP/HTTP receiver on a free port: decodes each protobuf body, answers 200.
+async fn http_receiver() -> (String, Received) {
     let received = Received::default();
     let app = Router::new()
         .route(
             "/v1/traces",
             post(
-                |State(received): State<Received>, headers: HeaderMap, body: String| async move {
-                    let tenant = headers
-                        .get("x-tenant")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    received.lock().unwrap().push((tenant, body));
-                    "{}"
+                |State(received): State<Received>, headers: HeaderMap, body: Bytes| async move {
+                    assert_eq!(headers["content-type"], "application/x-protobuf");
+                    let request = ExportTraceServiceRequest::decode(body).expect("protobuf");
+                    let tenant = headers.get("x-tenant").and_then(|v| v.to_str().ok());
+                    received.push(tenant, request);
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
                 },
             ),
         )
@@ -41,39 +79,82 @@ async fn collector() -> (String, Received) {
     (format!("http://{address}"), received)
 }
 
-/// Every span received so far.
-fn spans(received: &Received) -> Vec<Value> {
-    received
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|(_, body)| {
-            let request: Value = serde_json::from_str(body).unwrap();
-            request["resourceSpans"][0]["scopeSpans"][0]["spans"]
-                .as_array()
-                .unwrap()
-                .clone()
-        })
-        .collect()
+struct GrpcReceiver(Received);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let tenant = request
+            .metadata()
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.0.push(tenant.as_deref(), request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
 }
 
-fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["attributes"]
-        .as_array()
-        .unwrap()
+/// An OTLP/gRPC receiver on a free port.
+async fn grpc_receiver() -> (String, Received) {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = TraceServiceServer::new(GrpcReceiver(received.clone()));
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    });
+    (format!("http://{address}"), received)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attributes
         .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| &a["value"])
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn text(value: &str) -> Option<AnyValue> {
+    Some(AnyValue::StringValue(value.to_owned()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
-    let (endpoint, received) = collector().await;
+async fn request_spans_are_exported_over_otlp_http_protobuf() {
+    let (endpoint, received) = http_receiver().await;
+    exports_request_spans_continuing_the_callers_trace("http/protobuf", endpoint, received).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_are_exported_over_otlp_grpc() {
+    let (endpoint, received) = grpc_receiver().await;
+    exports_request_spans_continuing_the_callers_trace("grpc", endpoint, received).await;
+}
+
+async fn exports_request_spans_continuing_the_callers_trace(
+    protocol: &str,
+    endpoint: String,
+    received: Received,
+) {
     let (database_url, _dir) = fresh_database(Backend::Sqlite).await;
     let service = ServiceProcess::start(&[
         ("DATABASE_URL", database_url),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=blue".to_owned()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test".to_owned(),
+        ),
     ])
     .await;
     let client = reqwest::Client::new();
@@ -88,6 +169,10 @@ async fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    let answered_trace = created.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let found = client
         .get(service.url("/api/v1/customers/1"))
         .send()
@@ -103,11 +188,19 @@ async fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
         .await
         .unwrap();
     assert_eq!(skipped.status(), 200);
+    let skipped_trace = skipped.headers()["traceparent"].to_str().unwrap();
+    assert!(
+        skipped_trace.starts_with(&format!("00-{unsampled}-")) && skipped_trace.ends_with("-00"),
+        "the caller's trace, still unsampled: {skipped_trace}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let exported = loop {
-        let exported = spans(&received);
-        let servers = exported.iter().filter(|s| s["kind"] == 2).count();
+        let exported = received.spans();
+        let servers = exported
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count();
         if servers >= 2 {
             break exported;
         }
@@ -117,75 +210,83 @@ async fn request_spans_are_exported_over_otlp_continuing_the_callers_trace() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let named = |name: &str| {
+        exported
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {exported:?}"))
+    };
 
-    let post = exported
-        .iter()
-        .find(|s| s["name"] == "POST /api/v1/customers")
-        .unwrap_or_else(|| panic!("no POST span in {exported:?}"));
-    assert_eq!(post["kind"], 2);
-    assert_eq!(post["traceId"], trace);
-    assert_eq!(post["parentSpanId"], caller);
+    let post = named("POST /api/v1/customers");
+    assert_eq!(post.kind, SpanKind::Server as i32);
+    assert_eq!(hex(&post.trace_id), trace);
+    assert_eq!(hex(&post.parent_span_id), caller);
     assert_eq!(
-        attribute(post, "http.request.method"),
-        Some(&json!({"stringValue": "POST"}))
+        answered_trace,
+        format!("00-{trace}-{}-01", hex(&post.span_id)),
+        "the answer names the request's span"
     );
     assert_eq!(
-        attribute(post, "http.route"),
-        Some(&json!({"stringValue": "/api/v1/customers"}))
+        attribute(&post.attributes, "http.request.method"),
+        text("POST").as_ref()
     );
     assert_eq!(
-        attribute(post, "http.response.status_code"),
-        Some(&json!({"intValue": "201"}))
+        attribute(&post.attributes, "http.route"),
+        text("/api/v1/customers").as_ref()
     );
-    assert!(attribute(post, "correlation_id").is_some());
-    assert!(post.get("status").is_none(), "a 201 is no error");
-    let start: u128 = post["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
-    let end: u128 = post["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
-    assert!(start < end && end - start < 10_000_000_000, "{post}");
+    assert_eq!(
+        attribute(&post.attributes, "http.response.status_code"),
+        Some(&AnyValue::IntValue(201))
+    );
+    assert!(attribute(&post.attributes, "correlation_id").is_some());
+    assert!(
+        post.status.as_ref().is_none_or(|s| s.code == 0),
+        "a 201 is no error: {:?}",
+        post.status
+    );
+    assert!(
+        post.start_time_unix_nano < post.end_time_unix_nano
+            && post.end_time_unix_nano - post.start_time_unix_nano < 10_000_000_000,
+        "{post:?}"
+    );
 
     // The application's spans are its children, in the same trace.
-    let create = exported
-        .iter()
-        .find(|s| s["name"] == "create_customer")
-        .unwrap_or_else(|| panic!("no create_customer span in {exported:?}"));
-    assert_eq!(create["traceId"], trace);
-    assert_eq!(create["parentSpanId"], post["spanId"]);
-    assert_eq!(create["kind"], 1);
-    let insert = exported
-        .iter()
-        .find(|s| s["name"] == "store.insert")
-        .unwrap_or_else(|| panic!("no store.insert span in {exported:?}"));
-    assert_eq!(insert["traceId"], trace);
-    assert_eq!(insert["parentSpanId"], create["spanId"]);
+    let create = named("create_customer");
+    assert_eq!(hex(&create.trace_id), trace);
+    assert_eq!(create.parent_span_id, post.span_id);
+    assert_eq!(create.kind, SpanKind::Internal as i32);
+    let insert = named("store.insert");
+    assert_eq!(hex(&insert.trace_id), trace);
+    assert_eq!(insert.parent_span_id, create.span_id);
 
     // Without a traceparent a request starts its own trace.
-    let get = exported
-        .iter()
-        .find(|s| s["name"] == "GET /api/v1/customers/{id}")
-        .unwrap_or_else(|| panic!("no GET span in {exported:?}"));
-    assert_ne!(get["traceId"], trace);
-    assert_eq!(get["traceId"].as_str().unwrap().len(), 32);
-    assert!(get.get("parentSpanId").is_none());
+    let get = named("GET /api/v1/customers/{id}");
+    assert_ne!(hex(&get.trace_id), trace);
+    assert_eq!(get.trace_id.len(), 16);
+    assert!(get.parent_span_id.is_empty());
 
     assert!(
-        exported.iter().all(|s| s["traceId"] != unsampled),
+        exported.iter().all(|s| hex(&s.trace_id) != unsampled),
         "the unsampled trace was exported: {exported:?}"
     );
-    let received = received.lock().unwrap();
-    for (tenant, body) in received.iter() {
+    for (tenant, request) in received.0.lock().unwrap().iter() {
         assert_eq!(
             tenant.as_deref(),
             Some("blue"),
             "OTEL_EXPORTER_OTLP_HEADERS"
         );
-        let request: Value = serde_json::from_str(body).unwrap();
+        let resource = request.resource_spans[0].resource.as_ref().unwrap();
         assert_eq!(
-            request["resourceSpans"][0]["resource"]["attributes"][0],
-            json!({"key": "service.name", "value": {"stringValue": "customer-service"}})
+            attribute(&resource.attributes, "service.name"),
+            text("customer-service").as_ref()
+        );
+        assert_eq!(
+            attribute(&resource.attributes, "deployment.environment"),
+            text("test").as_ref()
         );
         assert!(
-            !body.contains("traced@example.com"),
-            "personal data in a span: {body}"
+            !format!("{request:?}").contains("traced@example.com"),
+            "personal data in a span: {request:?}"
         );
     }
     drop(service);
