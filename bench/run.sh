@@ -21,7 +21,8 @@ RUN=bench_$(date +%s)
 OUT=$(mktemp -d)
 
 cargo build --release -p customer-service -p loadgen
-BIN=${CARGO_TARGET_DIR:-target}/release/customer-service
+# SERVICE_BIN: a service binary built elsewhere (to compare two builds in one session).
+BIN=${SERVICE_BIN:-${CARGO_TARGET_DIR:-target}/release/customer-service}
 LOADGEN="${CARGO_TARGET_DIR:-target}/release/loadgen --base-url http://127.0.0.1:$PORT"
 
 psql "$PG/postgres" -qc "create database $RUN"

@@ -109,10 +109,10 @@ pub(crate) async fn request_context(
         } else if !answered {
             response = match response.status() {
                 StatusCode::SERVICE_UNAVAILABLE => {
-                    rendered(ApiError::Timeout.into_response(), &path, &id)
+                    with_body_of(response, ApiError::Timeout, &path, &id)
                 }
                 StatusCode::PAYLOAD_TOO_LARGE => {
-                    rendered(ApiError::PayloadTooLarge.into_response(), &path, &id)
+                    with_body_of(response, ApiError::PayloadTooLarge, &path, &id)
                 }
                 // tower-http answers a CORS preflight itself with a 200; the contract says 204.
                 StatusCode::OK if method == Method::OPTIONS => {
@@ -158,8 +158,14 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
     ApiError::Internal(what.into()).into_response()
 }
 
-fn rendered(mut response: Response, path: &str, id: &str) -> Response {
-    match response.extensions_mut().remove::<ErrorReport>() {
+/// A plumbing layer's bare answer with `error`'s body: its status and headers (CORS's
+/// among them) stay.
+fn with_body_of(response: Response, error: ApiError, path: &str, id: &str) -> Response {
+    match error
+        .into_response()
+        .extensions_mut()
+        .remove::<ErrorReport>()
+    {
         Some(report) => render_error(response, report, path, id),
         None => response,
     }
@@ -185,6 +191,10 @@ fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -
     let rendered = Json(body).into_response();
     let (rendered_parts, rendered_body) = rendered.into_parts();
     let mut response = Response::from_parts(parts, Body::empty());
+    // The length of the body being replaced, if one was set, is not this body's.
+    response
+        .headers_mut()
+        .remove(axum::http::header::CONTENT_LENGTH);
     *response.body_mut() = rendered_body;
     for (name, value) in rendered_parts.headers.iter() {
         response.headers_mut().insert(name.clone(), value.clone());
@@ -289,10 +299,17 @@ mod tests {
             .method("POST")
             .uri("/echo")
             .header("content-length", "17")
+            .header("origin", "http://admin.test")
             .body(Body::from("x".repeat(17)))
             .unwrap();
         let response = app.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 413);
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "http://admin.test",
+            "a browser can read the 413"
+        );
+        assert_eq!(response.headers()["content-type"], "application/json");
         let body = body_of(response).await;
         assert_eq!(body["message"], "Request body is too large");
         assert_eq!(body["path"], "/echo");

@@ -13,7 +13,7 @@ use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 use super::count_cache::ALL_CUSTOMERS;
 use super::error::classify;
 use super::row::{like_pattern, read_customer, read_event};
-use super::sql_store::{first_column, settle_write, SqlStore};
+use super::sql_store::{first_column, SqlStore};
 use super::{sql, Backend};
 
 #[async_trait]
@@ -25,9 +25,8 @@ impl CustomerStore for SqlStore {
         claim: Option<IdempotencyClaim<'_>>,
         complete: Complete<'_>,
     ) -> Result<Customer, StoreError> {
-        let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self.insert_on(&mut lease, draft, claim, complete).await;
-        settle_write(lease, result).await
+        self.on_writer(async |lease| self.insert_on(lease, draft, claim, complete).await)
+            .await
     }
 
     #[tracing::instrument(name = "store.erase", skip_all, fields(customer.id = %id))]
@@ -38,11 +37,11 @@ impl CustomerStore for SqlStore {
         events: &[NewEvent],
         rewrites: &[Rewrite],
     ) -> Result<(), StoreError> {
-        let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self
-            .erase_on(&mut lease, id, expected_version, events, rewrites)
-            .await;
-        settle_write(lease, result).await
+        self.on_writer(async |lease| {
+            self.erase_on(lease, id, expected_version, events, rewrites)
+                .await
+        })
+        .await
     }
 
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -75,11 +74,11 @@ impl CustomerStore for SqlStore {
         customer: &Customer,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
-        let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self
-            .update_on(&mut lease, expected_version, customer, events)
-            .await;
-        settle_write(lease, result).await
+        self.on_writer(async |lease| {
+            self.update_on(lease, expected_version, customer, events)
+                .await
+        })
+        .await
     }
 
     #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
@@ -89,11 +88,8 @@ impl CustomerStore for SqlStore {
         expected_version: i64,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
-        let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self
-            .delete_on(&mut lease, id, expected_version, events)
-            .await;
-        settle_write(lease, result).await
+        self.on_writer(async |lease| self.delete_on(lease, id, expected_version, events).await)
+            .await
     }
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {

@@ -9,7 +9,7 @@ use crate::domain::{CustomerId, Timestamp};
 use super::error::classify;
 use super::row::read_event;
 use super::sql;
-use super::sql_store::{first_column, settle_write, SqlStore};
+use super::sql_store::{first_column, SqlStore};
 use super::{postgres, Backend};
 
 #[async_trait]
@@ -32,11 +32,11 @@ impl EventLog for SqlStore {
         if positions.is_empty() && watermark.is_none() {
             return Ok(());
         }
-        let mut lease = self.writer.acquire().await.map_err(classify)?;
-        let result = self
-            .mark_published_on(&mut lease, positions, watermark, fence)
-            .await;
-        settle_write(lease, result).await
+        self.on_writer(async |lease| {
+            self.mark_published_on(lease, positions, watermark, fence)
+                .await
+        })
+        .await
     }
 
     async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError> {

@@ -125,6 +125,17 @@ impl SqlStore {
         rows.iter().map(read_customer).collect()
     }
 
+    /// Runs a write transaction's `work` on the writer connection, then settles the
+    /// connection by how the work ended (see [`settle_write`]).
+    pub(super) async fn on_writer<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Lease) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut lease = self.writer.acquire().await.map_err(classify)?;
+        let result = work(&mut lease).await;
+        settle_write(lease, result).await
+    }
+
     /// Runs `query` on a reader connection; the helpers below are its other shapes.
     pub(super) async fn fetch_all<'q>(
         &self,
@@ -198,10 +209,7 @@ pub(super) fn first_column(rows: Vec<AnyRow>) -> Result<Vec<i64>, StoreError> {
 /// idle in the pool meanwhile, every other writer of that row would wait on it, holding
 /// their own connections, until the request timeout. So the rollback is sent here, before
 /// the connection is shared again; if that fails, the connection is closed instead.
-pub(super) async fn settle_write<T>(
-    mut lease: Lease,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
+async fn settle_write<T>(mut lease: Lease, result: Result<T, StoreError>) -> Result<T, StoreError> {
     let reusable = match &result {
         Ok(_) => true,
         Err(
