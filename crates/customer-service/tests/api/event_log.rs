@@ -197,19 +197,11 @@ async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurre
     drop(first);
     let last = received.last().unwrap().0;
     let mut resumed = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/events/stream"))
-                .header("Last-Event-ID", last.to_string()),
-        )
+        .get_with("/api/v1/events/stream", "Last-Event-ID", last.to_string())
         .await;
     assert_eq!(resumed.status(), 200);
     let bad = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/events/stream"))
-                .header("Last-Event-ID", "yesterday"),
-        )
+        .get_with("/api/v1/events/stream", "Last-Event-ID", "yesterday")
         .await;
     assert_eq!(
         json_of(bad, 400).await["fieldErrors"],

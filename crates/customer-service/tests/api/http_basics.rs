@@ -51,22 +51,14 @@ async fn a_correlation_id_is_echoed_or_generated_on_every_response(app: TestApp)
 async fn unusable_correlation_ids_are_replaced(app: TestApp) {
     for bad in ["x".repeat(129), "tab\tinside".to_owned(), String::new()] {
         let response = app
-            .send(
-                app.client
-                    .get(app.url("/api/v1/customers/count"))
-                    .header("X-Correlation-ID", bad.as_str()),
-            )
+            .get_with("/api/v1/customers/count", "X-Correlation-ID", bad.as_str())
             .await;
         let id = response.headers()["x-correlation-id"].to_str().unwrap();
         assert!(is_uuid(id), "{bad:?} was not replaced: {id}");
     }
     let max = "y".repeat(128);
     let response = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/customers/count"))
-                .header("X-Correlation-ID", max.as_str()),
-        )
+        .get_with("/api/v1/customers/count", "X-Correlation-ID", max.as_str())
         .await;
     assert_eq!(response.headers()["x-correlation-id"], max.as_str());
 }
@@ -169,11 +161,7 @@ async fn answers_are_gzipped_only_when_the_client_asks(app: TestApp) {
     let plain = plain.bytes().await.unwrap();
 
     let gzipped = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/customers?limit=5"))
-                .header("Accept-Encoding", "gzip"),
-        )
+        .get_with("/api/v1/customers?limit=5", "Accept-Encoding", "gzip")
         .await;
     assert_eq!(gzipped.status(), 200);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
@@ -250,11 +238,7 @@ async fn cors_allows_only_the_configured_origins() {
     })
     .await;
     let response = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/customers/count"))
-                .header("Origin", "http://other.test"),
-        )
+        .get_with("/api/v1/customers/count", "Origin", "http://other.test")
         .await;
     assert_eq!(
         response.headers()["access-control-allow-origin"],
@@ -266,11 +250,7 @@ async fn cors_allows_only_the_configured_origins() {
     );
 
     let response = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/customers/count"))
-                .header("Origin", "http://evil.test"),
-        )
+        .get_with("/api/v1/customers/count", "Origin", "http://evil.test")
         .await;
     assert_eq!(response.status(), 200);
     assert!(response

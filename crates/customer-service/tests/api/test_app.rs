@@ -280,6 +280,16 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// A GET with one request header.
+    pub async fn get_with(&self, path: &str, header: &str, value: impl AsRef<str>) -> Response {
+        self.send(
+            self.client
+                .get(self.url(path))
+                .header(header, value.as_ref()),
+        )
+        .await
+    }
+
     pub async fn post_customer(&self, body: &Value) -> Response {
         self.send(self.client.post(self.url("/api/v1/customers")).json(body))
             .await
