@@ -714,7 +714,7 @@ fn otlp_config(s: &Settings) -> Result<Option<OtlpConfig>, ConfigError> {
         .ok_or_else(|| {
             invalid(
                 name,
-                &format!("must be an http:// or https:// URL, got '{url}'"),
+                "must be an http:// or https:// URL (not shown: it may hold credentials)",
             )
         })?;
     let authority = rest.split('/').next().unwrap_or_default();
