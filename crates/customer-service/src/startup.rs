@@ -99,6 +99,7 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let state = AppState {
             store: store.clone(),
+            live: crate::http::LiveLog::start(log.clone(), relay.settled(), stopped.clone()),
             events: log,
             clock: Arc::new(SystemClock),
             started_at,
@@ -107,7 +108,6 @@ impl App {
             metrics: Arc::default(),
             idempotency_ttl: config.http.idempotency_ttl,
             outbox_degraded_after: config.relay.degraded_after,
-            settled: relay.settled(),
             shutdown: stopped,
         };
         let authenticator = Authenticator::from_config(&config.auth)?.map(Arc::new);

@@ -4,12 +4,14 @@
 //! - `GET /api/v1/events?after=&limit=&type=&customerId=`: pages.
 //! - `GET /api/v1/events/stream`: Server-Sent Events (`event:` the type, `id:` the position,
 //!   `data:` the envelope). With `Last-Event-ID` (or `?after=`) it first replays what the
-//!   client missed, then goes on live; replay and live are one loop over the same query, so
-//!   there is no seam to lose or repeat an event at. Without either it starts at the
-//!   watermark: new events only.
+//!   client missed from the log, page by page, then goes on live from the instance's one
+//!   reader of the log (`live.rs`), which fans events out in memory; the hand-over reads the
+//!   log past the reader's tip, so no event is lost at the seam, and skips what it already
+//!   sent, so none repeats. Without either it starts at the watermark: new events only.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -22,21 +24,19 @@ use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::application::{self, EventPageRequest, EventQuery, StoredEvent};
+use tokio::sync::broadcast;
+
+use crate::application::{self, EventFilter, EventPageRequest, StoredEvent};
 
 use super::customers::LoggedEvent;
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
+use super::live::{self, LiveLog};
 use super::AppState;
 
 /// Comment lines at this interval keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Events a stream reads per query while catching up.
-const STREAM_PAGE: i64 = 500;
-/// How often a stream looks for new events when no local relay move wakes it (an instance
-/// that does not lead), and how long it waits after a database error.
-const STREAM_POLL: Duration = Duration::from_millis(500);
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -128,10 +128,12 @@ pub(crate) async fn stream_events(
             .map_err(application::ApplicationError::from)?,
     };
     let reader = StreamReader {
-        state,
-        query,
-        after,
+        live: state.live.clone(),
+        shutdown: state.shutdown.clone(),
+        filter: query.filter,
+        read_to: after,
         buffer: VecDeque::new(),
+        phase: Phase::CatchUp,
     };
     let events = stream::unfold(reader, |mut reader| async move {
         let event = reader.next().await?;
@@ -146,52 +148,87 @@ pub(crate) async fn stream_events(
 
 /// One SSE client's cursor over the settled log.
 struct StreamReader {
-    state: AppState,
-    query: EventQuery,
-    /// The last position sent (or the starting point).
-    after: i64,
+    live: Arc<LiveLog>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    filter: EventFilter,
+    /// The last position read from the log (or the starting point): what comes from the
+    /// live reader up to here was sent already.
+    read_to: i64,
     buffer: VecDeque<StoredEvent>,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Reading the log page by page.
+    CatchUp,
+    /// Subscribed to the live reader: reading the log past its tip before switching.
+    HandOver(broadcast::Receiver<Arc<StoredEvent>>),
+    /// Live: events come from the instance's one reader.
+    Live(broadcast::Receiver<Arc<StoredEvent>>),
 }
 
 impl StreamReader {
-    /// The next event; `None` at shutdown.
+    /// The next event; `None` at shutdown, or when this client fell too far behind the live
+    /// reader (it reconnects with `Last-Event-ID` and catches up from the log).
     async fn next(&mut self) -> Option<StoredEvent> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
-                self.after = event.position;
                 return Some(event);
             }
-            // Marked seen before reading, so a move during the read wakes the next wait.
-            self.state.settled.borrow_and_update();
-            match self
-                .state
-                .events
-                .settled_events(self.after, STREAM_PAGE, &self.query.filter)
-                .await
-            {
-                Ok(events) if !events.is_empty() => {
-                    self.buffer.extend(events);
-                    continue;
+            if let Phase::Live(receiver) = &mut self.phase {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    () = live::stopped(&mut self.shutdown) => return None,
+                };
+                match received {
+                    Ok(event) => {
+                        if event.position > self.read_to && live::matches(&self.filter, &event) {
+                            self.read_to = event.position;
+                            return Some(StoredEvent::clone(&event));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(
+                            missed,
+                            "event stream: a client fell behind; dropped to resume"
+                        );
+                        return None;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-                Ok(_) => {}
+                continue;
+            }
+            let page = tokio::select! {
+                page = self.live.read(self.read_to, &self.filter) => page,
+                () = live::stopped(&mut self.shutdown) => return None,
+            };
+            let events = match page {
+                Ok(events) => events,
                 Err(error) => {
                     tracing::warn!(error = %error, "event stream: reading the log failed; retrying");
-                }
-            }
-            let settled = &mut self.state.settled;
-            let shutdown = &mut self.state.shutdown;
-            let relay_gone = tokio::select! {
-                changed = settled.changed() => changed.is_err(),
-                () = tokio::time::sleep(STREAM_POLL) => false,
-                stop = shutdown.wait_for(|stop| *stop) => {
-                    drop(stop);
-                    return None;
+                    tokio::time::sleep(live::POLL).await;
+                    continue;
                 }
             };
-            if relay_gone {
-                // No relay in this process any more: poll.
-                tokio::time::sleep(STREAM_POLL).await;
+            let full = events.len() as i64 >= live::PAGE;
+            if let Some(last) = events.last() {
+                self.read_to = last.position;
             }
+            self.buffer.extend(events);
+            if full {
+                continue;
+            }
+            self.phase = match std::mem::replace(&mut self.phase, Phase::CatchUp) {
+                // Near the end of the log: subscribe; the next read goes past the tip.
+                Phase::CatchUp => {
+                    let subscribed = tokio::select! {
+                        subscribed = self.live.subscribe() => subscribed,
+                        () = live::stopped(&mut self.shutdown) => return None,
+                    };
+                    Phase::HandOver(subscribed?.0)
+                }
+                Phase::HandOver(receiver) | Phase::Live(receiver) => Phase::Live(receiver),
+            };
         }
     }
 }

@@ -193,6 +193,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         "Failed relay steps (each retried) on this instance.",
         relay.failures_total,
     );
+    counter(
+        &scrape,
+        "events_stream_log_reads_total",
+        "Queries of the event log for live SSE streams (one reader per instance, plus each \
+         client's catch-up).",
+        state.live.reads(),
+    );
     int_gauge(
         &scrape,
         "relay_leader",

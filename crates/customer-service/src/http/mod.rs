@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod live;
 mod metrics;
 mod openapi;
 mod rate_limit;
@@ -24,6 +25,7 @@ mod server;
 
 pub use auth::{Actor, Authenticator};
 pub use error::ApiError;
+pub use live::LiveLog;
 pub use metrics::HttpMetrics;
 pub use rate_limit::RateLimiter;
 pub use server::{raise_open_file_limit, serve, ServerLimits};
@@ -67,8 +69,8 @@ pub struct AppState {
     pub outbox_degraded_after: Duration,
     /// The HTTP series of `/metrics`, recorded by the request context.
     pub metrics: Arc<HttpMetrics>,
-    /// Moves when this instance's relay moves the watermark: wakes the SSE streams.
-    pub settled: tokio::sync::watch::Receiver<i64>,
+    /// The live tail of the settled log, shared by every SSE stream of this instance.
+    pub live: Arc<LiveLog>,
     /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
     /// graceful shutdown open forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

@@ -19,6 +19,7 @@ crate::for_every_backend!(
     the_events_api_pages_every_published_event_in_position_order_with_filters,
     events_appear_only_once_published,
     sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes,
+    many_sse_clients_share_one_reader_of_the_log,
     replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time,
     tail_prints_each_new_event_as_a_json_line,
     dead_letters_are_listed_re_delivered_and_purged,
@@ -224,6 +225,65 @@ async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurre
         .map(|e| (e.position, e.payload))
         .collect();
     assert_eq!(received, expected, "every event once, in position order");
+}
+
+/// The log queries made for live streams so far (`/metrics`).
+async fn stream_log_reads(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("events_stream_log_reads_total "))
+        .unwrap_or_else(|| panic!("no events_stream_log_reads_total in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Fifty live streams cost the database what one does: the instance reads the log once per
+/// move and fans the events out in memory (queries counted, not timed).
+async fn many_sse_clients_share_one_reader_of_the_log(backend: Backend) {
+    const CLIENTS: usize = 50;
+    const EVENTS: usize = 10;
+    let app = spawn_app_with(backend, |_| {}).await;
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        let stream = app.get("/api/v1/events/stream").await;
+        assert_eq!(stream.status(), 200);
+        streams.push(stream);
+    }
+    // Two events every client receives: after the second, each has handed over from its
+    // own catch-up to the shared reader.
+    let mut received = vec![Vec::new(); CLIENTS];
+    for i in 0..2 {
+        app.create_id(&minimal(&format!("sync{i}@example.com")))
+            .await;
+        for (stream, got) in streams.iter_mut().zip(&mut received) {
+            got.extend(read_sse(stream, 1).await);
+        }
+    }
+    let before = stream_log_reads(&app).await;
+    for i in 0..EVENTS {
+        app.create_id(&minimal(&format!("live{i}@example.com")))
+            .await;
+    }
+    for (stream, got) in streams.iter_mut().zip(&mut received) {
+        got.extend(read_sse(stream, EVENTS).await);
+    }
+    let reads = stream_log_reads(&app).await - before;
+    // One reader: a query per relay move (at most one per event) and per idle poll, whatever
+    // the number of clients; a reader per client would have made at least CLIENTS × EVENTS.
+    assert!(
+        reads <= (2 * EVENTS + 10) as u64,
+        "{reads} log queries for {EVENTS} events to {CLIENTS} clients"
+    );
+    let first = &received[0];
+    assert_eq!(first.len(), EVENTS + 2);
+    assert!(
+        first.windows(2).all(|w| w[0].0 < w[1].0),
+        "in position order"
+    );
+    assert!(
+        received.iter().all(|got| got == first),
+        "every client got the same events"
+    );
 }
 
 /// PostgreSQL only (a rolled-back SQLite transaction gives its AUTOINCREMENT value back): a
