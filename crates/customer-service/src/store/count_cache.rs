@@ -1,5 +1,9 @@
 //! List totals, cached until the next commit through this process: the customer count of
 //! plain list pages, and the match count of each recent search.
+//!
+//! When a total is out of date, one request recounts it and the others answer with the
+//! previous total meanwhile (single flight): without that, every concurrent request rescanned
+//! after each commit, and list and search p99 grew with the table (issue #13).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +35,20 @@ struct Entry {
     count: i64,
     generation: u64,
     at: Instant,
+    /// Since when a request has been recounting it, if one is. A recount older than the
+    /// cache's lifetime is taken as abandoned (its request was cancelled).
+    recounting_since: Option<Instant>,
+}
+
+/// What a request does for a total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lookup {
+    /// Up to date: answer with it.
+    Fresh(i64),
+    /// Out of date, and another request is recounting: answer with the previous total.
+    Previous(i64),
+    /// Count it, then [`CountCache::put`] the count with this generation.
+    Recount(u64),
 }
 
 impl Entry {
@@ -45,7 +63,8 @@ impl CountCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<i64> {
+    #[cfg(test)]
+    fn get(&self, key: &str) -> Option<i64> {
         let generation = self.generation();
         let counts = self.counts.lock().ok()?;
         counts
@@ -54,15 +73,36 @@ impl CountCache {
             .map(|entry| entry.count)
     }
 
-    /// Remembers `count` for `key`, taken when the generation was `generation`, unless a
-    /// commit has happened since (the count might then miss it).
+    /// The total of `key`, the previous one while another request recounts, or the task of
+    /// recounting it (which this call hands to the caller alone).
+    pub(super) fn lookup(&self, key: &str) -> Lookup {
+        let generation = self.generation();
+        let Ok(mut counts) = self.counts.lock() else {
+            return Lookup::Recount(generation);
+        };
+        let Some(entry) = counts.get_mut(key) else {
+            // Nothing to answer with meanwhile: every request counts (the first time only).
+            return Lookup::Recount(generation);
+        };
+        if entry.valid(generation) {
+            return Lookup::Fresh(entry.count);
+        }
+        match entry.recounting_since {
+            Some(since) if since.elapsed() < COUNT_CACHE_TTL => Lookup::Previous(entry.count),
+            _ => {
+                entry.recounting_since = Some(Instant::now());
+                Lookup::Recount(generation)
+            }
+        }
+    }
+
+    /// Remembers `count` for `key`, taken when the generation was `generation`. If a commit
+    /// has happened since, the count may miss it: it is kept only as the previous total, to
+    /// answer with while the next request recounts.
     pub(super) fn put(&self, key: &str, count: i64, generation: u64) {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
-        if self.generation() != generation {
-            return;
-        }
         if counts.len() >= MAX_ENTRIES && !counts.contains_key(key) {
             counts.retain(|_, entry| entry.valid(generation));
             if counts.len() >= MAX_ENTRIES {
@@ -76,8 +116,18 @@ impl CountCache {
                 count,
                 generation,
                 at,
+                recounting_since: None,
             },
         );
+    }
+
+    /// Gives up a recount that failed: the next request recounts.
+    pub(super) fn abandon(&self, key: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(entry) = counts.get_mut(key) {
+                entry.recounting_since = None;
+            }
+        }
     }
 
     pub(super) fn invalidate(&self) {
@@ -105,6 +155,44 @@ mod tests {
         // Counted before that commit, stored after it: refused.
         cache.put(ALL_CUSTOMERS, 41, generation);
         assert_eq!(cache.get(ALL_CUSTOMERS), None);
+    }
+
+    #[test]
+    fn one_request_recounts_an_out_of_date_total_while_the_others_answer_with_the_previous() {
+        let cache = CountCache::default();
+        let key = "%ann%";
+        // Never counted: every request counts.
+        let first = cache.generation();
+        assert_eq!(cache.lookup(key), Lookup::Recount(first));
+        assert_eq!(cache.lookup(key), Lookup::Recount(first));
+        cache.put(key, 3, first);
+        assert_eq!(cache.lookup(key), Lookup::Fresh(3));
+
+        cache.invalidate();
+        let second = cache.generation();
+        assert_eq!(
+            cache.lookup(key),
+            Lookup::Recount(second),
+            "the first recounts"
+        );
+        assert_eq!(
+            cache.lookup(key),
+            Lookup::Previous(3),
+            "the others answer with 3"
+        );
+        assert_eq!(cache.lookup(key), Lookup::Previous(3));
+        // A commit lands during the recount: its count is only the previous total now, and
+        // the next request recounts.
+        cache.invalidate();
+        cache.put(key, 4, second);
+        let third = cache.generation();
+        assert_eq!(cache.lookup(key), Lookup::Recount(third));
+        assert_eq!(cache.lookup(key), Lookup::Previous(4));
+        // A failed recount hands the task on.
+        cache.abandon(key);
+        assert_eq!(cache.lookup(key), Lookup::Recount(third));
+        cache.put(key, 5, third);
+        assert_eq!(cache.lookup(key), Lookup::Fresh(5));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::application::{NewEvent, StoreError};
 use crate::domain::Customer;
 
-use super::count_cache::CountCache;
+use super::count_cache::{CountCache, Lookup};
 use super::error::{classify, classify_append};
 use super::pool::{Lease, Pool};
 use super::row::read_customer;
@@ -161,13 +161,20 @@ impl SqlStore {
         key: &str,
         query: Query<'q, Any, AnyArguments>,
     ) -> Result<i64, StoreError> {
-        if let Some(count) = self.count_cache.get(key) {
-            return Ok(count);
+        let generation = match self.count_cache.lookup(key) {
+            Lookup::Fresh(count) | Lookup::Previous(count) => return Ok(count),
+            Lookup::Recount(generation) => generation,
+        };
+        match self.fetch_scalar(query).await {
+            Ok(count) => {
+                self.count_cache.put(key, count, generation);
+                Ok(count)
+            }
+            Err(error) => {
+                self.count_cache.abandon(key);
+                Err(error)
+            }
         }
-        let generation = self.count_cache.generation();
-        let count = self.fetch_scalar(query).await?;
-        self.count_cache.put(key, count, generation);
-        Ok(count)
     }
 
     /// The one row `query` returns (a query that returns none is a bug here: counts,
