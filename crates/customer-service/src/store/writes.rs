@@ -87,9 +87,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(classify_customer_write)?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::VersionConflict);
-        }
+        one_row(updated.rows_affected())?;
         Self::append(&mut tx, events).await?;
         self.commit(tx).await
     }
@@ -102,15 +100,7 @@ impl SqlStore {
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
-        let deleted = sqlx::query(sql::DELETE_CUSTOMER)
-            .bind(id.get())
-            .bind(expected_version)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if deleted.rows_affected() != 1 {
-            return Err(StoreError::VersionConflict);
-        }
+        delete_row(&mut tx, id, expected_version).await?;
         Self::append(&mut tx, events).await?;
         self.commit(tx).await
     }
@@ -125,15 +115,7 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
         if let Some(version) = expected_version {
-            let deleted = sqlx::query(sql::DELETE_CUSTOMER)
-                .bind(id.get())
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            if deleted.rows_affected() != 1 {
-                return Err(StoreError::VersionConflict);
-            }
+            delete_row(&mut tx, id, version).await?;
         }
         Self::append(&mut tx, events).await?;
         for rewrite in rewrites {
@@ -198,5 +180,29 @@ impl SqlStore {
                 .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
+    }
+}
+
+/// Deletes the customer's row if it is still at `version` (compare-and-set).
+async fn delete_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: CustomerId,
+    version: i64,
+) -> Result<(), StoreError> {
+    let deleted = sqlx::query(sql::DELETE_CUSTOMER)
+        .bind(id.get())
+        .bind(version)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    one_row(deleted.rows_affected())
+}
+
+/// A compare-and-set write changed its row, or the row moved on: a version conflict.
+fn one_row(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::VersionConflict)
     }
 }
