@@ -1,5 +1,5 @@
 -- The limit for POST /customers: one transaction inserting a customer row and its
--- CustomerCreated event (the trigger adds the pending row and the NOTIFY), as the service does.
+-- CustomerCreated event (the trigger adds the pending row), as the service does.
 -- The JSON has a space after each colon: pgbench reads a colon followed by a name as one of
 -- its variables.
 begin;

@@ -110,7 +110,8 @@ pub struct RelayConfig {
     /// backlog faster (measured: 500 → ~25k, 1000 → ~31k, 2000 → ~40k events/s) but holds Redis
     /// longer inside one script call.
     pub batch_size: i64,
-    /// `RELAY_POLL_INTERVAL_MS`: the fallback when no wake-up arrives.
+    /// `RELAY_POLL_INTERVAL_MS`: how often an idle leader looks for events committed
+    /// through other instances (its own commits wake it at once).
     pub poll_interval: Duration,
     /// `RELAY_GAP_GRACE_MS`: how long a missing log position holds back
     /// cursor readers before it counts as rolled back (see `outbox/watermark.rs`).
@@ -527,8 +528,8 @@ settings! {
         "approximate cap of the stream";
     relay_enabled: bool = "RELAY_ENABLED", Some("true"), "publish the event log";
     relay_batch_size: Positive<i64> = "RELAY_BATCH_SIZE", Some("1000"), "events per publish round trip";
-    relay_poll_interval_ms: Positive<u64> = "RELAY_POLL_INTERVAL_MS", Some("1000"),
-        "relay polling fallback";
+    relay_poll_interval_ms: Positive<u64> = "RELAY_POLL_INTERVAL_MS", Some("10"),
+        "how often an idle leader looks for events committed elsewhere";
     relay_gap_grace_ms: Positive<u64> = "RELAY_GAP_GRACE_MS", Some("5000"),
         "how long a missing log position holds readers back";
     relay_lease_ttl_ms: Positive<u64> = "RELAY_LEASE_TTL_MS", Some("3000"),

@@ -29,6 +29,9 @@ enum Command {
         /// How many customers to create.
         #[arg(long, default_value_t = 400)]
         count: u64,
+        /// CustomerUpdated events to add per customer (a larger event log).
+        #[arg(long, default_value_t = 0)]
+        updates_per_customer: u64,
     },
     /// Exit 0 if the service on this host (PORT) answers GET /livez: for container health
     /// checks.
@@ -98,7 +101,10 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => cli::serve::run(config).await,
             Command::Migrate => cli::migrate::run(config).await,
-            Command::Seed { count } => cli::seed::run(config, count).await,
+            Command::Seed {
+                count,
+                updates_per_customer,
+            } => cli::seed::run(config, count, updates_per_customer).await,
             // One blocking request, then the exit status: nothing else runs meanwhile.
             Command::Healthcheck => cli::healthcheck::run(&config),
             Command::Events { command } => match command {

@@ -15,7 +15,7 @@ use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{self, Backend, PgLease, SqlStore, StoreOptions};
+use crate::store::{Backend, PgLease, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -187,11 +187,6 @@ impl App {
             };
             let leadership = match self.store.backend() {
                 Backend::Postgres => {
-                    background.push(tokio::spawn(store::forward_notifications(
-                        self.database_url.clone(),
-                        wake.clone(),
-                        stopped.clone(),
-                    )));
                     let keeper = Arc::new(LeaseKeeper::new(
                         Arc::new(PgLease::new(self.database_url.clone())),
                         self.relay_config.lease_ttl,

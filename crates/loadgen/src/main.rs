@@ -46,6 +46,9 @@ enum Scenario {
     /// GET a malformed id, which the service answers (400) without the database: the
     /// ceiling of HTTP alone, client included, on this machine.
     Floor,
+    /// GET the paths of `--paths-file` (one per line, e.g. `/api/v1/customers?search=ann`),
+    /// a random one per request.
+    Paths,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +66,20 @@ enum Command {
         /// For `mixed`: share of reads, in percent.
         #[arg(long, default_value_t = 80)]
         read_percent: u64,
+        /// For `paths`: the file of paths.
+        #[arg(long)]
+        paths_file: Option<std::path::PathBuf>,
+    },
+    /// Connect `clients` SSE clients to /api/v1/events/stream, POST at `rate` per second for
+    /// `duration_secs`, and time each CustomerCreated from its 201 to its arrival at every
+    /// client.
+    Sse {
+        #[arg(long, default_value_t = 200)]
+        clients: u64,
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+        #[arg(long, default_value_t = 15)]
+        duration_secs: u64,
     },
     /// POST `count` unique customers over `connections` concurrent connections.
     Create {
@@ -188,7 +205,11 @@ async fn run(
     duration: Duration,
     warmup: Duration,
     read_percent: u64,
+    paths: Arc<Vec<String>>,
 ) -> anyhow::Result<()> {
+    if scenario == Scenario::Paths && paths.is_empty() {
+        bail!("the paths scenario needs --paths-file with at least one path");
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections as usize)
         .build()?;
@@ -205,7 +226,12 @@ async fn run(
     let end = measure_from + duration;
     let mut tasks = Vec::new();
     for connection in 0..connections {
-        let (client, base, counter) = (client.clone(), base.to_owned(), counter.clone());
+        let (client, base, counter, paths) = (
+            client.clone(),
+            base.to_owned(),
+            counter.clone(),
+            paths.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut rng = (connection + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ run as u64;
@@ -234,6 +260,10 @@ async fn run(
                     }
                     Scenario::Get => client.get(format!("{base}/api/v1/customers/{id}")),
                     Scenario::Floor => client.get(format!("{base}/api/v1/customers/x{id}")),
+                    Scenario::Paths => client.get(format!(
+                        "{base}{}",
+                        paths[(roll % paths.len() as u64) as usize]
+                    )),
                     Scenario::List => client.get(format!(
                         "{base}/api/v1/customers?page={}&limit=10",
                         1 + roll % 100
@@ -432,6 +462,109 @@ async fn event_latency(
     Ok(())
 }
 
+/// Reads one SSE client's stream until `until`: the CustomerCreated events it received, by
+/// customer id, with their arrival times.
+async fn sse_client(
+    client: reqwest::Client,
+    url: String,
+    until: Instant,
+) -> anyhow::Result<Vec<(i64, Instant)>> {
+    let mut response = client.get(&url).send().await?.error_for_status()?;
+    let mut arrivals = Vec::new();
+    let mut buffer = String::new();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(chunk) = tokio::time::timeout(left, response.chunk()).await else {
+            return Ok(arrivals);
+        };
+        let Some(chunk) = chunk? else {
+            bail!("the stream ended");
+        };
+        let arrived = Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                continue;
+            };
+            if event["eventType"] == "CustomerCreated" {
+                if let Some(id) = event["metadata"]["aggregateId"].as_i64() {
+                    arrivals.push((id, arrived));
+                }
+            }
+        }
+    }
+}
+
+async fn sse(base: &str, clients: u64, rate: u64, duration: Duration) -> anyhow::Result<()> {
+    // One connection per SSE client, as separate subscribers would have.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let until = Instant::now() + Duration::from_secs(5) + duration + Duration::from_secs(3);
+    let mut readers = Vec::new();
+    for _ in 0..clients {
+        readers.push(tokio::spawn(sse_client(
+            client.clone(),
+            format!("{base}/api/v1/events/stream"),
+            until,
+        )));
+    }
+    // Let every client connect and reach the tip.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let run = run_id();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let started = Instant::now();
+    let mut answered: HashMap<i64, Instant> = HashMap::new();
+    let mut n = 0;
+    while started.elapsed() < duration {
+        ticker.tick().await;
+        let response = client
+            .post(format!("{base}/api/v1/customers"))
+            .json(&body(&email(run, n)))
+            .send()
+            .await?;
+        let at = Instant::now();
+        n += 1;
+        let data: Value = response.json().await?;
+        if let Some(id) = data["data"]["id"].as_i64() {
+            answered.insert(id, at);
+        }
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let mut received = 0;
+    for reader in readers {
+        match reader.await? {
+            Ok(arrivals) => {
+                for (id, arrived) in arrivals {
+                    if let Some(at) = answered.get(&id) {
+                        received += 1;
+                        latencies
+                            .push(arrived.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let expected = answered.len() as u64 * (clients - failed);
+    println!(
+        "sse: {clients} clients ({failed} failed), {} events at {rate}/s, {received} of {expected} deliveries; \
+         201→client p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        answered.len(),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.9),
+        quantile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -443,7 +576,18 @@ async fn main() -> anyhow::Result<()> {
             duration_secs,
             warmup_secs,
             read_percent,
+            paths_file,
         } => {
+            let paths = match paths_file {
+                Some(file) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => Vec::new(),
+            };
             run(
                 base,
                 scenario,
@@ -451,9 +595,15 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(duration_secs),
                 Duration::from_secs(warmup_secs),
                 read_percent,
+                Arc::new(paths),
             )
             .await
         }
+        Command::Sse {
+            clients,
+            rate,
+            duration_secs,
+        } => sse(base, clients, rate, Duration::from_secs(duration_secs)).await,
         Command::Create { count, connections } => create(base, count, connections).await,
         Command::Drain { timeout_secs } => drain(base, Duration::from_secs(timeout_secs)).await,
         Command::EventLatency {

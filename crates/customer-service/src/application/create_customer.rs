@@ -3,7 +3,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::{parse_new_customer, Customer, CustomerDraft, Timestamp};
+use crate::domain::{
+    parse_customer_patch, parse_new_customer, Customer, CustomerChange, CustomerDraft, DomainError,
+    Timestamp,
+};
 
 use super::error::ApplicationError;
 use super::new_event::WriteContext;
@@ -18,6 +21,46 @@ pub async fn create_customer(
     body: &Map<String, Value>,
 ) -> Result<Customer, ApplicationError> {
     insert(store, ctx, body, None).await
+}
+
+/// Bulk creation (`seed`): every body becomes a customer with its CustomerCreated, then each
+/// of `patches` is applied to it in turn (a CustomerUpdated each, when it changes something),
+/// all in one transaction. The events are exactly what `POST` and `PATCH` would append.
+#[tracing::instrument(name = "create_customers_in_bulk", skip_all, fields(count = bodies.len()))]
+pub async fn create_customers_in_bulk(
+    store: &dyn CustomerStore,
+    ctx: &WriteContext,
+    bodies: &[Map<String, Value>],
+    patches: &[Map<String, Value>],
+) -> Result<(), ApplicationError> {
+    let today = ctx.now.date();
+    let drafts = bodies
+        .iter()
+        .map(|body| {
+            Ok(CustomerDraft::new(
+                parse_new_customer(body, today)?,
+                ctx.now,
+            ))
+        })
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    let patches = patches
+        .iter()
+        .map(|patch| parse_customer_patch(patch, today))
+        .collect::<Result<Vec<_>, DomainError>>()?;
+    let complete = |created: CustomerChange| {
+        let id = created.customer.id;
+        let mut events = ctx.seal(id, 1, &created.events);
+        let mut customer = created.customer;
+        for patch in &patches {
+            if let Some(change) = customer.update(patch, ctx.now, ctx.actor.as_deref()) {
+                events.extend(ctx.seal(id, customer.version + 1, &change.events));
+                customer = change.customer;
+            }
+        }
+        (customer, events)
+    };
+    store.insert_many(drafts, &complete).await?;
+    Ok(())
 }
 
 /// A create under an idempotency key (already scoped to the client).

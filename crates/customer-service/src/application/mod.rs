@@ -15,19 +15,21 @@ mod read_events;
 mod update_customer;
 mod verify_log;
 
+pub use create_customer::create_customers_in_bulk;
 pub use create_customer::{create_customer, create_customer_idempotently, IdempotencyKey};
 pub use delete_customer::{delete_customer, erase_customer};
 pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
-    Clock, Complete, Created, CustomerStore, EventFilter, EventLog, IdempotencyClaim,
-    IdempotencyRecord, ListQuery, NewEvent, OutboxStatus, PoolUsage, RelayLease, Responder,
-    Rewrite, StoreError, StoredEvent, StoredResponse, SystemClock,
+    ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,
+    EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListPosition, ListQuery, NewEvent,
+    OutboxStatus, PoolUsage, RelayLease, Responder, Rewrite, StoreError, StoredEvent,
+    StoredResponse, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,
-    CustomerPage, PageRequest,
+    ActiveRequest, CustomerPage, PageRequest,
 };
 pub use read_events::{
     parse_event_query, read_events, EventPage, EventPageRequest, EventQuery, MAX_EVENT_PAGE,

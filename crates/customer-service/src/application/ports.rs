@@ -67,6 +67,10 @@ pub struct Created {
 /// write in the same transaction. The id exists only inside that transaction.
 pub type Complete<'a> = &'a (dyn Fn(&CustomerChange) -> Created + Send + Sync);
 
+/// The bulk insert's callback: from a created customer (with its id), its final state and
+/// every event to append for it.
+pub type CompleteBulk<'a> = &'a (dyn Fn(CustomerChange) -> (Customer, Vec<NewEvent>) + Send + Sync);
+
 /// A page of the customer list, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
@@ -74,7 +78,27 @@ pub struct ListQuery {
     pub limit: i64,
     /// Lower-cased substring of first name, last name or e-mail.
     pub search: Option<String>,
+    /// Start after this customer in list order (keyset paging) rather than at `offset`.
+    pub after: Option<ListPosition>,
 }
+
+/// A customer's place in the list order (newest first, id breaking ties): what a keyset
+/// cursor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPosition {
+    pub created_at_ms: i64,
+    pub id: i64,
+}
+
+/// Active customers in list order, optionally from a position and at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ActiveQuery {
+    pub after: Option<ListPosition>,
+    pub limit: Option<i64>,
+}
+
+/// Customers read one at a time as the database sends them (memory stays flat however many).
+pub type CustomerStream = futures_util::stream::BoxStream<'static, Result<Customer, StoreError>>;
 
 /// An HTTP answer as stored for an idempotent request, to be sent again byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +194,14 @@ pub trait CustomerStore: Send + Sync {
         claim: Option<IdempotencyClaim<'_>>,
         complete: Complete<'_>,
     ) -> Result<Customer, StoreError>;
+    /// Many customers in one transaction (bulk loads: `seed`): ids are assigned first, then
+    /// `complete` gives each customer's final row and events, written a few thousand rows
+    /// per statement.
+    async fn insert_many(
+        &self,
+        drafts: Vec<CustomerDraft>,
+        complete: CompleteBulk<'_>,
+    ) -> Result<(), StoreError>;
     /// Erasure, in one transaction: deletes the customer's row if `expected_version` is
     /// given (compare-and-set), appends `events` (a sequence taken meanwhile is a
     /// [`StoreError::VersionConflict`]), replaces the payloads of `rewrites` (the customer's
@@ -206,7 +238,8 @@ pub trait CustomerStore: Send + Sync {
     async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError>;
     /// One page and the total number of matches.
     async fn list(&self, query: &ListQuery) -> Result<(Vec<Customer>, i64), StoreError>;
-    async fn list_active(&self) -> Result<Vec<Customer>, StoreError>;
+    /// The active customers `query` selects, streamed.
+    fn stream_active(&self, query: ActiveQuery) -> CustomerStream;
     async fn count(&self) -> Result<i64, StoreError>;
 
     /// The customer's events in sequence order (kept after deletion).

@@ -3,7 +3,7 @@
 use crate::domain::{Customer, CustomerId, DomainError, Email, FieldErrors};
 
 use super::error::ApplicationError;
-use super::ports::{CustomerStore, ListQuery};
+use super::ports::{ActiveQuery, CustomerStore, CustomerStream, ListPosition, ListQuery};
 
 /// The largest `limit` a client may ask for.
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -11,12 +11,14 @@ const DEFAULT_PAGE_SIZE: i64 = 10;
 /// Search terms longer than any field they could match are rejected rather than scanned.
 const MAX_SEARCH_CHARS: usize = 254;
 
-/// `page`, `limit` and `search` as the client sent them (query strings are untyped).
+/// `page`, `limit`, `search` and `after` as the client sent them (query strings are untyped).
 #[derive(Debug, Clone, Default)]
 pub struct PageRequest {
     pub page: Option<String>,
     pub limit: Option<String>,
     pub search: Option<String>,
+    /// A `nextCursor` of an earlier page: keyset paging instead of `page`.
+    pub after: Option<String>,
 }
 
 /// One page of the customer list.
@@ -24,9 +26,55 @@ pub struct PageRequest {
 pub struct CustomerPage {
     pub customers: Vec<Customer>,
     pub total: i64,
-    pub page: i64,
+    /// `None` when the page was asked for by cursor: its number is not known.
+    pub page: Option<i64>,
     pub limit: i64,
     pub total_pages: i64,
+    /// Where the next page starts (`after=`), `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `limit` and `after` of `GET /customers/active`, as the client sent them.
+#[derive(Debug, Clone, Default)]
+pub struct ActiveRequest {
+    pub limit: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A keyset cursor: the list position of a page's last customer, as 32 hex digits (opaque to
+/// clients; only ever produced by [`encode_cursor`]).
+fn encode_cursor(position: ListPosition) -> String {
+    // Two's complement keeps a (theoretical) negative time round-tripping.
+    format!(
+        "{:016x}{:016x}",
+        position.created_at_ms as u64, position.id as u64
+    )
+}
+
+fn decode_cursor(cursor: &str) -> Option<ListPosition> {
+    if cursor.len() != 32 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let created_at_ms = u64::from_str_radix(&cursor[..16], 16).ok()? as i64;
+    let id = u64::from_str_radix(&cursor[16..], 16).ok()? as i64;
+    (id > 0).then_some(ListPosition { created_at_ms, id })
+}
+
+/// The `after` parameter, checked (a 400 names it when it is not one of our cursors).
+fn parse_after(errors: &mut FieldErrors, raw: Option<&str>) -> Option<ListPosition> {
+    let raw = raw?;
+    let position = decode_cursor(raw.trim());
+    if position.is_none() {
+        errors.add("after", "after must be a nextCursor returned by this list");
+    }
+    position
+}
+
+fn position_of(customer: &Customer) -> ListPosition {
+    ListPosition {
+        created_at_ms: customer.created_at.millis(),
+        id: customer.id.get(),
+    }
 }
 
 #[tracing::instrument(name = "get_customer", skip_all, fields(customer.id = %id))]
@@ -93,30 +141,64 @@ pub async fn list_customers(
             format!("search must be shorter than or equal to {MAX_SEARCH_CHARS} characters"),
         );
     }
+    let after = parse_after(&mut errors, request.after.as_deref());
+    if request.after.is_some() && request.page.is_some() {
+        errors.add(
+            "after",
+            "after and page cannot be combined: a cursor already says where the page starts",
+        );
+    }
     if !errors.is_empty() {
         return Err(DomainError::Validation(errors).into());
     }
     let query = ListQuery {
         // A page far past the end is simply empty; saturate rather than overflow.
-        offset: (page - 1).saturating_mul(limit),
-        limit,
+        offset: if after.is_some() {
+            0
+        } else {
+            (page - 1).saturating_mul(limit)
+        },
+        // One more than asked: whether a next page exists.
+        limit: limit + 1,
         search,
+        after,
     };
-    let (customers, total) = store.list(&query).await?;
+    let (mut customers, total) = store.list(&query).await?;
+    let next_cursor = if customers.len() as i64 > limit {
+        customers.truncate(limit as usize);
+        customers
+            .last()
+            .map(|last| encode_cursor(position_of(last)))
+    } else {
+        None
+    };
     Ok(CustomerPage {
         customers,
         total,
-        page,
+        page: after.is_none().then_some(page),
         limit,
         total_pages: (total + limit - 1) / limit,
+        next_cursor,
     })
 }
 
+/// The active customers, newest first, as a stream: the whole list by default (the
+/// contract's unpaged route), or from a cursor and at most `limit`.
 #[tracing::instrument(name = "list_active_customers", skip_all)]
-pub async fn list_active_customers(
+pub fn list_active_customers(
     store: &dyn CustomerStore,
-) -> Result<Vec<Customer>, ApplicationError> {
-    Ok(store.list_active().await?)
+    request: &ActiveRequest,
+) -> Result<CustomerStream, ApplicationError> {
+    let mut errors = FieldErrors::new();
+    let limit = request
+        .limit
+        .as_deref()
+        .map(|raw| parse_bound(&mut errors, "limit", Some(raw), 1, 1, None));
+    let after = parse_after(&mut errors, request.after.as_deref());
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    Ok(store.stream_active(ActiveQuery { after, limit }))
 }
 
 #[tracing::instrument(name = "count_customers", skip_all)]
@@ -149,6 +231,27 @@ pub(super) fn parse_bound(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_anything_else_is_refused() {
+        let position = ListPosition {
+            created_at_ms: 1_764_000_000_123,
+            id: 42,
+        };
+        let cursor = encode_cursor(position);
+        assert_eq!(cursor, "0000019ab697e87b000000000000002a");
+        assert_eq!(decode_cursor(&cursor), Some(position));
+        for bad in [
+            "",
+            "abc",
+            "0000019ab3f0e07b0000000000000000",
+            "0000019ab3f0e07b000000000000002a0",
+            "0000019ab3f0e07b00000000000000zz",
+            "-000019ab3f0e07b000000000000002a",
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn bounds_are_checked_with_class_validator_messages() {

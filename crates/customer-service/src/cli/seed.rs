@@ -1,6 +1,8 @@
-//! `customer-service seed --count N`: fills the configured database with realistic, varied
-//! customers through the same use case as `POST /customers`, so each has its
-//! CustomerCreated event (the original shipped a 400-customer seed script).
+//! `customer-service seed --count N [--updates-per-customer K]`: fills the configured
+//! database with realistic, varied customers, each with its CustomerCreated event and K
+//! CustomerUpdated events (the original shipped a 400-customer seed script). Bulk: a few
+//! thousand customers per transaction, the same domain rules and events as `POST` and
+//! `PATCH`; the relay publishes the events afterwards, as any backlog.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,8 +64,11 @@ const INDUSTRIES: [&str; 6] = [
     "Education",
 ];
 const CONTACTS: [&str; 3] = ["email", "phone", "sms"];
-/// Concurrent writers: enough to keep PostgreSQL busy, harmless on SQLite's single writer.
-const SEED_WRITERS: u64 = 8;
+/// Customers per transaction.
+const BATCH: u64 = 2_000;
+/// Transactions in flight on PostgreSQL: one builds its rows while another is written.
+/// (SQLite has one writer; more would only queue.)
+const POSTGRES_WRITERS: u64 = 3;
 
 /// The `n`-th seed customer: deterministic, varied, and valid.
 fn seed_body(n: u64, run: u64) -> Map<String, Value> {
@@ -105,7 +110,19 @@ fn seed_body(n: u64, run: u64) -> Map<String, Value> {
     }
 }
 
-pub async fn run(config: Config, count: u64) -> anyhow::Result<()> {
+/// The `k`-th update every seed customer gets (`--updates-per-customer`): each sets a
+/// different phone number, so each is a real change with its CustomerUpdated event.
+fn seed_patch(k: u64) -> Map<String, Value> {
+    let mut patch = Map::new();
+    patch.insert(
+        "phone".to_owned(),
+        json!(format!("+1-555-900-{:04}", k % 10_000)),
+    );
+    patch
+}
+
+pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let store = Arc::new(connect_store(&config).await?);
     store
         .migrate()
@@ -116,36 +133,66 @@ pub async fn run(config: Config, count: u64) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let patches: Arc<Vec<_>> = Arc::new((0..updates_per_customer).map(seed_patch).collect());
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(count),
+        indicatif::ProgressDrawTarget::stderr(),
+    )
+    .with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} seeding [{bar:40}] {human_pos}/{human_len} customers, {per_sec}, eta {eta}",
+        )
+        .context("progress bar template")?
+        .progress_chars("=> "),
+    );
+    let writers = match store.backend() {
+        crate::store::Backend::Postgres => POSTGRES_WRITERS,
+        crate::store::Backend::Sqlite => 1,
+    };
     let next = Arc::new(AtomicU64::new(0));
-    let mut writers = Vec::new();
-    for _ in 0..SEED_WRITERS {
-        let (store, next) = (store.clone(), next.clone());
-        writers.push(tokio::spawn(async move {
-            let correlation_id = format!("seed-{run}");
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (store, next, patches, progress) = (
+            store.clone(),
+            next.clone(),
+            patches.clone(),
+            progress.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let ctx = WriteContext {
+                now: SystemClock.now(),
+                correlation_id: format!("seed-{run}"),
+                actor: None,
+            };
             loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= count {
+                let first = next.fetch_add(BATCH, Ordering::Relaxed);
+                if first >= count {
                     return Ok::<(), ApplicationError>(());
                 }
-                let ctx = WriteContext {
-                    now: SystemClock.now(),
-                    correlation_id: correlation_id.clone(),
-                    actor: None,
-                };
+                let bodies: Vec<_> = (first..(first + BATCH).min(count))
+                    .map(|n| seed_body(n, run))
+                    .collect();
                 let store: &dyn CustomerStore = &*store;
-                application::create_customer(store, &ctx, &seed_body(n, run)).await?;
+                application::create_customers_in_bulk(store, &ctx, &bodies, &patches).await?;
+                progress.inc(bodies.len() as u64);
             }
         }));
     }
-    for writer in writers {
-        writer
-            .await
+    for task in tasks {
+        task.await
             .context("seed writer")?
-            .context("creating a seed customer")?;
+            .context("writing seed customers")?;
     }
+    progress.finish_and_clear();
     store.close().await;
-    tracing::info!(count, "seeded customers");
-    println!("seeded {count} customers");
+    let events = count * (1 + updates_per_customer);
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(count, events, "seeded customers");
+    println!(
+        "seeded {count} {} and {events} {} in {seconds:.1} s",
+        if count == 1 { "customer" } else { "customers" },
+        if events == 1 { "event" } else { "events" },
+    );
     Ok(())
 }
 

@@ -75,9 +75,12 @@ impl LoggedEvent {
 pub(crate) struct CustomerList {
     customers: Vec<CustomerSnapshot>,
     total: i64,
-    page: i64,
+    /// `null` for a page asked for by cursor (`after`).
+    page: Option<i64>,
     limit: i64,
     total_pages: i64,
+    /// Pass as `after` for the next page in the same order; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 /// `data` of the count route.
@@ -228,7 +231,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers",
     params(("page" = Option<i64>, Query, description = "≥ 1, default 1"),
            ("limit" = Option<i64>, Query, description = "1–100, default 10"),
-           ("search" = Option<String>, Query, description = "case-insensitive substring of first name, last name or e-mail")),
+           ("search" = Option<String>, Query, description = "case-insensitive substring of first name, last name or e-mail"),
+           ("after" = Option<String>, Query, description = "a nextCursor: the page after it in the same order (keyset paging; not with page)")),
     responses((status = 200, description = "One page", body = Envelope<CustomerList>),
               (status = 400, description = "Invalid paging", body = ErrorBody)))]
 pub(crate) async fn list_customers(
@@ -239,6 +243,7 @@ pub(crate) async fn list_customers(
         page: params.remove("page"),
         limit: params.remove("limit"),
         search: params.remove("search"),
+        after: params.remove("after"),
     };
     let page = application::list_customers(&*state.store, &request).await?;
     Ok(envelope::ok(CustomerList {
@@ -247,17 +252,74 @@ pub(crate) async fn list_customers(
         page: page.page,
         limit: page.limit,
         total_pages: page.total_pages,
+        next_cursor: page.next_cursor,
     }))
 }
 
-/// Contract: GET /api/v1/customers/active.
+/// Contract: GET /api/v1/customers/active. Streamed: the body is written as the rows arrive,
+/// so a million customers cost the service a few rows of memory.
 #[utoipa::path(get, path = "/api/v1/customers/active", tag = "customers",
-    responses((status = 200, description = "Every active customer, newest first", body = Envelope<Vec<CustomerSnapshot>>)))]
+    params(("limit" = Option<i64>, Query, description = "≥ 1; default: every active customer"),
+           ("after" = Option<String>, Query, description = "a nextCursor of the list: start after that customer")),
+    responses((status = 200, description = "Every active customer, newest first", body = Envelope<Vec<CustomerSnapshot>>),
+              (status = 400, description = "Invalid limit or cursor", body = ErrorBody)))]
 pub(crate) async fn list_active_customers(
     State(state): State<AppState>,
-) -> Result<impl IntoResponse, ApiError> {
-    let customers = application::list_active_customers(&*state.store).await?;
-    Ok(envelope::ok(snapshots(customers)))
+    QueryParams(mut params): QueryParams,
+) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+    let request = application::ActiveRequest {
+        limit: params.remove("limit"),
+        after: params.remove("after"),
+    };
+    // Fused: polled once more after its end when it turned out empty.
+    let mut customers = application::list_active_customers(&*state.store, &request)?.fuse();
+    // The first row (or the failure) before the status line: a database that is down is
+    // answered 503, not a 200 cut short.
+    let first = customers
+        .next()
+        .await
+        .transpose()
+        .map_err(ApplicationError::from)?;
+    let tail = format!(
+        "],\"message\":\"Success\",\"statusCode\":200,\"timestamp\":\"{}\",\"success\":true}}",
+        envelope::now_iso()
+    );
+    let rows = futures_util::stream::iter(first.map(Ok))
+        .chain(customers)
+        .enumerate()
+        .map(|(n, customer)| {
+            let customer = customer.map_err(|error| {
+                // The status is sent: all that is left is to cut the body short.
+                tracing::warn!(error = %error, "active customers stream failed");
+                std::io::Error::other("the customer stream failed")
+            })?;
+            let mut chunk = if n == 0 { Vec::new() } else { vec![b','] };
+            serde_json::to_writer(&mut chunk, &customer.snapshot())
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(chunk)
+        })
+        // Many rows per body frame.
+        .ready_chunks(64)
+        .map(|chunks| {
+            chunks
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|chunks| axum::body::Bytes::from(chunks.concat()))
+        });
+    let body =
+        futures_util::stream::once(
+            async move { Ok(axum::body::Bytes::from_static(b"{\"data\":[")) },
+        )
+        .chain(rows)
+        .chain(futures_util::stream::once(async move {
+            Ok(axum::body::Bytes::from(tail))
+        }));
+    let mut response = Response::new(axum::body::Body::from_stream(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 /// Contract: GET /api/v1/customers/count.

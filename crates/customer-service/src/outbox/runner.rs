@@ -1,6 +1,11 @@
 //! The relay loop: step while there is work and this instance leads, sleep until woken (a
-//! commit here, a NOTIFY from another instance, or the polling fallback), back off with jitter
-//! on failure, and stop after the current batch on shutdown (then give the lease up).
+//! commit here) or the poll interval passed, back off with jitter on failure, and stop after
+//! the current batch on shutdown (then give the lease up).
+//!
+//! Events committed through another instance are found by that poll: an idle step is one
+//! primary-key probe of the (nearly empty) pending table, every `RELAY_POLL_INTERVAL_MS`
+//! (10 ms by default). It replaced a per-row `pg_notify` that serialized every writer at
+//! commit (see docs/architecture.md, "Waking the relay").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use crate::sinks::SinkError;
 /// Timing of the loop.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayTiming {
-    /// Longest sleep without a wake-up: the polling fallback.
+    /// Longest sleep without a wake-up: how soon events committed elsewhere are found.
     pub poll_interval: Duration,
     /// First retry delay after a failure; doubles per failure up to `max_backoff`.
     pub min_backoff: Duration,
@@ -26,7 +31,7 @@ pub struct RelayTiming {
 impl Default for RelayTiming {
     fn default() -> Self {
         RelayTiming {
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             lease_retry: Duration::from_millis(500),

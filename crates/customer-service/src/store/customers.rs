@@ -2,19 +2,41 @@
 //! `writes.rs` for their transactions).
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::application::{
-    Complete, CustomerStore, IdempotencyClaim, IdempotencyRecord, ListQuery, NewEvent, PoolUsage,
-    Rewrite, StoreError, StoredEvent, StoredResponse,
+    ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
+    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, Rewrite, StoreError, StoredEvent,
+    StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
 use super::count_cache::ALL_CUSTOMERS;
 use super::error::classify;
 use super::row::{like_pattern, read_customer, read_event};
+use super::sql::Filter;
 use super::sql_store::{first_column, SqlStore};
 use super::{sql, Backend};
+
+/// Search terms of fewer characters than this have no trigram to look up.
+const TRIGRAM: usize = 3;
+
+impl SqlStore {
+    /// The filter a search term (already lower-cased) needs on this backend.
+    fn filter(&self, search: Option<&str>) -> Filter {
+        let Some(term) = search else {
+            return Filter::All;
+        };
+        let pattern = like_pattern(term);
+        if self.backend == Backend::Sqlite && term.chars().count() >= TRIGRAM {
+            // An FTS5 phrase: the term in double quotes, its own quotes doubled.
+            let phrase = format!("\"{}\"", term.replace('"', "\"\""));
+            Filter::Trigram { phrase, pattern }
+        } else {
+            Filter::Like { pattern }
+        }
+    }
+}
 
 #[async_trait]
 impl CustomerStore for SqlStore {
@@ -26,6 +48,16 @@ impl CustomerStore for SqlStore {
         complete: Complete<'_>,
     ) -> Result<Customer, StoreError> {
         self.on_writer(async |lease| self.insert_on(lease, draft, claim, complete).await)
+            .await
+    }
+
+    #[tracing::instrument(name = "store.insert_many", skip_all, fields(count = drafts.len()))]
+    async fn insert_many(
+        &self,
+        drafts: Vec<CustomerDraft>,
+        complete: CompleteBulk<'_>,
+    ) -> Result<(), StoreError> {
+        self.on_writer(async |lease| self.insert_many_on(lease, drafts, complete).await)
             .await
     }
 
@@ -107,31 +139,44 @@ impl CustomerStore for SqlStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<(Vec<Customer>, i64), StoreError> {
-        match &query.search {
-            None => {
-                let page = sqlx::query(sql::CUSTOMER_PAGE)
-                    .bind(query.limit)
-                    .bind(query.offset);
-                let customers = self.fetch_customers(page).await?;
-                Ok((customers, self.count().await?))
-            }
-            Some(search) => {
-                let pattern = like_pattern(search);
-                let page = sqlx::query(sql::CUSTOMER_SEARCH_PAGE)
-                    .bind(pattern.clone())
-                    .bind(query.limit)
-                    .bind(query.offset);
-                let customers = self.fetch_customers(page).await?;
-                let count = sqlx::query(sql::COUNT_SEARCH).bind(pattern.clone());
-                let total = self.cached_count(&pattern, count).await?;
-                Ok((customers, total))
-            }
+        let filter = self.filter(query.search.as_deref());
+        let statement = sql::list_page(&filter, query.after.is_some(), query.offset > 0);
+        let mut page = filter
+            .bind(sqlx::query(AssertSqlSafe(statement)))
+            // A search is planned for its own term on PostgreSQL: a prepared statement's
+            // generic plan would pick one of "walk the list order" and "look the term up in
+            // the trigram index" for every term, and each is very wrong for some.
+            .persistent(self.backend == Backend::Sqlite || filter == Filter::All);
+        if let Some(after) = query.after {
+            page = page.bind(after.created_at_ms).bind(after.id);
         }
+        page = page.bind(query.limit);
+        if query.offset > 0 {
+            page = page.bind(query.offset);
+        }
+        let customers = self.fetch_customers(page).await?;
+        let total = match &filter {
+            Filter::All => self.count().await?,
+            Filter::Like { pattern } | Filter::Trigram { pattern, .. } => {
+                let count = filter
+                    .bind(sqlx::query(AssertSqlSafe(sql::count(&filter))))
+                    .persistent(self.backend == Backend::Sqlite);
+                self.cached_count(pattern, count).await?
+            }
+        };
+        Ok((customers, total))
     }
 
-    async fn list_active(&self) -> Result<Vec<Customer>, StoreError> {
-        self.fetch_customers(sqlx::query(sql::ACTIVE_CUSTOMERS))
-            .await
+    fn stream_active(&self, query: ActiveQuery) -> CustomerStream {
+        let statement = sql::active_customers(query.after.is_some(), query.limit.is_some());
+        let mut select = sqlx::query(AssertSqlSafe(statement));
+        if let Some(after) = query.after {
+            select = select.bind(after.created_at_ms).bind(after.id);
+        }
+        if let Some(limit) = query.limit {
+            select = select.bind(limit);
+        }
+        self.stream_customers(select)
     }
 
     async fn count(&self) -> Result<i64, StoreError> {

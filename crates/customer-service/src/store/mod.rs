@@ -19,7 +19,6 @@ mod sqlite;
 mod writes;
 
 pub use lease::PgLease;
-pub use postgres::forward_notifications;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;

@@ -1,9 +1,5 @@
 //! PostgreSQL specifics: connection setup (one pool serves reads and writes, row-level
-//! concurrency) and the NOTIFY listener that wakes this instance's relay.
-
-use std::sync::Arc;
-
-use tokio::sync::{watch, Notify};
+//! concurrency).
 
 use super::pool::Pool;
 use super::StoreOptions;
@@ -34,41 +30,3 @@ pub(super) const RELAXED_COMMIT: &str = "set local synchronous_commit = off";
 pub(super) const VACUUM_PENDING: &str = "vacuum (truncate false) customer_events_pending";
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Wakes the relay on PostgreSQL `NOTIFY customer_events`, sent by the trigger of every
-/// append, so a leader publishes writes made through other instances at once.
-pub async fn forward_notifications(
-    url: String,
-    wake: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            error = listen(&url, &wake) => {
-                tracing::debug!(%error, "NOTIFY listener lost; polling covers the gap");
-            }
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// Forwards notifications until the connection fails; returns why.
-async fn listen(url: &str, wake: &Notify) -> sqlx::Error {
-    let mut listener = match sqlx::postgres::PgListener::connect(url).await {
-        Ok(listener) => listener,
-        Err(error) => return error,
-    };
-    if let Err(error) = listener.listen("customer_events").await {
-        return error;
-    }
-    loop {
-        if let Err(error) = listener.recv().await {
-            return error;
-        }
-        wake.notify_one();
-    }
-}

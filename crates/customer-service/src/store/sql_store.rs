@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Connection, Row};
 use tokio::sync::Notify;
 
-use crate::application::{NewEvent, StoreError};
+use crate::application::{CustomerStream, NewEvent, StoreError};
 use crate::domain::Customer;
 
 use super::count_cache::{CountCache, Lookup};
@@ -123,6 +123,52 @@ impl SqlStore {
     ) -> Result<Vec<Customer>, StoreError> {
         let rows = self.fetch_all(query).await?;
         rows.iter().map(read_customer).collect()
+    }
+
+    /// The customers `query` selects, read as the database sends them by a task of their
+    /// own that holds one reader connection until the last row or until the stream is
+    /// dropped (a client that went away): memory holds a few rows, not the result.
+    pub(super) fn stream_customers(
+        &self,
+        query: Query<'static, Any, AnyArguments>,
+    ) -> CustomerStream {
+        use futures_util::StreamExt;
+        // A few dozen rows in flight: enough to keep the connection busy while the
+        // response is written, small enough to keep memory flat.
+        let (rows_out, rows_in) = tokio::sync::mpsc::channel(64);
+        let readers = self.readers.clone();
+        tokio::spawn(async move {
+            let mut connection = match readers.acquire().await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    let _ = rows_out.send(Err(classify(error))).await;
+                    return;
+                }
+            };
+            let mut rows = query.fetch(&mut *connection);
+            let mut complete = false;
+            loop {
+                let item = match rows.next().await {
+                    None => {
+                        complete = true;
+                        break;
+                    }
+                    Some(Ok(row)) => read_customer(&row),
+                    Some(Err(error)) => Err(classify(error)),
+                };
+                let failed = item.is_err();
+                if rows_out.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+            drop(rows);
+            // A query abandoned half-way may leave its rows unread on the connection.
+            connection.settle(complete);
+        });
+        futures_util::stream::unfold(rows_in, |mut rows_in| async move {
+            rows_in.recv().await.map(|item| (item, rows_in))
+        })
+        .boxed()
     }
 
     /// Runs a write transaction's `work` on the writer connection, then settles the

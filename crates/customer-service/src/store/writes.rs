@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Connection, Row};
 
-use crate::application::{Complete, IdempotencyClaim, NewEvent, Rewrite, StoreError};
+use crate::application::{Complete, CompleteBulk, IdempotencyClaim, NewEvent, Rewrite, StoreError};
 use crate::domain::{Customer, CustomerDraft, CustomerId};
 
 use super::error::{classify, classify_customer_write, classify_idempotency_claim};
@@ -64,6 +64,81 @@ impl SqlStore {
         }
         self.commit(tx).await?;
         Ok(change.customer)
+    }
+
+    pub(super) async fn insert_many_on(
+        &self,
+        connection: &mut AnyConnection,
+        drafts: Vec<CustomerDraft>,
+        complete: CompleteBulk<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        let count = i64::try_from(drafts.len())
+            .map_err(|_| StoreError::Other("too many customers for one insert".into()))?;
+        let ids: Vec<i64> = match self.backend {
+            Backend::Postgres => {
+                let rows = sqlx::query(sql::RESERVE_IDS_POSTGRES)
+                    .bind(count)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                super::sql_store::first_column(rows)?
+            }
+            Backend::Sqlite => {
+                let last: i64 = sqlx::query(sql::LAST_ID_SQLITE)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(classify)?;
+                (last + 1..=last + count).collect()
+            }
+        };
+        let mut rows = Vec::with_capacity(drafts.len());
+        let mut events = Vec::with_capacity(drafts.len());
+        let anonymous = self.backend == Backend::Sqlite;
+        for (draft, id) in drafts.into_iter().zip(ids) {
+            let id = CustomerId::new(id)
+                .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
+            let (customer, customer_events) = complete(draft.into_created(id));
+            rows.push(customer);
+            events.extend(customer_events);
+        }
+        for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let statement =
+                sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for customer in chunk {
+                let columns = Columns::new(
+                    &customer.fields,
+                    customer.created_at.millis(),
+                    customer.updated_at.millis(),
+                    customer.version,
+                );
+                insert = columns.bind(insert.bind(customer.id.get()));
+            }
+            insert
+                .execute(&mut *tx)
+                .await
+                .map_err(classify_customer_write)?;
+        }
+        for chunk in events.chunks(sql::EVENT_ROWS_PER_INSERT) {
+            let statement = sql::values_sql(sql::APPEND_EVENTS, chunk.len(), 6, anonymous);
+            let mut append = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for event in chunk {
+                append = append
+                    .bind(event.event_id.clone())
+                    .bind(event.event_type.as_str())
+                    .bind(event.customer_id.get())
+                    .bind(event.sequence)
+                    .bind(event.occurred_at.millis())
+                    .bind(event.payload.clone());
+            }
+            append
+                .execute(&mut *tx)
+                .await
+                .map_err(super::error::classify_append)?;
+        }
+        self.commit(tx).await
     }
 
     pub(super) async fn update_on(

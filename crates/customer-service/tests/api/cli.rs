@@ -232,9 +232,10 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
 #[tokio::test]
 async fn seed_creates_valid_customers_each_with_its_created_event() {
     use customer_service::application::{CustomerStore, EventLog};
+    use futures_util::StreamExt;
     let (dir, url) = temp_db();
     let output = Command::new(BIN)
-        .args(["seed", "--count", "25"])
+        .args(["seed", "--count", "2500", "--updates-per-customer", "2"])
         .env("DATABASE_URL", &url)
         .output()
         .unwrap();
@@ -242,6 +243,15 @@ async fn seed_creates_valid_customers_each_with_its_created_event() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    // A summary line (the progress bar is on stderr, and drawn only on a terminal).
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|line| line.starts_with("seeded 2500 customers and 7500 events in ")),
+        "{stdout}"
     );
     let store =
         customer_service::store::SqlStore::connect(&customer_service::store::StoreOptions {
@@ -252,12 +262,41 @@ async fn seed_creates_valid_customers_each_with_its_created_event() {
         })
         .await
         .unwrap();
-    assert_eq!(store.count().await.unwrap(), 25);
-    assert_eq!(store.event_count().await.unwrap(), 25);
+    assert_eq!(store.count().await.unwrap(), 2500);
+    assert_eq!(store.event_count().await.unwrap(), 7500);
     // Varied: some inactive, some without optional fields.
-    let active = store.list_active().await.unwrap().len();
-    assert!(active > 0 && active < 25, "{active} active");
+    let active: Vec<_> = store
+        .stream_active(Default::default())
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert!(
+        active.len() > 2000 && active.len() < 2500,
+        "{} active",
+        active.len()
+    );
+    // Each created, then updated twice: version 3, the last update's phone.
+    assert!(active.iter().all(|c| c.version == 3), "{:?}", active[0]);
+    assert_eq!(
+        active[0].fields.phone.as_ref().map(|p| p.as_str()),
+        Some("+1-555-900-0001")
+    );
     store.close().await;
+    // The log is whole: every customer's events fold to its row.
+    let verify = Command::new(BIN)
+        .args(["events", "verify"])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("cli.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

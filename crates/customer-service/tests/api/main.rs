@@ -22,6 +22,7 @@ mod idempotency;
 mod openapi_conformance;
 mod operations;
 mod own_server;
+mod paging_and_search;
 mod process_faults;
 mod read_customers;
 mod redis_outage;

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::test_app::{json_of, minimal, TestApp};
+use crate::test_app::{json_of, minimal, urlencode, TestApp};
 
 crate::on_every_backend!(
     a_customer_is_read_by_id_with_its_etag,
@@ -186,18 +186,6 @@ async fn list_and_search_totals_follow_every_write_at_once(app: TestApp) {
     assert_eq!(totals(&app).await, (json!(2), json!(2)));
     assert_eq!(app.delete_customer(ann).await.status(), 204);
     assert_eq!(totals(&app).await, (json!(1), json!(1)));
-}
-
-fn urlencode(term: &str) -> String {
-    term.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'.' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn bad_paging_parameters_are_reported_per_field(app: TestApp) {

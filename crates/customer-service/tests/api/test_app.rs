@@ -473,3 +473,16 @@ pub fn is_iso_millis(value: &Value) -> bool {
             _ => b.is_ascii_digit(),
         })
 }
+
+/// `term` percent-encoded for a query string (every byte but ASCII letters, digits and `.`).
+pub fn urlencode(term: &str) -> String {
+    term.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! The scale issue's read paths: indexed search (PostgreSQL's trigram index, SQLite's FTS5
+//! trigram table) returns exactly what a full scan with the contract's rules returns; keyset
+//! paging (`nextCursor` / `after`) visits every customer once while writes happen; and
+//! `/customers/active` streams, with `limit` and `after`.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use serde_json::{json, Value};
+
+use crate::test_app::{json_of, minimal, urlencode, TestApp};
+
+crate::on_every_backend!(
+    indexed_search_returns_exactly_what_a_full_scan_returns,
+    keyset_paging_visits_every_customer_once_while_writes_happen,
+    cursors_combine_with_search_and_refuse_page_and_garbage,
+    active_customers_are_streamed_with_limit_and_cursor,
+);
+
+/// Pieces of names: Unicode case pairs (Ä/ä, Σ/σ/ς, İ), LIKE's wildcards and escape, quotes
+/// (FTS5's phrase syntax), and short and long runs of the same letters.
+const PIECES: [&str; 22] = [
+    "ann",
+    "ANNA",
+    "Åsa",
+    "zoë",
+    "ZOË",
+    "o'neil",
+    "50%",
+    "a_b",
+    r"x\y",
+    "\"q\"",
+    "Σίσυφος",
+    "ΟΔΥΣΣΕΥΣ",
+    "straße",
+    "İsa",
+    "li",
+    "mo",
+    "%",
+    "_",
+    "ab",
+    "ba",
+    "Ünal",
+    "lim",
+];
+/// Characters of random terms: the same hazards, one at a time.
+const TERM_CHARS: [&str; 20] = [
+    "a", "n", "b", "%", "_", "\\", "\"", "'", "ë", "Ë", "σ", "Σ", "ß", "i", "İ", ".", "@", "1",
+    " ", "*",
+];
+
+fn ids(body: &Value) -> Vec<i64> {
+    body["data"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// The contract's rule, as a full scan: the trimmed, lower-cased term is a substring of the
+/// lower-cased first name, last name or e-mail.
+fn full_scan(customers: &[(i64, [String; 3])], term: &str) -> Vec<i64> {
+    let term = term.trim().to_lowercase();
+    let mut ids: Vec<i64> = customers
+        .iter()
+        .filter(|(_, fields)| {
+            term.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&term))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    // Newest first: created one after another, so by id.
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids
+}
+
+async fn indexed_search_returns_exactly_what_a_full_scan_returns(app: TestApp) {
+    let mut customers = Vec::new();
+    for i in 0..60usize {
+        let first = format!(
+            "{}{}",
+            PIECES[i % PIECES.len()],
+            PIECES[(i * 7) % PIECES.len()]
+        );
+        let last = format!(
+            "{} {}",
+            PIECES[(i * 3 + 1) % PIECES.len()],
+            PIECES[(i * 5 + 2) % 11]
+        );
+        let email = format!("{}{i}@Ex{}.io", ["p%_c", "ann", "zo.e", "li"][i % 4], i % 3);
+        let id = app
+            .create_id(&json!({"email": email, "firstName": first, "lastName": last}))
+            .await;
+        // The API stores the e-mail lower-cased: the rule applies to what is stored.
+        customers.push((id, [first, last, email.to_lowercase()]));
+    }
+    // Terms: slices of stored values in a random case, and random runs of hazards.
+    let stored: Vec<Vec<char>> = customers
+        .iter()
+        .flat_map(|(_, fields)| fields.iter().map(|f| f.chars().collect()))
+        .collect();
+    let slice = (0..stored.len(), 0usize..40, 1usize..8, any::<bool>()).prop_map(
+        move |(which, start, len, upper)| {
+            let chars = &stored[which];
+            let start = start % chars.len();
+            let end = (start + len).min(chars.len());
+            let term: String = chars[start..end].iter().collect();
+            if upper {
+                term.to_uppercase()
+            } else {
+                term
+            }
+        },
+    );
+    let random = proptest::collection::vec(proptest::sample::select(&TERM_CHARS[..]), 1..6)
+        .prop_map(|chars| chars.concat());
+    let terms = prop_oneof![slice, random];
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 120,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&terms, |term| {
+            let expected = full_scan(&customers, &term);
+            let body = handle.block_on(async {
+                json_of(
+                    app.get(&format!(
+                        "/api/v1/customers?limit=100&search={}",
+                        urlencode(&term)
+                    ))
+                    .await,
+                    200,
+                )
+                .await
+            });
+            prop_assert_eq!(ids(&body), expected.clone(), "term {:?}", term);
+            prop_assert_eq!(
+                body["data"]["total"].as_i64(),
+                Some(expected.len() as i64),
+                "total of {:?}",
+                term
+            );
+            Ok::<(), TestCaseError>(())
+        })
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+async fn keyset_paging_visits_every_customer_once_while_writes_happen(app: TestApp) {
+    let mut existing = Vec::new();
+    for i in 0..30 {
+        existing.push(
+            app.create_id(&minimal(&format!("walk{i}@example.com")))
+                .await,
+        );
+    }
+    // Newest first; the walk deletes three customers it has not reached yet.
+    existing.reverse();
+    let doomed = [existing[13], existing[14], existing[27]];
+    let mut visited = Vec::new();
+    let mut path = "/api/v1/customers?limit=4".to_owned();
+    let mut pages = 0;
+    loop {
+        let body = json_of(app.get(&path).await, 200).await;
+        pages += 1;
+        visited.extend(ids(&body));
+        // Writes between pages: a new customer (newer than the walk's start), an update
+        // of one already visited and of one ahead, and the deletions.
+        let fresh = app
+            .create_id(&minimal(&format!("during{pages}@example.com")))
+            .await;
+        assert!(fresh > existing[0]);
+        app.update(visited[0], &json!({"firstName": format!("Seen{pages}")}))
+            .await;
+        app.update(existing[29], &json!({"lastName": format!("Ahead{pages}")}))
+            .await;
+        if pages == 2 {
+            for id in doomed {
+                assert_eq!(app.delete_customer(id).await.status(), 204);
+            }
+        }
+        match body["data"]["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/customers?limit=4&after={cursor}"),
+            None => break,
+        }
+        assert!(pages < 20, "the walk does not end");
+    }
+    let expected: Vec<i64> = existing
+        .iter()
+        .copied()
+        .filter(|id| !doomed.contains(id))
+        .collect();
+    assert_eq!(visited, expected);
+}
+
+async fn cursors_combine_with_search_and_refuse_page_and_garbage(app: TestApp) {
+    let mut smiths = Vec::new();
+    for i in 0..7 {
+        smiths.push(
+            app.create_id(&json!({"email": format!("s{i}@example.com"),
+                                  "firstName": "Jo", "lastName": "Smith"}))
+                .await,
+        );
+        app.create(&minimal(&format!("other{i}@example.com"))).await;
+    }
+    smiths.reverse();
+    // Offset pages carry a cursor too; the last page's is null.
+    let first = json_of(app.get("/api/v1/customers?search=smi&limit=3").await, 200).await;
+    assert_eq!(ids(&first), smiths[..3]);
+    assert_eq!(first["data"]["page"], 1);
+    assert_eq!(first["data"]["total"], 7);
+    assert_eq!(first["data"]["totalPages"], 3);
+    let cursor = first["data"]["nextCursor"].as_str().unwrap().to_owned();
+    assert_eq!(cursor.len(), 32);
+    let second = json_of(
+        app.get(&format!(
+            "/api/v1/customers?search=smi&limit=3&after={cursor}"
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&second), smiths[3..6]);
+    // A page asked for by cursor has no number; the total is still the search's.
+    assert_eq!(second["data"]["page"], Value::Null);
+    assert_eq!(second["data"]["total"], 7);
+    let cursor = second["data"]["nextCursor"].as_str().unwrap().to_owned();
+    let last = json_of(
+        app.get(&format!(
+            "/api/v1/customers?search=smi&limit=3&after={cursor}"
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&last), smiths[6..]);
+    assert_eq!(last["data"]["nextCursor"], Value::Null);
+    // Exactly a full last page: still null, not a cursor to an empty page.
+    let exact = json_of(app.get("/api/v1/customers?search=smi&limit=7").await, 200).await;
+    assert_eq!(exact["data"]["nextCursor"], Value::Null);
+
+    let body = json_of(
+        app.get(&format!("/api/v1/customers?page=2&after={cursor}"))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        body["fieldErrors"]["after"],
+        json!(["after and page cannot be combined: a cursor already says where the page starts"])
+    );
+    for garbage in ["abc", "0000019ab697e87b0000000000000000", "%22%3B--"] {
+        let body = json_of(
+            app.get(&format!("/api/v1/customers?after={garbage}")).await,
+            400,
+        )
+        .await;
+        assert_eq!(
+            body["fieldErrors"]["after"],
+            json!(["after must be a nextCursor returned by this list"]),
+            "{garbage}"
+        );
+    }
+}
+
+async fn active_customers_are_streamed_with_limit_and_cursor(app: TestApp) {
+    let mut active = Vec::new();
+    for i in 0..150 {
+        let mut body = minimal(&format!("a{i}@example.com"));
+        if i % 3 == 0 {
+            body["isActive"] = json!(false);
+            app.create(&body).await;
+        } else {
+            active.push(app.create_id(&body).await);
+        }
+    }
+    active.reverse();
+    let active_ids = |body: &Value| -> Vec<i64> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect()
+    };
+    // Whole (more rows than one streamed chunk), in the contract's envelope.
+    let response = app.get("/api/v1/customers/active").await;
+    assert!(response.headers().get("content-length").is_none());
+    let body = json_of(response, 200).await;
+    assert_eq!(active_ids(&body), active);
+    assert_eq!(body["message"], "Success");
+    assert_eq!(body["statusCode"], 200);
+    assert_eq!(body["success"], true);
+    assert!(crate::test_app::is_iso_millis(&body["timestamp"]));
+    // A cursor of the list works here too.
+    let page = json_of(app.get("/api/v1/customers?limit=5").await, 200).await;
+    let fifth = ids(&page)[4];
+    let cursor = page["data"]["nextCursor"].as_str().unwrap().to_owned();
+    let body = json_of(
+        app.get(&format!("/api/v1/customers/active?limit=3&after={cursor}"))
+            .await,
+        200,
+    )
+    .await;
+    let after: Vec<i64> = active
+        .iter()
+        .copied()
+        .filter(|id| *id < fifth)
+        .take(3)
+        .collect();
+    assert_eq!(active_ids(&body), after);
+    let body = json_of(app.get("/api/v1/customers/active?limit=0").await, 400).await;
+    assert_eq!(
+        body["fieldErrors"]["limit"],
+        json!(["limit must not be less than 1"])
+    );
+    // Nothing to stream is still a whole envelope.
+    let body = json_of(
+        app.get(&format!(
+            "/api/v1/customers/active?after={}",
+            "0".repeat(31) + "1"
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["data"], json!([]));
+}
