@@ -23,32 +23,37 @@ pub async fn create_customer(
     insert(store, ctx, body, None).await
 }
 
-/// Bulk creation (`seed`): every body becomes a customer with its CustomerCreated, then each
-/// of `patches` is applied to it in turn (a CustomerUpdated each, when it changes something),
-/// all in one transaction. The events are exactly what `POST` and `PATCH` would append.
-#[tracing::instrument(name = "create_customers_in_bulk", skip_all, fields(count = bodies.len()))]
+/// Bulk creation (`seed`): each `(at, body)` becomes a customer created at `at` with its
+/// CustomerCreated, then each of `patches` is applied to it in turn at the same time (a
+/// CustomerUpdated each, when it changes something), all in one transaction. The events are
+/// exactly what `POST` and `PATCH` at that time would append; `ctx.now` is not used.
+#[tracing::instrument(name = "create_customers_in_bulk", skip_all, fields(count = customers.len()))]
 pub async fn create_customers_in_bulk(
     store: &dyn CustomerStore,
     ctx: &WriteContext,
-    bodies: &[Map<String, Value>],
+    customers: &[(Timestamp, Map<String, Value>)],
     patches: &[Map<String, Value>],
 ) -> Result<(), ApplicationError> {
-    let today = ctx.now.date();
-    let drafts = bodies
+    let drafts = customers
         .iter()
-        .map(|body| {
+        .map(|(at, body)| {
             Ok(CustomerDraft::new(
-                parse_new_customer(body, today)?,
-                ctx.now,
+                parse_new_customer(body, at.date())?,
+                *at,
             ))
         })
         .collect::<Result<Vec<_>, DomainError>>()?;
+    let latest = customers.iter().map(|(at, _)| *at).max().unwrap_or(ctx.now);
     let patches = patches
         .iter()
-        .map(|patch| parse_customer_patch(patch, today))
+        .map(|patch| parse_customer_patch(patch, latest.date()))
         .collect::<Result<Vec<_>, DomainError>>()?;
     let complete = |created: CustomerChange| {
         let id = created.customer.id;
+        let ctx = WriteContext {
+            now: created.customer.created_at,
+            ..ctx.clone()
+        };
         let mut events = ctx.seal(id, 1, &created.events);
         let mut customer = created.customer;
         for patch in &patches {

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::application::{self, ApplicationError, Clock, CustomerStore, SystemClock, WriteContext};
 use crate::config::Config;
+use crate::domain::Timestamp;
 use crate::startup::connect_store;
 
 const FIRST_NAMES: [&str; 24] = [
@@ -149,6 +150,10 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
         crate::store::Backend::Postgres => POSTGRES_WRITERS,
         crate::store::Backend::Sqlite => 1,
     };
+    // Customer n was created n ms after the first, the last one now: distinct times, as
+    // customers signing up one by one have (a million in the same millisecond would make the
+    // list order a tie broken only by id).
+    let first_at = SystemClock.now().millis() - i64::try_from(count).unwrap_or(i64::MAX);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..writers {
@@ -169,12 +174,15 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
                 if first >= count {
                     return Ok::<(), ApplicationError>(());
                 }
-                let bodies: Vec<_> = (first..(first + BATCH).min(count))
-                    .map(|n| seed_body(n, run))
+                let customers: Vec<_> = (first..(first + BATCH).min(count))
+                    .map(|n| {
+                        let at = Timestamp::from_millis(first_at.saturating_add_unsigned(n));
+                        (at, seed_body(n, run))
+                    })
                     .collect();
                 let store: &dyn CustomerStore = &*store;
-                application::create_customers_in_bulk(store, &ctx, &bodies, &patches).await?;
-                progress.inc(bodies.len() as u64);
+                application::create_customers_in_bulk(store, &ctx, &customers, &patches).await?;
+                progress.inc(customers.len() as u64);
             }
         }));
     }

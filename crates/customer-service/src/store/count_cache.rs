@@ -3,7 +3,9 @@
 //!
 //! When a total is out of date, one request recounts it and the others answer with the
 //! previous total meanwhile (single flight): without that, every concurrent request rescanned
-//! after each commit, and list and search p99 grew with the table (issue #13).
+//! after each commit, and list and search p99 grew with the table (issue #13). A total that
+//! is only old (no commit through this process since) is recounted in the background while
+//! every request answers with it, so no request waits for a count it did not cause.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +51,9 @@ pub(super) enum Lookup {
     Previous(i64),
     /// Count it, then [`CountCache::put`] the count with this generation.
     Recount(u64),
+    /// Only aged (no commit through this process since it was counted): answer with
+    /// `previous` at once and recount in the background, then `put` with `generation`.
+    Refresh { previous: i64, generation: u64 },
 }
 
 impl Entry {
@@ -91,7 +96,15 @@ impl CountCache {
             Some(since) if since.elapsed() < COUNT_CACHE_TTL => Lookup::Previous(entry.count),
             _ => {
                 entry.recounting_since = Some(Instant::now());
-                Lookup::Recount(generation)
+                if entry.generation == generation {
+                    Lookup::Refresh {
+                        previous: entry.count,
+                        generation,
+                    }
+                } else {
+                    // A commit here since: this request must see it (read your writes).
+                    Lookup::Recount(generation)
+                }
             }
         }
     }
@@ -193,6 +206,36 @@ mod tests {
         assert_eq!(cache.lookup(key), Lookup::Recount(third));
         cache.put(key, 5, third);
         assert_eq!(cache.lookup(key), Lookup::Fresh(5));
+    }
+
+    #[test]
+    fn an_aged_total_is_refreshed_in_the_background_a_committed_one_is_not() {
+        let cache = CountCache::default();
+        let key = "%ann%";
+        let generation = cache.generation();
+        cache.put(key, 3, generation);
+        let age = |cache: &CountCache| {
+            if let Ok(mut counts) = cache.counts.lock() {
+                if let Some(entry) = counts.get_mut(key) {
+                    entry.at -= COUNT_CACHE_TTL * 2;
+                }
+            }
+        };
+        age(&cache);
+        assert_eq!(
+            cache.lookup(key),
+            Lookup::Refresh {
+                previous: 3,
+                generation
+            }
+        );
+        assert_eq!(cache.lookup(key), Lookup::Previous(3));
+        cache.put(key, 4, generation);
+        assert_eq!(cache.lookup(key), Lookup::Fresh(4));
+        // Aged and committed to since: the first request must count.
+        age(&cache);
+        cache.invalidate();
+        assert_eq!(cache.lookup(key), Lookup::Recount(cache.generation()));
     }
 
     #[test]

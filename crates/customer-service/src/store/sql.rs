@@ -199,10 +199,10 @@ pub(super) fn list_page(filter: &Filter, after: bool, offset: bool) -> String {
     if after {
         let (at, id) = (used + 1, used + 2);
         used += 2;
-        // Not the row-value form: MySQL and older planners do not seek an index with it.
-        inner.push_str(&format!(
-            " and created_at_ms <= ${at} and (created_at_ms < ${at} or id < ${id})"
-        ));
+        // The row-value form: PostgreSQL seeks the list-order index to exactly this row
+        // (`created_at_ms <= t and (created_at_ms < t or id < i)` seeks to `t` and then
+        // filters every row with that same time: 23 ms past 100,000 ties, against 0.06).
+        inner.push_str(&format!(" and (created_at_ms, id) < (${at}, ${id})"));
     }
     used += 1;
     inner.push_str(&format!(
@@ -236,7 +236,7 @@ pub(super) fn active_customers(after: bool, limit: bool) -> String {
     let mut used = 0;
     if after {
         used = 2;
-        sql.push_str(" and created_at_ms <= $1 and (created_at_ms < $1 or id < $2)");
+        sql.push_str(" and (created_at_ms, id) < ($1, $2)");
     }
     sql.push_str(" order by created_at_ms desc, id desc");
     if limit {
@@ -366,9 +366,9 @@ mod tests {
             list_page(&like, true, false),
             format!(
                 "select {} from customers where id in (select id from customers where \
-                 search_text like $1 escape '\\' and created_at_ms <= $2 and \
-                 (created_at_ms < $2 or id < $3) order by created_at_ms desc, id desc \
-                 limit $4) order by created_at_ms desc, id desc",
+                 search_text like $1 escape '\\' and (created_at_ms, id) < ($2, $3) \
+                 order by created_at_ms desc, id desc limit $4) \
+                 order by created_at_ms desc, id desc",
                 customer_columns!()
             )
         );
@@ -386,8 +386,8 @@ mod tests {
         assert_eq!(
             active_customers(true, true),
             format!(
-                "select {} from customers where is_active = true and created_at_ms <= $1 and \
-                 (created_at_ms < $1 or id < $2) order by created_at_ms desc, id desc limit $3",
+                "select {} from customers where is_active = true and (created_at_ms, id) < ($1, $2) \
+                 order by created_at_ms desc, id desc limit $3",
                 customer_columns!()
             )
         );

@@ -201,16 +201,37 @@ impl SqlStore {
         connection.settle_on(result).map_err(classify)
     }
 
-    /// The count `query` returns, from the cache under `key` while no commit happened.
-    pub(super) async fn cached_count<'q>(
+    /// The count `query` returns, from the cache under `key` while no commit happened (see
+    /// `count_cache.rs` for who recounts when).
+    pub(super) async fn cached_count(
         &self,
         key: &str,
-        query: Query<'q, Any, AnyArguments>,
+        query: Query<'static, Any, AnyArguments>,
     ) -> Result<i64, StoreError> {
         let generation = match self.count_cache.lookup(key) {
             Lookup::Fresh(count) | Lookup::Previous(count) => return Ok(count),
+            Lookup::Refresh {
+                previous,
+                generation,
+            } => {
+                let (store, key) = (self.clone(), key.to_owned());
+                tokio::spawn(async move {
+                    // A failure was handed on by `recount`; the next request tries again.
+                    let _ = store.recount(&key, query, generation).await;
+                });
+                return Ok(previous);
+            }
             Lookup::Recount(generation) => generation,
         };
+        self.recount(key, query, generation).await
+    }
+
+    async fn recount(
+        &self,
+        key: &str,
+        query: Query<'static, Any, AnyArguments>,
+        generation: u64,
+    ) -> Result<i64, StoreError> {
         match self.fetch_scalar(query).await {
             Ok(count) => {
                 self.count_cache.put(key, count, generation);
