@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 /// once, so only writes through other instances can make a total this stale.
 const COUNT_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// A total of this many rows or more is expensive to count (each row is read, and for a
+/// search rechecked): it is reused for [`REUSE_PER_COST`] times as long as counting took
+/// (at least [`COUNT_CACHE_TTL`]), commits or not, and always recounted in the background.
+/// At a million customers a common term matches ~40,000 of them and counting it takes
+/// ~240 ms; recounting twenty such terms every second (or after every write) took more CPU
+/// than the machine has, and search throughput fell from 2,550 to 660 req/s
+/// (bench/SCALE.md). By rows rather than by time, so that a small count slowed by a busy
+/// machine still follows every write.
+const EXPENSIVE_COUNT: i64 = 10_000;
+const REUSE_PER_COST: u32 = 20;
+
 /// Counts kept at once; a search term beyond them evicts the stale ones, or all.
 const MAX_ENTRIES: usize = 256;
 
@@ -37,6 +48,8 @@ struct Entry {
     count: i64,
     generation: u64,
     at: Instant,
+    /// How long counting took.
+    cost: Duration,
     /// Since when a request has been recounting it, if one is. A recount older than the
     /// cache's lifetime is taken as abandoned (its request was cancelled).
     recounting_since: Option<Instant>,
@@ -57,8 +70,21 @@ pub(super) enum Lookup {
 }
 
 impl Entry {
+    fn expensive(&self) -> bool {
+        self.count >= EXPENSIVE_COUNT
+    }
+
+    /// How long the count may be reused.
+    fn lifetime(&self) -> Duration {
+        if self.expensive() {
+            COUNT_CACHE_TTL.max(self.cost * REUSE_PER_COST)
+        } else {
+            COUNT_CACHE_TTL
+        }
+    }
+
     fn valid(&self, generation: u64) -> bool {
-        self.generation == generation && self.at.elapsed() < COUNT_CACHE_TTL
+        self.at.elapsed() < self.lifetime() && (self.generation == generation || self.expensive())
     }
 }
 
@@ -93,10 +119,10 @@ impl CountCache {
             return Lookup::Fresh(entry.count);
         }
         match entry.recounting_since {
-            Some(since) if since.elapsed() < COUNT_CACHE_TTL => Lookup::Previous(entry.count),
+            Some(since) if since.elapsed() < entry.lifetime() => Lookup::Previous(entry.count),
             _ => {
                 entry.recounting_since = Some(Instant::now());
-                if entry.generation == generation {
+                if entry.generation == generation || entry.expensive() {
                     Lookup::Refresh {
                         previous: entry.count,
                         generation,
@@ -109,10 +135,10 @@ impl CountCache {
         }
     }
 
-    /// Remembers `count` for `key`, taken when the generation was `generation`. If a commit
-    /// has happened since, the count may miss it: it is kept only as the previous total, to
-    /// answer with while the next request recounts.
-    pub(super) fn put(&self, key: &str, count: i64, generation: u64) {
+    /// Remembers `count` for `key`, taken when the generation was `generation` and counted
+    /// in `cost`. If a commit has happened since, the count may miss it: unless expensive, it
+    /// is kept only as the previous total, to answer with while the next request recounts.
+    pub(super) fn put(&self, key: &str, count: i64, generation: u64, cost: Duration) {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
@@ -129,6 +155,7 @@ impl CountCache {
                 count,
                 generation,
                 at,
+                cost,
                 recounting_since: None,
             },
         );
@@ -157,8 +184,8 @@ mod tests {
         let cache = CountCache::default();
         assert_eq!(cache.get(ALL_CUSTOMERS), None);
         let generation = cache.generation();
-        cache.put(ALL_CUSTOMERS, 41, generation);
-        cache.put("%ann%", 3, generation);
+        cache.put(ALL_CUSTOMERS, 41, generation, Duration::ZERO);
+        cache.put("%ann%", 3, generation, Duration::ZERO);
         assert_eq!(cache.get(ALL_CUSTOMERS), Some(41));
         assert_eq!(cache.get("%ann%"), Some(3));
         assert_eq!(cache.get("%bob%"), None);
@@ -166,7 +193,7 @@ mod tests {
         assert_eq!(cache.get(ALL_CUSTOMERS), None);
         assert_eq!(cache.get("%ann%"), None);
         // Counted before that commit, stored after it: refused.
-        cache.put(ALL_CUSTOMERS, 41, generation);
+        cache.put(ALL_CUSTOMERS, 41, generation, Duration::ZERO);
         assert_eq!(cache.get(ALL_CUSTOMERS), None);
     }
 
@@ -178,7 +205,7 @@ mod tests {
         let first = cache.generation();
         assert_eq!(cache.lookup(key), Lookup::Recount(first));
         assert_eq!(cache.lookup(key), Lookup::Recount(first));
-        cache.put(key, 3, first);
+        cache.put(key, 3, first, Duration::ZERO);
         assert_eq!(cache.lookup(key), Lookup::Fresh(3));
 
         cache.invalidate();
@@ -197,14 +224,14 @@ mod tests {
         // A commit lands during the recount: its count is only the previous total now, and
         // the next request recounts.
         cache.invalidate();
-        cache.put(key, 4, second);
+        cache.put(key, 4, second, Duration::ZERO);
         let third = cache.generation();
         assert_eq!(cache.lookup(key), Lookup::Recount(third));
         assert_eq!(cache.lookup(key), Lookup::Previous(4));
         // A failed recount hands the task on.
         cache.abandon(key);
         assert_eq!(cache.lookup(key), Lookup::Recount(third));
-        cache.put(key, 5, third);
+        cache.put(key, 5, third, Duration::ZERO);
         assert_eq!(cache.lookup(key), Lookup::Fresh(5));
     }
 
@@ -213,7 +240,7 @@ mod tests {
         let cache = CountCache::default();
         let key = "%ann%";
         let generation = cache.generation();
-        cache.put(key, 3, generation);
+        cache.put(key, 3, generation, Duration::ZERO);
         let age = |cache: &CountCache| {
             if let Ok(mut counts) = cache.counts.lock() {
                 if let Some(entry) = counts.get_mut(key) {
@@ -230,7 +257,7 @@ mod tests {
             }
         );
         assert_eq!(cache.lookup(key), Lookup::Previous(3));
-        cache.put(key, 4, generation);
+        cache.put(key, 4, generation, Duration::ZERO);
         assert_eq!(cache.lookup(key), Lookup::Fresh(4));
         // Aged and committed to since: the first request must count.
         age(&cache);
@@ -239,11 +266,38 @@ mod tests {
     }
 
     #[test]
+    fn an_expensive_total_is_reused_for_twenty_times_its_cost_commits_or_not() {
+        let cache = CountCache::default();
+        let key = "%john%";
+        cache.put(key, 40_000, cache.generation(), Duration::from_millis(240));
+        cache.invalidate();
+        assert_eq!(
+            cache.lookup(key),
+            Lookup::Fresh(40_000),
+            "4.8 s, commits or not"
+        );
+        if let Ok(mut counts) = cache.counts.lock() {
+            if let Some(entry) = counts.get_mut(key) {
+                entry.at -= Duration::from_secs(5);
+            }
+        }
+        // Past it: recounted in the background even after a commit, never by a request.
+        assert_eq!(
+            cache.lookup(key),
+            Lookup::Refresh {
+                previous: 40_000,
+                generation: cache.generation()
+            }
+        );
+        assert_eq!(cache.lookup(key), Lookup::Previous(40_000));
+    }
+
+    #[test]
     fn the_cache_stays_bounded() {
         let cache = CountCache::default();
         let generation = cache.generation();
         for i in 0..MAX_ENTRIES + 10 {
-            cache.put(&format!("%{i}%"), 1, generation);
+            cache.put(&format!("%{i}%"), 1, generation, Duration::ZERO);
         }
         let len = cache.counts.lock().map(|c| c.len()).unwrap_or(0);
         assert!(len <= MAX_ENTRIES, "{len} entries");

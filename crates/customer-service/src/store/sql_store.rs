@@ -232,9 +232,11 @@ impl SqlStore {
         query: Query<'static, Any, AnyArguments>,
         generation: u64,
     ) -> Result<i64, StoreError> {
+        let started = std::time::Instant::now();
         match self.fetch_scalar(query).await {
             Ok(count) => {
-                self.count_cache.put(key, count, generation);
+                self.count_cache
+                    .put(key, count, generation, started.elapsed());
                 Ok(count)
             }
             Err(error) => {

@@ -72,7 +72,14 @@ impl SqlStore {
         drafts: Vec<CustomerDraft>,
         complete: CompleteBulk<'_>,
     ) -> Result<(), StoreError> {
-        let mut tx = connection.begin().await.map_err(classify)?;
+        let mut tx = match self.backend {
+            Backend::Postgres => connection.begin().await,
+            // The ids are read before any row is written: take the write lock first, or a
+            // commit of another process in between fails the first write with
+            // SQLITE_BUSY_SNAPSHOT, which no busy timeout retries (`seed` beside `serve`).
+            Backend::Sqlite => connection.begin_with("begin immediate").await,
+        }
+        .map_err(classify)?;
         let count = i64::try_from(drafts.len())
             .map_err(|_| StoreError::Other("too many customers for one insert".into()))?;
         let ids: Vec<i64> = match self.backend {

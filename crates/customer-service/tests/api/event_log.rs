@@ -140,37 +140,44 @@ async fn events_appear_only_once_published(backend: Backend) {
     assert_eq!(body["data"]["events"].as_array().unwrap().len(), 2);
 }
 
-/// Reads SSE events from `response` until `count` arrived: (id, event line, data).
+/// Reads SSE events from `response` until `count` arrived: `(id, data)`s (more read in the
+/// same chunk are dropped).
 async fn read_sse(response: &mut reqwest::Response, count: usize) -> Vec<(i64, String)> {
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let complete = |text: &str| {
-        text.split_inclusive("\n\n")
-            .filter(|block| block.ends_with("\n\n") && block.contains("\nid: "))
-            .count()
-    };
-    while complete(&text) < count {
+    read_sse_within(response, count, Duration::from_secs(20)).await
+}
+
+/// [`read_sse`] with a deadline of `wait`: parses each block as it completes (a client of
+/// tens of thousands of events must not rescan what it read).
+async fn read_sse_within(
+    response: &mut reqwest::Response,
+    count: usize,
+    wait: Duration,
+) -> Vec<(i64, String)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pending = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())
             .await
-            .expect("events within 20 s")
+            .expect("the events in time")
             .unwrap()
             .expect("the stream stays open");
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            if let Some(event) = sse_event(&block) {
+                events.push(event);
+            }
+        }
     }
-    text.split("\n\n")
-        .filter(|block| block.contains("\nid: "))
-        .take(count)
-        .map(|block| {
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .unwrap()
-                    .to_owned()
-            };
-            (field("id: ").parse().unwrap(), field("data: "))
-        })
-        .collect()
+    events.truncate(count);
+    events
+}
+
+/// `(id, data)` of one SSE block, if it is an event (not a comment or keep-alive).
+fn sse_event(block: &str) -> Option<(i64, String)> {
+    let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name));
+    Some((field("id: ")?.parse().unwrap(), field("data: ")?.to_owned()))
 }
 
 async fn sse_resumes_after_last_event_id_without_gap_or_duplicate_under_concurrent_writes(
@@ -284,6 +291,108 @@ async fn many_sse_clients_share_one_reader_of_the_log(backend: Backend) {
         received.iter().all(|got| got == first),
         "every client got the same events"
     );
+}
+
+/// The SSE body of `response` until the server ends it (or `wait` passes): `(id, data)`s.
+async fn read_sse_to_end(response: &mut reqwest::Response, wait: Duration) -> Vec<(i64, String)> {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(chunk) = tokio::time::timeout_at(deadline, response.chunk())
+        .await
+        .expect("the stream ends in time")
+        .expect("the body reads")
+    {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text.split("\n\n").filter_map(sse_event).collect()
+}
+
+/// Reads `count` events from `stream`, and when the server ends it (the client fell too far
+/// behind), goes on as an `EventSource` would: reconnects with `Last-Event-ID`. Returns the
+/// events and how many times it reconnected.
+async fn read_resuming(
+    app: &TestApp,
+    mut stream: reqwest::Response,
+    mut events: Vec<(i64, String)>,
+    count: usize,
+) -> (Vec<(i64, String)>, usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut reconnects = 0;
+    let mut pending = String::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("every event in time")
+            .unwrap();
+        let Some(chunk) = chunk else {
+            let last = events.last().map_or(0, |e| e.0);
+            stream = app
+                .get_with("/api/v1/events/stream", "Last-Event-ID", last.to_string())
+                .await;
+            pending.clear();
+            reconnects += 1;
+            continue;
+        };
+        pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            events.extend(sse_event(&block));
+        }
+    }
+    (events, reconnects)
+}
+
+/// A client that stops reading falls behind the instance's one reader; past 4,096 events it
+/// is ended, and resumes from the log with `Last-Event-ID` without gap or repeat. Meanwhile
+/// a reading client gets every event: the reader never waits for the slow one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sse_client_is_dropped_resumably_and_never_slows_the_others() {
+    const CUSTOMERS: usize = 10_000;
+    const UPDATES: usize = 3;
+    // Far more than the per-client buffer (4,096 events) plus what the sockets between the
+    // two hold (~30 MB of events against a few MB of buffers).
+    const EVENTS: usize = 1 + CUSTOMERS * (1 + UPDATES);
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let mut reading = app.get("/api/v1/events/stream").await;
+    let mut slow = app.get("/api/v1/events/stream").await;
+    // Both live: each has read the first event.
+    app.create_id(&minimal("sync@example.com")).await;
+    let reading_got = read_sse(&mut reading, 1).await;
+    let mut slow_got = read_sse(&mut slow, 1).await;
+    assert_eq!(reading_got, slow_got);
+    let (ok, out) = app
+        .run_cli(&[
+            "seed",
+            "--count",
+            &CUSTOMERS.to_string(),
+            "--updates-per-customer",
+            &UPDATES.to_string(),
+        ])
+        .await;
+    assert!(ok, "{out}");
+    // The reading client gets them all, in order, once, while the slow one reads nothing.
+    // (A burst this size may outrun even it; then it resumes, as browsers do.)
+    let (all, _) = read_resuming(&app, reading, reading_got, EVENTS).await;
+    assert_eq!(all.len(), EVENTS);
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "in log order, once"
+    );
+    // The slow one was ended part-way: what it holds is a prefix, then the stream ends.
+    slow_got.extend(read_sse_to_end(&mut slow, Duration::from_secs(60)).await);
+    assert!(
+        slow_got.len() < EVENTS,
+        "the slow client was not dropped ({} events)",
+        slow_got.len()
+    );
+    assert_eq!(slow_got[..], all[..slow_got.len()]);
+    // It resumes where it stopped and gets exactly the rest.
+    let last = slow_got.last().unwrap().0;
+    let resumed = app
+        .get_with("/api/v1/events/stream", "Last-Event-ID", last.to_string())
+        .await;
+    let (slow_got, _) = read_resuming(&app, resumed, slow_got, EVENTS).await;
+    assert_eq!(slow_got, all);
 }
 
 /// PostgreSQL only (a rolled-back SQLite transaction gives its AUTOINCREMENT value back): a
