@@ -1,5 +1,6 @@
 -- The limit for POST /customers: one transaction inserting a customer row and its
--- CustomerCreated event (the trigger adds the pending row), as the service does.
+-- CustomerCreated event, as the service does. Into the service's schema the trigger adds the
+-- pending row; into bench/minimal-schema.sql (bench/scale.sh) nothing else happens.
 -- The JSON has a space after each colon: pgbench reads a colon followed by a name as one of
 -- its variables.
 begin;

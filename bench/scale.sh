@@ -155,10 +155,10 @@ big="$PG/${RUN}_big"
 R[pg.customer_bytes]=$(psql "$big" -Atc "select pg_total_relation_size('customers') / greatest(count(*), 1) from customers")
 R[pg.event_bytes]=$(psql "$big" -Atc "select (pg_total_relation_size('customer_events')) / greatest(count(*), 1) from customer_events")
 
-echo "-- the minimal create limit (bench/minimal-schema.sql, bench/pgbench-minimal.sql)"
+echo "-- the minimal create limit (bench/pgbench-insert.sql into bench/minimal-schema.sql)"
 psql "$PG/postgres" -qc "create database ${RUN}_limit"
 psql -q "$PG/${RUN}_limit" -f bench/minimal-schema.sql
-pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-minimal.sql "$PG/${RUN}_limit" > "$OUT/limit.out" 2>&1
+pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-insert.sql "$PG/${RUN}_limit" > "$OUT/limit.out" 2>&1
 R[pg.limit]=$(grep -o 'tps = [0-9.]*' "$OUT/limit.out" | awk '{print $3}' | cut -d. -f1)
 echo "  minimal limit ${R[pg.limit]} tps"
 # Our own create transaction (pending row by the trigger, every index of the log), for the

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
-use crate::test_app::{json_of, minimal, urlencode, TestApp};
+use crate::test_app::{json_of, minimal, page_ids as ids, urlencode, TestApp};
 
 crate::on_every_backend!(
     indexed_search_returns_exactly_what_a_full_scan_returns,
@@ -47,15 +47,6 @@ const TERM_CHARS: [&str; 20] = [
     "a", "n", "b", "%", "_", "\\", "\"", "'", "ë", "Ë", "σ", "Σ", "ß", "i", "İ", ".", "@", "1",
     " ", "*",
 ];
-
-fn ids(body: &Value) -> Vec<i64> {
-    body["data"]["customers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect()
-}
 
 /// The contract's rule, as a full scan: the trimmed, lower-cased term is a substring of the
 /// lower-cased first name, last name or e-mail.

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::test_app::{json_of, minimal, urlencode, TestApp};
+use crate::test_app::{json_of, minimal, page_ids as ids, urlencode, TestApp};
 
 crate::on_every_backend!(
     a_customer_is_read_by_id_with_its_etag,
@@ -15,15 +15,6 @@ crate::on_every_backend!(
     bad_paging_parameters_are_reported_per_field,
     active_customers_and_the_count,
 );
-
-fn ids(body: &Value) -> Vec<i64> {
-    body["data"]["customers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect()
-}
 
 async fn a_customer_is_read_by_id_with_its_etag(app: TestApp) {
     let id = app.create_id(&minimal("ann@example.com")).await;

@@ -486,3 +486,13 @@ pub fn urlencode(term: &str) -> String {
         })
         .collect()
 }
+
+/// The customer ids of a list page (`data.customers`), in page order.
+pub fn page_ids(body: &Value) -> Vec<i64> {
+    body["data"]["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect()
+}
