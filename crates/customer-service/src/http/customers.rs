@@ -281,10 +281,19 @@ pub(crate) async fn list_active_customers(
         .await
         .transpose()
         .map_err(ApplicationError::from)?;
-    let tail = format!(
-        "],\"message\":\"Success\",\"statusCode\":200,\"timestamp\":\"{}\",\"success\":true}}",
-        envelope::now_iso()
-    );
+    // The contract's envelope around an empty list, cut open between its brackets: the rows
+    // go in between.
+    let (_, Json(empty)) = envelope::ok(Vec::<CustomerSnapshot>::new());
+    let mut head = serde_json::to_vec(&empty)
+        .map_err(|error| ApplicationError::Internal(StoreError::Other(error.into())))?;
+    let open = head
+        .windows(2)
+        .position(|pair| pair == b"[]")
+        .map(|at| at + 1)
+        .ok_or(ApplicationError::Internal(StoreError::Other(
+            "the envelope has no data list".into(),
+        )))?;
+    let tail = head.split_off(open);
     let rows = futures_util::stream::iter(first.map(Ok))
         .chain(customers)
         .enumerate()
@@ -307,10 +316,7 @@ pub(crate) async fn list_active_customers(
                 .collect::<Result<Vec<_>, _>>()
                 .map(|chunks| axum::body::Bytes::from(chunks.concat()))
         });
-    let body =
-        futures_util::stream::once(
-            async move { Ok(axum::body::Bytes::from_static(b"{\"data\":[")) },
-        )
+    let body = futures_util::stream::once(async move { Ok(axum::body::Bytes::from(head)) })
         .chain(rows)
         .chain(futures_util::stream::once(async move {
             Ok(axum::body::Bytes::from(tail))
