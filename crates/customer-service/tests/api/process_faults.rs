@@ -27,6 +27,35 @@ fn service_env(database_url: &str, redis: &RedisConfig) -> Vec<(&'static str, St
     ]
 }
 
+/// What the tests of several instances over one PostgreSQL share: a redis-server of their
+/// own, a fresh database, and the environment that points a service process at both.
+struct Instances {
+    redis_server: OwnRedis,
+    redis: RedisConfig,
+    database_url: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Instances {
+    /// `None` (after saying so) without `TEST_DATABASE_URL`.
+    async fn prepare() -> Option<Instances> {
+        if crate::test_app::postgres_url().is_none() {
+            eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+            return None;
+        }
+        let redis_server = OwnRedis::start();
+        let redis = unique_redis(redis_server.url());
+        let (database_url, _) = fresh_database(Backend::Postgres).await;
+        let env = service_env(&database_url, &redis);
+        Some(Instances {
+            redis_server,
+            redis,
+            database_url,
+            env,
+        })
+    }
+}
+
 async fn wait_until_drained(process: &ServiceProcess) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -194,14 +223,15 @@ async fn a_killed_process_publishes_every_committed_event_after_restart(backend:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_takes_over_when_the_leader_dies() {
-    if crate::test_app::postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+    let Some(Instances {
+        redis_server: _redis_server,
+        redis,
+        database_url,
+        env,
+    }) = Instances::prepare().await
+    else {
         return;
-    }
-    let redis_server = OwnRedis::start();
-    let redis = unique_redis(redis_server.url());
-    let (database_url, _) = fresh_database(Backend::Postgres).await;
-    let env = service_env(&database_url, &redis);
+    };
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(ServiceProcess::start(&env).await);
@@ -259,14 +289,15 @@ async fn another_instance_takes_over_when_the_leader_dies() {
 /// write made through another instance by polling, and the database sees no notification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_a_follower_is_published_by_the_leader_without_notify() {
-    if crate::test_app::postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+    let Some(Instances {
+        redis_server: _redis_server,
+        redis,
+        database_url,
+        env,
+    }) = Instances::prepare().await
+    else {
         return;
-    }
-    let redis_server = OwnRedis::start();
-    let redis = unique_redis(redis_server.url());
-    let (database_url, _) = fresh_database(Backend::Postgres).await;
-    let env = service_env(&database_url, &redis);
+    };
     let instances = vec![
         ServiceProcess::start(&env).await,
         ServiceProcess::start(&env).await,
@@ -305,14 +336,15 @@ async fn a_write_through_a_follower_is_published_by_the_leader_without_notify() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
-    if crate::test_app::postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
+    let Some(Instances {
+        redis_server,
+        redis,
+        database_url,
+        mut env,
+    }) = Instances::prepare().await
+    else {
         return;
-    }
-    let redis_server = OwnRedis::start();
-    let redis = unique_redis(redis_server.url());
-    let (database_url, _) = fresh_database(Backend::Postgres).await;
-    let mut env = service_env(&database_url, &redis);
+    };
     env.push(("RELAY_LEASE_TTL_MS", "2000".to_owned()));
     // Below the takeover time, so the backlog's age shows while the leader is frozen.
     env.push(("OUTBOX_DEGRADED_AFTER_SECS", "1".to_owned()));
