@@ -154,7 +154,7 @@ async fn read_sse_within(
     wait: Duration,
 ) -> Vec<(i64, String)> {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut pending = String::new();
+    let mut pending = Vec::new();
     let mut events = Vec::new();
     while events.len() < count {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())
@@ -162,16 +162,27 @@ async fn read_sse_within(
             .expect("the events in time")
             .unwrap()
             .expect("the stream stays open");
-        pending.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = pending.find("\n\n") {
-            let block: String = pending.drain(..end + 2).collect();
-            if let Some(event) = sse_event(&block) {
-                events.push(event);
-            }
-        }
+        pending.extend_from_slice(&chunk);
+        events.extend(
+            complete_blocks(&mut pending)
+                .iter()
+                .filter_map(|b| sse_event(b)),
+        );
     }
     events.truncate(count);
     events
+}
+
+/// Takes every complete SSE block (up to its blank line) out of `pending`. Bytes, not text:
+/// a chunk may end inside a multi-byte character (the seed's names have é and ü), but never
+/// inside a block's closing blank line.
+fn complete_blocks(pending: &mut Vec<u8>) -> Vec<String> {
+    let mut blocks = Vec::new();
+    while let Some(end) = pending.windows(2).position(|pair| pair == b"\n\n") {
+        let block: Vec<u8> = pending.drain(..end + 2).collect();
+        blocks.push(String::from_utf8(block).expect("an SSE block is UTF-8"));
+    }
+    blocks
 }
 
 /// `(id, data)` of one SSE block, if it is an event (not a comment or keep-alive).
@@ -295,16 +306,19 @@ async fn many_sse_clients_share_one_reader_of_the_log(backend: Backend) {
 
 /// The SSE body of `response` until the server ends it (or `wait` passes): `(id, data)`s.
 async fn read_sse_to_end(response: &mut reqwest::Response, wait: Duration) -> Vec<(i64, String)> {
-    let mut text = String::new();
+    let mut pending = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while let Some(chunk) = tokio::time::timeout_at(deadline, response.chunk())
         .await
         .expect("the stream ends in time")
         .expect("the body reads")
     {
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        pending.extend_from_slice(&chunk);
     }
-    text.split("\n\n").filter_map(sse_event).collect()
+    complete_blocks(&mut pending)
+        .iter()
+        .filter_map(|b| sse_event(b))
+        .collect()
 }
 
 /// Reads `count` events from `stream`, and when the server ends it (the client fell too far
@@ -318,7 +332,7 @@ async fn read_resuming(
 ) -> (Vec<(i64, String)>, usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut reconnects = 0;
-    let mut pending = String::new();
+    let mut pending = Vec::new();
     while events.len() < count {
         let chunk = tokio::time::timeout_at(deadline, stream.chunk())
             .await
@@ -333,11 +347,12 @@ async fn read_resuming(
             reconnects += 1;
             continue;
         };
-        pending.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = pending.find("\n\n") {
-            let block: String = pending.drain(..end + 2).collect();
-            events.extend(sse_event(&block));
-        }
+        pending.extend_from_slice(&chunk);
+        events.extend(
+            complete_blocks(&mut pending)
+                .iter()
+                .filter_map(|b| sse_event(b)),
+        );
     }
     (events, reconnects)
 }
