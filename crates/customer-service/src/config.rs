@@ -160,8 +160,9 @@ pub struct HttpConfig {
 #[derive(Clone)]
 pub struct DatabaseConfig {
     /// `DATABASE_URL`: a SQLite file (created if missing by `serve`, `migrate` and `seed`;
-    /// the `events` tools need an existing one), or a
-    /// `postgres://user:password@host:port/database` URL.
+    /// the `events` tools need an existing one), a
+    /// `postgres://user:password@host:port/database` URL, or a
+    /// `mysql://user:password@host:port/database` URL (MySQL 8 or MariaDB 10.11+).
     pub url: String,
     /// `DATABASE_POOL_SIZE`: connections in the pool (SQLite: readers; it
     /// always has one writer connection besides).
@@ -452,14 +453,14 @@ const REDIS: u8 = 1;
 
 impl<const KIND: u8> Value for Url<KIND> {
     const EXPECTED: &'static str = if KIND == DATABASE {
-        "a sqlite: or postgres:// URL"
+        "a sqlite:, postgres:// or mysql:// URL"
     } else {
         "a redis:// or rediss:// URL"
     };
     const SHOW: bool = false;
     fn parse(raw: &str) -> Option<Self> {
         let schemes: &[&str] = if KIND == DATABASE {
-            &["sqlite:", "postgres://", "postgresql://"]
+            &["sqlite:", "postgres://", "postgresql://", "mysql://"]
         } else {
             &["redis://", "rediss://"]
         };
@@ -490,7 +491,7 @@ settings! {
     port: Port = "PORT", Some("3004"), "HTTP port";
     host: IpAddr = "HOST", Some("0.0.0.0"), "address to listen on";
     database_url: Url<DATABASE> = "DATABASE_URL", Some("sqlite://customer-service.db"),
-        "sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DB";
+        "sqlite://PATH (created if missing), postgres://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB";
     database_pool_size: Positive<u32> = "DATABASE_POOL_SIZE", Some("10"), "database connections";
     database_acquire_timeout_ms: Positive<u64> = "DATABASE_ACQUIRE_TIMEOUT_MS", Some("3000"),
         "wait for a connection before answering 503";
@@ -859,8 +860,8 @@ mod tests {
             "RELAY_ENABLED must be true or false, got 'maybe'"
         );
         assert_eq!(
-            message(&[("DATABASE_URL", "mysql://u:secret@h/db")]),
-            "DATABASE_URL must be a sqlite: or postgres:// URL",
+            message(&[("DATABASE_URL", "mariadb://u:secret@h/db")]),
+            "DATABASE_URL must be a sqlite:, postgres:// or mysql:// URL",
             "a URL may carry a password: never shown"
         );
         assert_eq!(
@@ -922,7 +923,7 @@ mod tests {
             "LOG_FORMAT"
         );
         assert_eq!(
-            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            config(&[("DATABASE_URL", "oracle://x")]).unwrap_err().var,
             "DATABASE_URL"
         );
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{Backend, PgLease, SqlStore, StoreOptions};
+use crate::store::{Backend, DatabaseLease, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -186,9 +186,9 @@ impl App {
                 ..RelayTiming::default()
             };
             let leadership = match self.store.backend() {
-                Backend::Postgres => {
+                backend @ (Backend::Postgres | Backend::MySql) => {
                     let keeper = Arc::new(LeaseKeeper::new(
-                        Arc::new(PgLease::new(self.database_url.clone())),
+                        Arc::new(DatabaseLease::new(backend, self.database_url.clone())),
                         self.relay_config.lease_ttl,
                         timing.lease_retry,
                     ));

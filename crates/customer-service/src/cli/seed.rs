@@ -147,7 +147,7 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
         .progress_chars("=> "),
     );
     let writers = match store.backend() {
-        crate::store::Backend::Postgres => POSTGRES_WRITERS,
+        crate::store::Backend::Postgres | crate::store::Backend::MySql => POSTGRES_WRITERS,
         crate::store::Backend::Sqlite => 1,
     };
     // Customer n was created n ms after the first, the last one now: distinct times, as

@@ -2,7 +2,7 @@
 //! `writes.rs` for their transactions).
 
 use async_trait::async_trait;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 use crate::application::{
     ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
@@ -92,7 +92,7 @@ impl CustomerStore for SqlStore {
 
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let Some(row) = self
-            .fetch_optional(sqlx::query(sql::FIND_IDEMPOTENCY).bind(key))
+            .fetch_optional(self.query(sql::FIND_IDEMPOTENCY).bind(key))
             .await?
         else {
             return Ok(None);
@@ -140,14 +140,14 @@ impl CustomerStore for SqlStore {
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         let row = self
-            .fetch_optional(sqlx::query(sql::CUSTOMER_BY_ID).bind(id.get()))
+            .fetch_optional(self.query(sql::CUSTOMER_BY_ID).bind(id.get()))
             .await?;
         row.as_ref().map(read_customer).transpose()
     }
 
     async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
         let row = self
-            .fetch_optional(sqlx::query(sql::CUSTOMER_BY_EMAIL).bind(email))
+            .fetch_optional(self.query(sql::CUSTOMER_BY_EMAIL).bind(email))
             .await?;
         row.as_ref().map(read_customer).transpose()
     }
@@ -158,7 +158,7 @@ impl CustomerStore for SqlStore {
             Filter::All => self.count().await?,
             Filter::Like { pattern } | Filter::Trigram { pattern, .. } => {
                 let count = filter
-                    .bind(sqlx::query(AssertSqlSafe(sql::count(&filter))))
+                    .bind(self.query(sql::count(&filter)))
                     .persistent(self.backend == Backend::Sqlite);
                 self.cached_count(pattern, count).await?
             }
@@ -169,15 +169,20 @@ impl CustomerStore for SqlStore {
             }
             filter => filter,
         };
-        let statement = sql::list_page(&filter, query.after.is_some(), query.offset > 0);
+        let statement = sql::list_page(
+            self.backend,
+            &filter,
+            query.after.is_some(),
+            query.offset > 0,
+        );
         let mut page = filter
-            .bind(sqlx::query(AssertSqlSafe(statement)))
+            .bind(self.query(statement))
             // A search is planned for its own term on PostgreSQL: a prepared statement's
             // generic plan would pick one of "walk the list order" and "look the term up in
             // the trigram index" for every term, and each is very wrong for some.
             .persistent(self.backend == Backend::Sqlite || filter == Filter::All);
         if let Some(after) = query.after {
-            page = page.bind(after.created_at_ms).bind(after.id);
+            page = sql::bind_keyset(self.backend, page, after);
         }
         page = page.bind(query.limit);
         if query.offset > 0 {
@@ -187,10 +192,11 @@ impl CustomerStore for SqlStore {
     }
 
     fn stream_active(&self, query: ActiveQuery) -> CustomerStream {
-        let statement = sql::active_customers(query.after.is_some(), query.limit.is_some());
-        let mut select = sqlx::query(AssertSqlSafe(statement));
+        let statement =
+            sql::active_customers(self.backend, query.after.is_some(), query.limit.is_some());
+        let mut select = self.query(statement);
         if let Some(after) = query.after {
-            select = select.bind(after.created_at_ms).bind(after.id);
+            select = sql::bind_keyset(self.backend, select, after);
         }
         if let Some(limit) = query.limit {
             select = select.bind(limit);
@@ -199,33 +205,31 @@ impl CustomerStore for SqlStore {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        self.cached_count(ALL_CUSTOMERS, sqlx::query(sql::COUNT_CUSTOMERS))
+        self.cached_count(ALL_CUSTOMERS, self.query(sql::COUNT_CUSTOMERS))
             .await
     }
 
     async fn events_of(&self, id: CustomerId) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self
-            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(id.get()))
+            .fetch_all(self.query(sql::EVENTS_OF_CUSTOMER).bind(id.get()))
             .await?;
         rows.iter().map(read_event).collect()
     }
 
     async fn logged_customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let query = sqlx::query(sql::LOGGED_CUSTOMER_IDS)
-            .bind(after)
-            .bind(limit);
+        let query = self.query(sql::LOGGED_CUSTOMER_IDS).bind(after).bind(limit);
         first_column(self.fetch_all(query).await?)
     }
 
     async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let query = sqlx::query(sql::CUSTOMERS_WITHOUT_EVENTS).bind(limit);
+        let query = self.query(sql::CUSTOMERS_WITHOUT_EVENTS).bind(limit);
         first_column(self.fetch_all(query).await?)
     }
 
     fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
         match self.backend {
             // One pool serves both.
-            Backend::Postgres => vec![("main", self.readers.usage())],
+            Backend::Postgres | Backend::MySql => vec![("main", self.readers.usage())],
             Backend::Sqlite => vec![
                 ("readers", self.readers.usage()),
                 ("writer", self.writer.usage()),
@@ -234,6 +238,6 @@ impl CustomerStore for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.fetch_all(sqlx::query(sql::PING)).await.map(drop)
+        self.fetch_all(self.query(sql::PING)).await.map(drop)
     }
 }

@@ -17,7 +17,7 @@ impl EventLog for SqlStore {
     #[tracing::instrument(name = "store.pending", skip_all)]
     async fn pending(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self
-            .fetch_all(sqlx::query(sql::PENDING_EVENTS).bind(limit))
+            .fetch_all(self.query(sql::PENDING_EVENTS).bind(limit))
             .await?;
         rows.iter().map(read_event).collect()
     }
@@ -40,9 +40,9 @@ impl EventLog for SqlStore {
     }
 
     async fn load_watermark(&self) -> Result<(i64, Vec<i64>), StoreError> {
-        let settled: i64 = self.fetch_scalar(sqlx::query(sql::WATERMARK)).await?;
+        let settled: i64 = self.fetch_scalar(self.query(sql::WATERMARK)).await?;
         let rows = self
-            .fetch_all(sqlx::query(sql::PUBLISHED_ABOVE).bind(settled))
+            .fetch_all(self.query(sql::PUBLISHED_ABOVE).bind(settled))
             .await?;
         Ok((settled, first_column(rows)?))
     }
@@ -53,9 +53,12 @@ impl EventLog for SqlStore {
         limit: i64,
         filter: &EventFilter,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let query = sqlx::query(sql::SETTLED_EVENTS)
+        let query = self
+            .query(sql::SETTLED_EVENTS)
             .bind(after)
             .bind(filter.event_type.map(|t| t.as_str()))
+            .bind(filter.event_type.map(|t| t.as_str()))
+            .bind(filter.customer_id.map(|id| id.get()))
             .bind(filter.customer_id.map(|id| id.get()))
             .bind(limit);
         let rows = self.fetch_all(query).await?;
@@ -63,21 +66,21 @@ impl EventLog for SqlStore {
     }
 
     async fn watermark(&self) -> Result<i64, StoreError> {
-        self.fetch_scalar(sqlx::query(sql::WATERMARK)).await
+        self.fetch_scalar(self.query(sql::WATERMARK)).await
     }
 
     async fn first_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError> {
-        let query = sqlx::query(sql::FIRST_POSITION_AT).bind(at.millis());
+        let query = self.query(sql::FIRST_POSITION_AT).bind(at.millis());
         self.fetch_scalar(query).await
     }
 
     async fn last_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError> {
-        let query = sqlx::query(sql::LAST_POSITION_AT).bind(at.millis());
+        let query = self.query(sql::LAST_POSITION_AT).bind(at.millis());
         self.fetch_scalar(query).await
     }
 
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let row = self.fetch_one(sqlx::query(sql::OUTBOX_STATUS)).await?;
+        let row = self.fetch_one(self.query(sql::OUTBOX_STATUS)).await?;
         let pending: i64 = row.try_get(0).map_err(classify)?;
         let oldest: Option<i64> = row.try_get(1).map_err(classify)?;
         Ok(OutboxStatus {
@@ -102,12 +105,12 @@ impl EventLog for SqlStore {
         customer_id: CustomerId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self
-            .fetch_all(sqlx::query(sql::EVENTS_OF_CUSTOMER).bind(customer_id.get()))
+            .fetch_all(self.query(sql::EVENTS_OF_CUSTOMER).bind(customer_id.get()))
             .await?;
         rows.iter().map(read_event).collect()
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
-        self.fetch_scalar(sqlx::query(sql::COUNT_EVENTS)).await
+        self.fetch_scalar(self.query(sql::COUNT_EVENTS)).await
     }
 }

@@ -1,27 +1,43 @@
-//! The relay leader's lease on PostgreSQL: a row in `relay_lease` with a holder, an expiry
-//! on the database's clock and an epoch (the fencing token).
+//! The relay leader's lease on PostgreSQL and MySQL: a row in `relay_lease` with a holder,
+//! an expiry on the database's clock and an epoch (the fencing token).
 //!
 //! A leader renews the row every third of the lease's time to live. It loses the lease when
 //! it stops renewing (frozen, cut off, its session stuck): the row expires and another
 //! instance takes it with a higher epoch. A leader that dies loses it at once: its renewing
-//! session is gone from `pg_stat_activity`. The lease runs on its own connection, so a busy
-//! pool never delays a renewal, and a Redis outage (which only fails publishing) never moves
+//! session is gone from `pg_stat_activity` (MySQL: `information_schema.processlist`, which
+//! shows a user's own sessions without further privileges, so instances that share the
+//! database user see each other's). The lease runs on its own connection, so a busy pool
+//! never delays a renewal, and a Redis outage (which only fails publishing) never moves
 //! leadership.
+//!
+//! PostgreSQL takes the lease in one `INSERT … ON CONFLICT … RETURNING`; MySQL has neither
+//! form, so there the row exists from the migration and the lease is taken by a conditional
+//! UPDATE and its epoch read back in the same transaction.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{AnyConnection, Connection};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Connection, Row};
 use tokio::sync::Mutex;
 
 use crate::application::{RelayLease, StoreError};
 
 use super::error::classify;
+use super::{sql, Backend};
 
 /// The database's clock in ms: every instance compares expiries on the same clock.
 macro_rules! now_ms {
     () => {
         "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// [`now_ms!`] on MySQL.
+macro_rules! mysql_now_ms {
+    () => {
+        "cast(unix_timestamp(now(3)) * 1000 as signed)"
     };
 }
 
@@ -44,32 +60,88 @@ const ACQUIRE: &str = concat!(
      returning epoch"
 );
 
-/// Extends the lease while it is still ours (same holder and epoch).
+/// [`ACQUIRE`] on MySQL: `$1` holder, `$2` time to live; one row matched means taken.
+const ACQUIRE_MYSQL: &str = concat!(
+    "update relay_lease set holder = ?, holder_pid = connection_id(), \
+     epoch = greatest(epoch + 1, ",
+    mysql_now_ms!(),
+    "), expires_at_ms = ",
+    mysql_now_ms!(),
+    " + ? \
+     where name = 'relay' and (expires_at_ms < ",
+    mysql_now_ms!(),
+    " or not exists (select 1 from information_schema.processlist where id = holder_pid))"
+);
+
+const EPOCH_MYSQL: &str = "select epoch from relay_lease where name = 'relay' and holder = ?";
+
+/// Extends the lease while it is still ours (`$2` holder, `$3` epoch) by `$1` ms.
 const RENEW: &str = concat!(
     "update relay_lease set expires_at_ms = ",
     now_ms!(),
-    " + $3, holder_pid = pg_backend_pid() \
-     where name = 'relay' and holder = $1 and epoch = $2"
+    " + $1, holder_pid = pg_backend_pid() \
+     where name = 'relay' and holder = $2 and epoch = $3"
+);
+
+const RENEW_MYSQL: &str = concat!(
+    "update relay_lease set expires_at_ms = ",
+    mysql_now_ms!(),
+    " + ?, holder_pid = connection_id() \
+     where name = 'relay' and holder = ? and epoch = ?"
 );
 
 /// Gives the lease up at shutdown, so the next leader need not wait for its expiry.
 const RELEASE: &str =
     "update relay_lease set expires_at_ms = 0 where name = 'relay' and holder = $1 and epoch = $2";
 
-/// The lease of one process on the PostgreSQL database at `url`.
-pub struct PgLease {
+/// The lease of one process on the PostgreSQL or MySQL database at `url`.
+pub struct DatabaseLease {
+    backend: Backend,
     url: String,
     holder: String,
     connection: Mutex<Option<AnyConnection>>,
 }
 
-impl PgLease {
-    pub fn new(url: String) -> PgLease {
-        PgLease {
+impl DatabaseLease {
+    /// `backend` is PostgreSQL or MySQL: SQLite has one process and needs no lease.
+    pub fn new(backend: Backend, url: String) -> DatabaseLease {
+        DatabaseLease {
+            backend,
             url,
             holder: uuid::Uuid::new_v4().to_string(),
             connection: Mutex::new(None),
         }
+    }
+
+    fn query(&self, text: &'static str) -> Query<'static, Any, AnyArguments> {
+        sql::query(self.backend, text)
+    }
+
+    /// [`RelayLease::try_acquire`] on MySQL, in one transaction.
+    async fn try_acquire_mysql(
+        &self,
+        connection: &mut AnyConnection,
+        ttl: Duration,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = connection.begin().await?;
+        let taken = self
+            .query(ACQUIRE_MYSQL)
+            .bind(self.holder())
+            .bind(millis(ttl))
+            .execute(&mut *tx)
+            .await?;
+        let epoch = if taken.rows_affected() == 1 {
+            let row = self
+                .query(EPOCH_MYSQL)
+                .bind(self.holder())
+                .fetch_one(&mut *tx)
+                .await?;
+            Some(row.try_get(0)?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(epoch)
     }
 
     fn holder(&self) -> &str {
@@ -105,25 +177,35 @@ fn millis(ttl: Duration) -> i64 {
 }
 
 #[async_trait]
-impl RelayLease for PgLease {
+impl RelayLease for DatabaseLease {
     async fn try_acquire(&self, ttl: Duration) -> Result<Option<i64>, StoreError> {
         let mut slot = self.connection.lock().await;
         let connection = connected(&mut slot, &self.url).await?;
-        let result = sqlx::query_scalar::<_, i64>(ACQUIRE)
-            .bind(self.holder())
-            .bind(millis(ttl))
-            .fetch_optional(connection)
-            .await;
+        let result = match self.backend {
+            Backend::MySql => self.try_acquire_mysql(connection, ttl).await,
+            Backend::Postgres | Backend::Sqlite => {
+                sqlx::query_scalar::<_, i64>(ACQUIRE)
+                    .bind(self.holder())
+                    .bind(millis(ttl))
+                    .fetch_optional(connection)
+                    .await
+            }
+        };
         settle(&mut slot, result)
     }
 
     async fn renew(&self, epoch: i64, ttl: Duration) -> Result<bool, StoreError> {
         let mut slot = self.connection.lock().await;
         let connection = connected(&mut slot, &self.url).await?;
-        let result = sqlx::query(RENEW)
+        let renew = match self.backend {
+            Backend::MySql => RENEW_MYSQL,
+            Backend::Postgres | Backend::Sqlite => RENEW,
+        };
+        let result = self
+            .query(renew)
+            .bind(millis(ttl))
             .bind(self.holder())
             .bind(epoch)
-            .bind(millis(ttl))
             .execute(connection)
             .await;
         Ok(settle(&mut slot, result)?.rows_affected() == 1)
@@ -132,7 +214,8 @@ impl RelayLease for PgLease {
     async fn release(&self, epoch: i64) -> Result<(), StoreError> {
         let mut slot = self.connection.lock().await;
         let connection = connected(&mut slot, &self.url).await?;
-        let result = sqlx::query(RELEASE)
+        let result = self
+            .query(RELEASE)
             .bind(self.holder())
             .bind(epoch)
             .execute(connection)

@@ -1,15 +1,17 @@
 //! The customer store: [`SqlStore`] implements [`crate::application::CustomerStore`] on
-//! PostgreSQL and on SQLite, chosen by the `DATABASE_URL` scheme.
+//! PostgreSQL, SQLite and MySQL/MariaDB, chosen by the `DATABASE_URL` scheme.
 //!
-//! Both backends run through sqlx's `Any` driver, so every query text lives once in
-//! [`sql`]; `postgres.rs` and `sqlite.rs` hold only what truly differs (connection setup,
-//! pools and pragmas) and each backend has its own migrations folder.
+//! The backends run through sqlx's `Any` driver, so every query text lives once in [`sql`]
+//! (MySQL gets its placeholders rewritten there, in [`sql::query`]); `postgres.rs`,
+//! `sqlite.rs` and `mysql.rs` hold only what truly differs (connection setup, pools, session
+//! settings) and each backend has its own migrations folder.
 
 mod count_cache;
 mod customers;
 mod error;
 mod event_log;
 mod lease;
+mod mysql;
 mod pool;
 mod postgres;
 mod row;
@@ -18,7 +20,7 @@ mod sql_store;
 mod sqlite;
 mod writes;
 
-pub use lease::PgLease;
+pub use lease::DatabaseLease;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;
@@ -28,19 +30,50 @@ use std::time::Duration;
 pub enum Backend {
     Postgres,
     Sqlite,
+    /// MySQL 8 or MariaDB 10.11+ (tested on MariaDB).
+    MySql,
 }
 
 impl Backend {
-    /// The backend of `url`, by scheme (`postgres://`, `postgresql://`, `sqlite:`).
+    /// The backend of `url`, by scheme (`postgres://`, `postgresql://`, `sqlite:`,
+    /// `mysql://`).
     pub fn of_url(url: &str) -> Option<Backend> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Some(Backend::Postgres)
         } else if url.starts_with("sqlite:") {
             Some(Backend::Sqlite)
+        } else if url.starts_with("mysql://") {
+            Some(Backend::MySql)
         } else {
             None
         }
     }
+
+    /// Whether several processes may share the database, each with its own connections
+    /// (and so one of them must lead the relay).
+    pub fn is_shared(self) -> bool {
+        self != Backend::Sqlite
+    }
+}
+
+/// `text` as `backend` takes it (MySQL: `$n` placeholders as `?`; see `sql.rs` for the
+/// rule that makes this a substitution). For tools and tests that write SQL of their own.
+pub fn statement_for(backend: Backend, text: &str) -> String {
+    sql::for_backend(backend, std::borrow::Cow::Owned(text.to_owned())).into_owned()
+}
+
+/// One connection to `url` with its backend's session settings (on MySQL the standard-SQL
+/// mode the statements here are written for), for tools and tests that run SQL of their own.
+pub async fn connect_one(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(url).await?;
+    if Backend::of_url(url) == Some(Backend::MySql) {
+        for statement in mysql::SESSION {
+            connection.execute(statement).await?;
+        }
+    }
+    Ok(connection)
 }
 
 /// How to reach the database.

@@ -1,12 +1,65 @@
-//! Every statement both backends run, written once. Both drivers take `$n` placeholders and
-//! the two schemas agree on every name and type (see migrations/README.md). The list
-//! statements vary with the request (search, keyset, offset) and are put together by
-//! [`list_page`] and its neighbours, still one text per shape for both backends except the
-//! SQLite-only FTS5 lookup ([`Filter::Trigram`]).
+//! Every statement the backends run, written once. The three schemas agree on every name
+//! and type (see migrations/README.md); PostgreSQL and SQLite take the `$n` placeholders as
+//! written, and [`query`] rewrites them for MySQL (its one dialect difference left once each
+//! connection is in standard-SQL mode, see `mysql.rs`). The list statements vary with the
+//! request (search, keyset, offset) and are put together by [`list_page`] and its
+//! neighbours, still one text per shape for every backend except the SQLite-only FTS5 lookup
+//! ([`Filter::Trigram`]).
+//!
+//! The rule that makes the rewrite a plain substitution: each placeholder appears once, in
+//! increasing order (`$1`, `$2`, …). MySQL's `?` binds by position, so a statement that
+//! needs a value twice binds it twice under two numbers. [`query`] checks the rule in debug
+//! builds and the tests below check every constant.
+
+use std::borrow::Cow;
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::Any;
+use sqlx::{Any, AssertSqlSafe};
+
+use crate::application::ListPosition;
+
+use super::Backend;
+
+/// The query of `text` for `backend`.
+pub(super) fn query(
+    backend: Backend,
+    text: impl Into<Cow<'static, str>>,
+) -> Query<'static, Any, AnyArguments> {
+    sqlx::query(AssertSqlSafe(for_backend(backend, text.into())))
+}
+
+/// `text` as `backend` takes it: on MySQL every `$n` outside string literals becomes `?`.
+pub(super) fn for_backend(backend: Backend, text: Cow<'static, str>) -> Cow<'static, str> {
+    if backend != Backend::MySql || !text.contains('$') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    let mut expected = 1;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c != '$' || in_string || !chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push(c);
+            continue;
+        }
+        let mut number = 0_usize;
+        while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+            number = number * 10 + digit as usize;
+            chars.next();
+        }
+        debug_assert_eq!(
+            number, expected,
+            "placeholders must appear once each, in order: {text}"
+        );
+        expected += 1;
+        out.push('?');
+    }
+    Cow::Owned(out)
+}
 
 /// The columns a [`crate::domain::Customer`] is read from, in `read_customer`'s order.
 macro_rules! customer_columns {
@@ -16,18 +69,34 @@ macro_rules! customer_columns {
     };
 }
 
-/// The twelve written columns are bound as $1..$12 by `bind_columns`.
-pub(super) const INSERT_CUSTOMER: &str = r#"
-insert into customers (email, first_name, last_name, phone, is_active, date_of_birth,
-                       address, preferences, search_text, created_at_ms, updated_at_ms, version)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-returning id
-"#;
+macro_rules! insert_customer {
+    () => {
+        "insert into customers (email, first_name, last_name, phone, is_active, date_of_birth, \
+         address, preferences, search_text, created_at_ms, updated_at_ms, version) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    };
+}
+
+/// The twelve written columns are bound as $1..$12 by `Columns::bind`. PostgreSQL and
+/// SQLite return the new id from the insert itself.
+pub(super) const INSERT_CUSTOMER_RETURNING_ID: &str = concat!(insert_customer!(), " returning id");
+
+/// MySQL 8 has no `INSERT … RETURNING` (MariaDB has, but one statement serves both): the id
+/// comes back in the insert's result (`last_insert_id`).
+pub(super) const INSERT_CUSTOMER: &str = insert_customer!();
+
+/// MySQL's bulk insert takes the ids the auto-increment assigns (it has no sequence to
+/// reserve them from first) and reads them back by e-mail: `$1..$n`, one per customer.
+pub(super) const IDS_BY_EMAIL_PREFIX: &str = "select id, email from customers where email in ";
 
 /// `insert_many`'s statements: the customer rows with their ids (thirteen placeholders a
-/// row), and the events (six a row). A few thousand rows each, under SQLite's 32,766 and
-/// PostgreSQL's 65,535 placeholders per statement.
+/// row) or, on MySQL, without (twelve), and the events (six a row). A few thousand rows
+/// each, under SQLite's 32,766 and PostgreSQL's and MySQL's 65,535 placeholders per
+/// statement.
 pub(super) const INSERT_CUSTOMERS_WITH_IDS: &str = "insert into customers (id, email, first_name, \
+     last_name, phone, is_active, date_of_birth, address, preferences, search_text, \
+     created_at_ms, updated_at_ms, version) values ";
+pub(super) const INSERT_CUSTOMERS: &str = "insert into customers (email, first_name, \
      last_name, phone, is_active, date_of_birth, address, preferences, search_text, \
      created_at_ms, updated_at_ms, version) values ";
 pub(super) const CUSTOMER_ROWS_PER_INSERT: usize = 2_000;
@@ -78,19 +147,20 @@ pub(super) const LAST_ID_SQLITE: &str =
 pub(super) const EXPIRE_IDEMPOTENCY: &str =
     "delete from idempotency_keys where created_at_ms < $1 and status <> 410";
 
+/// `"key"` is quoted: a reserved word in MySQL (and harmless quoting elsewhere).
 pub(super) const CLAIM_IDEMPOTENCY: &str = r#"
-insert into idempotency_keys (key, request, status, body, location, etag, created_at_ms)
+insert into idempotency_keys ("key", request, status, body, location, etag, created_at_ms)
 values ($1, $2, 0, '', null, null, $3)
 "#;
 
 pub(super) const FILL_IDEMPOTENCY: &str = r#"
 update idempotency_keys
-set status = $2, body = $3, location = $4, etag = $5, customer_id = $6
-where key = $1
+set status = $1, body = $2, location = $3, etag = $4, customer_id = $5
+where "key" = $6
 "#;
 
 pub(super) const FIND_IDEMPOTENCY: &str = r#"
-select request, status, body, location, etag, created_at_ms from idempotency_keys where key = $1
+select request, status, body, location, etag, created_at_ms from idempotency_keys where "key" = $1
 "#;
 
 /// The relay's fence: matches (and locks) the lease row only while epoch `$1` holds it.
@@ -186,23 +256,57 @@ impl Filter {
     }
 }
 
+/// "Before `after` in list order" (`after` = the last row of the previous page), numbering
+/// its placeholders from `$first`; and how many it used. Bound by [`bind_keyset`].
+///
+/// PostgreSQL and SQLite get the row-value form: PostgreSQL seeks the list-order index to
+/// exactly this row (`created_at_ms <= t and (created_at_ms < t or id < i)` seeks to `t` and
+/// then filters every row with that same time: 23 ms past 100,000 ties, against 0.06).
+/// MariaDB does not seek a row value: it walks the index from the newest row and filters
+/// (14.6 ms 90,000 rows deep, growing with the depth), while it seeks
+/// `created_at_ms < t or (created_at_ms = t and id < i)` (0.19 ms), which binds `t` twice.
+fn keyset(backend: Backend, first: usize) -> (String, usize) {
+    let (a, b, c) = (first, first + 1, first + 2);
+    if backend == Backend::MySql {
+        (
+            format!("(created_at_ms < ${a} or (created_at_ms = ${b} and id < ${c}))"),
+            3,
+        )
+    } else {
+        (format!("(created_at_ms, id) < (${a}, ${b})"), 2)
+    }
+}
+
+/// Binds [`keyset`]'s values.
+pub(super) fn bind_keyset(
+    backend: Backend,
+    query: Query<'static, Any, AnyArguments>,
+    after: ListPosition,
+) -> Query<'static, Any, AnyArguments> {
+    let query = query.bind(after.created_at_ms);
+    let query = if backend == Backend::MySql {
+        query.bind(after.created_at_ms)
+    } else {
+        query
+    };
+    query.bind(after.id)
+}
+
 /// A page of customers in list order (newest first, id breaking ties) narrowed by `filter`,
-/// then bound as: the filter's values, with `after` the keyset start (`created_at_ms`, `id`:
-/// the last row of the previous page), the limit, and with `offset` the offset.
+/// then bound as: the filter's values, with `after` the keyset start ([`bind_keyset`]), the
+/// limit, and with `offset` the offset.
 ///
 /// Ids are chosen first and the rows fetched by id (a "deferred join"): skipping `offset`
-/// rows then walks the list-order index alone (index-only on both engines) instead of
+/// rows then walks the list-order index alone (index-only on every engine) instead of
 /// fetching every skipped row.
-pub(super) fn list_page(filter: &Filter, after: bool, offset: bool) -> String {
+pub(super) fn list_page(backend: Backend, filter: &Filter, after: bool, offset: bool) -> String {
     let (condition, mut used) = filter.condition(1);
     let mut inner = format!("select id from customers where {condition}");
     if after {
-        let (at, id) = (used + 1, used + 2);
-        used += 2;
-        // The row-value form: PostgreSQL seeks the list-order index to exactly this row
-        // (`created_at_ms <= t and (created_at_ms < t or id < i)` seeks to `t` and then
-        // filters every row with that same time: 23 ms past 100,000 ties, against 0.06).
-        inner.push_str(&format!(" and (created_at_ms, id) < (${at}, ${id})"));
+        let (keyset, placeholders) = keyset(backend, used + 1);
+        used += placeholders;
+        inner.push_str(" and ");
+        inner.push_str(&keyset);
     }
     used += 1;
     inner.push_str(&format!(
@@ -212,8 +316,10 @@ pub(super) fn list_page(filter: &Filter, after: bool, offset: bool) -> String {
         used += 1;
         inner.push_str(&format!(" offset ${used}"));
     }
+    // The page's ids as a derived table: MySQL refuses `LIMIT` in an `IN` subquery itself.
     format!(
-        "select {} from customers where id in ({inner}) order by created_at_ms desc, id desc",
+        "select {} from customers where id in (select id from ({inner}) page) \
+         order by created_at_ms desc, id desc",
         customer_columns!()
     )
 }
@@ -226,17 +332,19 @@ pub(super) fn count(filter: &Filter) -> String {
     )
 }
 
-/// Active customers in list order, optionally from a keyset start (`$1` `created_at_ms`,
-/// `$2` id) and with a limit (the next placeholder).
-pub(super) fn active_customers(after: bool, limit: bool) -> String {
+/// Active customers in list order, optionally from a keyset start ([`bind_keyset`]) and with
+/// a limit (the next placeholder).
+pub(super) fn active_customers(backend: Backend, after: bool, limit: bool) -> String {
     let mut sql = format!(
         "select {} from customers where is_active = true",
         customer_columns!()
     );
     let mut used = 0;
     if after {
-        used = 2;
-        sql.push_str(" and (created_at_ms, id) < ($1, $2)");
+        let (keyset, placeholders) = keyset(backend, 1);
+        used = placeholders;
+        sql.push_str(" and ");
+        sql.push_str(&keyset);
     }
     sql.push_str(" order by created_at_ms desc, id desc");
     if limit {
@@ -283,11 +391,13 @@ pub(super) const PING: &str = "select 1";
 /// positions are chosen first and the events looked up by them: as a join, PostgreSQL
 /// merged the two tables from the first position of the log, so each batch read every
 /// event published before it (275 ms a batch half-way through a 1M-event backlog, against
-/// 4 ms this way; the drain fell from 20,000 to 6,000 events/s as it went).
+/// 4 ms this way; the drain fell from 20,000 to 6,000 events/s as it went). The batch is a
+/// derived table because MySQL refuses `LIMIT` in an `IN` subquery.
 pub(super) const PENDING_EVENTS: &str = r#"
 select e.position, e.event_id, e.event_type, e.customer_id, e.sequence, e.occurred_at_ms, e.payload
 from customer_events e
-where e.position in (select p.position from customer_events_pending p order by p.position limit $1)
+where e.position in (select position from
+    (select p.position from customer_events_pending p order by p.position limit $1) batch)
 order by e.position
 "#;
 
@@ -299,9 +409,10 @@ pub(super) const MARK_PUBLISHED_PREFIX: &str =
 
 pub(super) const WATERMARK: &str = "select position from relay_watermark where id = 1";
 
-/// Only ever forward: a relay that lost its lease unnoticed must not move it back.
+/// Only ever forward: a relay that lost its lease unnoticed must not move it back. The new
+/// position is bound twice (`$1`, `$2`).
 pub(super) const SAVE_WATERMARK: &str =
-    "update relay_watermark set position = $1 where id = 1 and position < $1";
+    "update relay_watermark set position = $1 where id = 1 and position < $2";
 
 /// Published positions above the watermark `$1` (a new leader's starting state; a few
 /// batches at most, the limit only guards against the unexpected).
@@ -313,16 +424,17 @@ order by e.position
 limit 100000
 "#;
 
-/// `$2` event type and `$3` customer id are optional (null: any).
+/// The event type (`$2`, `$3`) and the customer id (`$4`, `$5`) are optional (null: any),
+/// each bound twice.
 pub(super) const SETTLED_EVENTS: &str = r#"
 select position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload
 from customer_events
 where position > $1
   and position <= (select w.position from relay_watermark w where w.id = 1)
-  and ($2 is null or event_type = $2)
-  and ($3 is null or customer_id = $3)
+  and ($2 is null or event_type = $3)
+  and ($4 is null or customer_id = $5)
 order by position
-limit $4
+limit $6
 "#;
 
 pub(super) const FIRST_POSITION_AT: &str =
@@ -351,6 +463,113 @@ pub(super) fn mark_published_sql(n: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Every constant statement, for the placeholder rule (see the module docs).
+    const STATEMENTS: &[&str] = &[
+        INSERT_CUSTOMER_RETURNING_ID,
+        INSERT_CUSTOMER,
+        RESERVE_IDS_POSTGRES,
+        LAST_ID_SQLITE,
+        EXPIRE_IDEMPOTENCY,
+        CLAIM_IDEMPOTENCY,
+        FILL_IDEMPOTENCY,
+        FIND_IDEMPOTENCY,
+        FENCE_RELAY_LEASE,
+        REWRITE_PAYLOAD,
+        TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER,
+        UPDATE_CUSTOMER,
+        DELETE_CUSTOMER,
+        APPEND_EVENT,
+        CUSTOMER_BY_ID,
+        CUSTOMER_BY_EMAIL,
+        COUNT_CUSTOMERS,
+        EVENTS_OF_CUSTOMER,
+        LOGGED_CUSTOMER_IDS,
+        CUSTOMERS_WITHOUT_EVENTS,
+        OUTBOX_STATUS,
+        PING,
+        PENDING_EVENTS,
+        WATERMARK,
+        SAVE_WATERMARK,
+        PUBLISHED_ABOVE,
+        SETTLED_EVENTS,
+        FIRST_POSITION_AT,
+        LAST_POSITION_AT,
+        COUNT_EVENTS,
+    ];
+
+    /// The `$n` numbers of `text` in order of appearance, outside string literals.
+    fn numbers(text: &str) -> Vec<usize> {
+        let mut numbers = Vec::new();
+        let mut in_string = false;
+        let bytes = text.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'\'' => in_string = !in_string,
+                b'$' if !in_string => {
+                    let digits: String = text[i + 1..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    if let Ok(n) = digits.parse() {
+                        numbers.push(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        numbers
+    }
+
+    #[test]
+    fn every_statement_numbers_its_placeholders_once_each_in_order() {
+        let like = Filter::Like {
+            pattern: "%a%".into(),
+        };
+        let built = [
+            list_page(Backend::Postgres, &like, true, true),
+            list_page(Backend::MySql, &like, true, true),
+            list_page(Backend::Sqlite, &Filter::All, false, false),
+            count(&like),
+            active_customers(Backend::Postgres, true, true),
+            active_customers(Backend::MySql, true, true),
+            mark_published_sql(3),
+            values_sql(APPEND_EVENTS, 2, 6, false),
+        ];
+        for text in STATEMENTS
+            .iter()
+            .copied()
+            .chain(built.iter().map(String::as_str))
+        {
+            let numbers = numbers(text);
+            assert_eq!(
+                numbers,
+                (1..=numbers.len()).collect::<Vec<_>>(),
+                "placeholders out of order in: {text}"
+            );
+            let mysql = for_backend(Backend::MySql, Cow::Owned(text.to_owned()));
+            assert!(!mysql.contains('$'), "{mysql}");
+            assert_eq!(mysql.matches('?').count(), numbers.len(), "{mysql}");
+        }
+    }
+
+    #[test]
+    fn mysql_gets_anonymous_placeholders_and_string_literals_stay() {
+        assert_eq!(
+            for_backend(
+                Backend::MySql,
+                Cow::Borrowed(r"select '$1', x from t where a like $1 escape '\' and b = $2")
+            ),
+            r"select '$1', x from t where a like ? escape '\' and b = ?"
+        );
+        let text = "select $1";
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            assert!(matches!(
+                for_backend(backend, Cow::Borrowed(text)),
+                Cow::Borrowed("select $1")
+            ));
+        }
+    }
+
     #[test]
     fn values_are_numbered_or_anonymous() {
         assert_eq!(
@@ -366,11 +585,11 @@ mod tests {
             pattern: "%a%".into(),
         };
         assert_eq!(
-            list_page(&like, true, false),
+            list_page(Backend::Postgres, &like, true, false),
             format!(
-                "select {} from customers where id in (select id from customers where \
-                 search_text like $1 escape '\\' and (created_at_ms, id) < ($2, $3) \
-                 order by created_at_ms desc, id desc limit $4) \
+                "select {} from customers where id in (select id from (select id from customers \
+                 where search_text like $1 escape '\\' and (created_at_ms, id) < ($2, $3) \
+                 order by created_at_ms desc, id desc limit $4) page) \
                  order by created_at_ms desc, id desc",
                 customer_columns!()
             )
@@ -384,10 +603,10 @@ mod tests {
             "select count(*) from customers where id in (select rowid from customers_search \
              where customers_search match $1) and search_text like $2 escape '\\'"
         );
-        assert!(list_page(&Filter::All, false, true)
-            .ends_with("limit $1 offset $2) order by created_at_ms desc, id desc"));
+        assert!(list_page(Backend::Sqlite, &Filter::All, false, true)
+            .ends_with("limit $1 offset $2) page) order by created_at_ms desc, id desc"));
         assert_eq!(
-            active_customers(true, true),
+            active_customers(Backend::Postgres, true, true),
             format!(
                 "select {} from customers where is_active = true and (created_at_ms, id) < ($1, $2) \
                  order by created_at_ms desc, id desc limit $3",

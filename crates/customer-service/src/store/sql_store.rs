@@ -1,4 +1,4 @@
-//! [`SqlStore`]: customers and their event log on PostgreSQL or SQLite, every write one
+//! [`SqlStore`]: customers and their event log on PostgreSQL, SQLite or MySQL, every write one
 //! transaction holding the customer row and its events. This file holds the store itself
 //! and its query helpers; `writes.rs` the write transactions, `customers.rs` and
 //! `event_log.rs` the two ports it implements.
@@ -17,7 +17,7 @@ use super::count_cache::{CountCache, Lookup};
 use super::error::{classify, classify_append};
 use super::pool::{Lease, Pool};
 use super::row::read_customer;
-use super::{postgres, sql, sqlite, Backend, StoreOptions};
+use super::{mysql, postgres, sql, sqlite, Backend, StoreOptions};
 
 /// The store over one database. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
@@ -52,6 +52,10 @@ impl SqlStore {
                 (pool.clone(), pool)
             }
             Backend::Sqlite => sqlite::connect(options).await.map_err(classify)?,
+            Backend::MySql => {
+                let pool = mysql::connect(options).await.map_err(classify)?;
+                (pool.clone(), pool)
+            }
         };
         Ok(SqlStore {
             backend,
@@ -64,6 +68,14 @@ impl SqlStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The query of a statement of `sql.rs` (or one put together there) on this backend.
+    pub(super) fn query(
+        &self,
+        text: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Query<'static, Any, AnyArguments> {
+        sql::query(self.backend, text)
     }
 
     /// Notified after every commit that appended events.
@@ -85,6 +97,7 @@ impl SqlStore {
         let migrator = match self.backend {
             Backend::Postgres => &postgres::MIGRATOR,
             Backend::Sqlite => &sqlite::MIGRATOR,
+            Backend::MySql => &mysql::MIGRATOR,
         };
         let mut connection = self.writer.acquire().await?;
         let result = migrator.run(&mut *connection).await;
@@ -99,11 +112,12 @@ impl SqlStore {
     }
 
     pub(super) async fn append(
+        &self,
         tx: &mut sqlx::Transaction<'_, Any>,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
         for event in events {
-            sqlx::query(sql::APPEND_EVENT)
+            self.query(sql::APPEND_EVENT)
                 .bind(&event.event_id)
                 .bind(event.event_type.as_str())
                 .bind(event.customer_id.get())

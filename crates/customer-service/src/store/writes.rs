@@ -23,12 +23,12 @@ impl SqlStore {
         let columns = Columns::new(&draft.fields, at, at, 1);
         let mut tx = connection.begin().await.map_err(classify)?;
         if let Some(claim) = &claim {
-            sqlx::query(sql::EXPIRE_IDEMPOTENCY)
+            self.query(sql::EXPIRE_IDEMPOTENCY)
                 .bind(claim.expired_before.millis())
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-            sqlx::query(sql::CLAIM_IDEMPOTENCY)
+            self.query(sql::CLAIM_IDEMPOTENCY)
                 .bind(claim.key)
                 .bind(claim.request)
                 .bind(at)
@@ -36,28 +36,37 @@ impl SqlStore {
                 .await
                 .map_err(classify_idempotency_claim)?;
         }
-        let row = columns
-            .bind(sqlx::query(sql::INSERT_CUSTOMER))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify_customer_write)?;
-        let id: i64 = row.try_get(0).map_err(classify)?;
-        let id = CustomerId::new(id)
-            .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
-        let change = draft.into_created(id);
+        let id: i64 = if self.backend == Backend::MySql {
+            let inserted = columns
+                .bind(self.query(sql::INSERT_CUSTOMER))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify_customer_write)?;
+            inserted
+                .last_insert_id()
+                .ok_or_else(|| StoreError::Other("MySQL reported no inserted id".into()))?
+        } else {
+            let row = columns
+                .bind(self.query(sql::INSERT_CUSTOMER_RETURNING_ID))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify_customer_write)?;
+            row.try_get(0).map_err(classify)?
+        };
+        let change = draft.into_created(assigned_id(id)?);
         let created = complete(&change);
-        Self::append(&mut tx, &created.events).await?;
+        self.append(&mut tx, &created.events).await?;
         if let Some(claim) = &claim {
             let response = created.answer.ok_or_else(|| {
                 StoreError::Other("an idempotent create without an answer to keep".into())
             })?;
-            sqlx::query(sql::FILL_IDEMPOTENCY)
-                .bind(claim.key)
+            self.query(sql::FILL_IDEMPOTENCY)
                 .bind(i32::from(response.status))
                 .bind(response.body)
                 .bind(response.location)
                 .bind(response.etag)
                 .bind(change.customer.id.get())
+                .bind(claim.key)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
@@ -73,64 +82,48 @@ impl SqlStore {
         complete: CompleteBulk<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = match self.backend {
-            Backend::Postgres => connection.begin().await,
+            Backend::Postgres | Backend::MySql => connection.begin().await,
             // The ids are read before any row is written: take the write lock first, or a
             // commit of another process in between fails the first write with
             // SQLITE_BUSY_SNAPSHOT, which no busy timeout retries (`seed` beside `serve`).
             Backend::Sqlite => connection.begin_with("begin immediate").await,
         }
         .map_err(classify)?;
-        let count = i64::try_from(drafts.len())
-            .map_err(|_| StoreError::Other("too many customers for one insert".into()))?;
-        let ids: Vec<i64> = match self.backend {
-            Backend::Postgres => {
-                let rows = sqlx::query(sql::RESERVE_IDS_POSTGRES)
-                    .bind(count)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                super::sql_store::first_column(rows)?
+        let anonymous = self.backend != Backend::Postgres;
+        let events = if self.backend == Backend::MySql {
+            self.insert_drafts_mysql(&mut tx, drafts, complete).await?
+        } else {
+            let ids = self.reserve_ids(&mut tx, drafts.len()).await?;
+            let mut rows = Vec::with_capacity(drafts.len());
+            let mut events = Vec::with_capacity(drafts.len());
+            for (draft, id) in drafts.into_iter().zip(ids) {
+                let (customer, customer_events) = complete(draft.into_created(id));
+                rows.push(customer);
+                events.extend(customer_events);
             }
-            Backend::Sqlite => {
-                let last: i64 = sqlx::query(sql::LAST_ID_SQLITE)
-                    .fetch_one(&mut *tx)
+            for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+                let statement =
+                    sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
+                let mut insert = self.query(statement);
+                for customer in chunk {
+                    let columns = Columns::new(
+                        &customer.fields,
+                        customer.created_at.millis(),
+                        customer.updated_at.millis(),
+                        customer.version,
+                    );
+                    insert = columns.bind(insert.bind(customer.id.get()));
+                }
+                insert
+                    .execute(&mut *tx)
                     .await
-                    .and_then(|row| row.try_get(0))
-                    .map_err(classify)?;
-                (last + 1..=last + count).collect()
+                    .map_err(classify_customer_write)?;
             }
+            events
         };
-        let mut rows = Vec::with_capacity(drafts.len());
-        let mut events = Vec::with_capacity(drafts.len());
-        let anonymous = self.backend == Backend::Sqlite;
-        for (draft, id) in drafts.into_iter().zip(ids) {
-            let id = CustomerId::new(id)
-                .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))?;
-            let (customer, customer_events) = complete(draft.into_created(id));
-            rows.push(customer);
-            events.extend(customer_events);
-        }
-        for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
-            let statement =
-                sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for customer in chunk {
-                let columns = Columns::new(
-                    &customer.fields,
-                    customer.created_at.millis(),
-                    customer.updated_at.millis(),
-                    customer.version,
-                );
-                insert = columns.bind(insert.bind(customer.id.get()));
-            }
-            insert
-                .execute(&mut *tx)
-                .await
-                .map_err(classify_customer_write)?;
-        }
         for chunk in events.chunks(sql::EVENT_ROWS_PER_INSERT) {
             let statement = sql::values_sql(sql::APPEND_EVENTS, chunk.len(), 6, anonymous);
-            let mut append = sqlx::query(sqlx::AssertSqlSafe(statement));
+            let mut append = self.query(statement);
             for event in chunk {
                 append = append
                     .bind(event.event_id.clone())
@@ -148,6 +141,95 @@ impl SqlStore {
         self.commit(tx).await
     }
 
+    /// `count` customer ids, free for this transaction to insert: PostgreSQL draws them from
+    /// the identity's sequence, as single inserts do (so concurrent writers never collide
+    /// with a bulk load); on SQLite the writer connection is the only writer, so the ids
+    /// above the last one handed out are free until its transaction commits.
+    async fn reserve_ids(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        count: usize,
+    ) -> Result<Vec<CustomerId>, StoreError> {
+        let count = i64::try_from(count)
+            .map_err(|_| StoreError::Other("too many customers for one insert".into()))?;
+        let ids: Vec<i64> = if self.backend == Backend::Postgres {
+            let rows = self
+                .query(sql::RESERVE_IDS_POSTGRES)
+                .bind(count)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(classify)?;
+            super::sql_store::first_column(rows)?
+        } else {
+            let last: i64 = self
+                .query(sql::LAST_ID_SQLITE)
+                .fetch_one(&mut **tx)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(classify)?;
+            (last + 1..=last + count).collect()
+        };
+        ids.into_iter().map(assigned_id).collect()
+    }
+
+    /// MySQL's bulk insert: it has no sequence to reserve ids from, and the auto-increment
+    /// hands a multi-row insert consecutive ids only in some lock modes. So the rows go in
+    /// without ids, as single inserts do, and the ids are read back by e-mail (unique).
+    ///
+    /// A row's content does not depend on its id, but `complete` may change it (`seed`'s
+    /// updates): each customer's final row is computed first under a stand-in id, and its
+    /// events then under its real one.
+    async fn insert_drafts_mysql(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        drafts: Vec<CustomerDraft>,
+        complete: CompleteBulk<'_>,
+    ) -> Result<Vec<NewEvent>, StoreError> {
+        let stand_in = assigned_id(i64::MAX)?;
+        let rows: Vec<Customer> = drafts
+            .iter()
+            .map(|draft| complete(draft.clone().into_created(stand_in)).0)
+            .collect();
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let statement = sql::values_sql(sql::INSERT_CUSTOMERS, chunk.len(), 12, true);
+            let mut insert = self.query(statement);
+            for customer in chunk {
+                insert = Columns::new(
+                    &customer.fields,
+                    customer.created_at.millis(),
+                    customer.updated_at.millis(),
+                    customer.version,
+                )
+                .bind(insert);
+            }
+            insert
+                .execute(&mut **tx)
+                .await
+                .map_err(classify_customer_write)?;
+            let statement = sql::values_sql(sql::IDS_BY_EMAIL_PREFIX, 1, chunk.len(), true);
+            let mut select = self.query(statement);
+            for customer in chunk {
+                select = select.bind(customer.fields.email.as_str().to_owned());
+            }
+            for row in select.fetch_all(&mut **tx).await.map_err(classify)? {
+                let id: i64 = row.try_get(0).map_err(classify)?;
+                let email: String = row.try_get(1).map_err(classify)?;
+                ids.insert(email, id);
+            }
+        }
+        let mut events = Vec::with_capacity(drafts.len());
+        for (draft, row) in drafts.into_iter().zip(&rows) {
+            let id = ids
+                .get(row.fields.email.as_str())
+                .copied()
+                .ok_or_else(|| StoreError::Other("an inserted customer was not found".into()))?;
+            let (_, customer_events) = complete(draft.into_created(assigned_id(id)?));
+            events.extend(customer_events);
+        }
+        Ok(events)
+    }
+
     pub(super) async fn update_on(
         &self,
         connection: &mut AnyConnection,
@@ -163,14 +245,14 @@ impl SqlStore {
         );
         let mut tx = connection.begin().await.map_err(classify)?;
         let updated = columns
-            .bind(sqlx::query(sql::UPDATE_CUSTOMER))
+            .bind(self.query(sql::UPDATE_CUSTOMER))
             .bind(customer.id.get())
             .bind(expected_version)
             .execute(&mut *tx)
             .await
             .map_err(classify_customer_write)?;
         one_row(updated.rows_affected())?;
-        Self::append(&mut tx, events).await?;
+        self.append(&mut tx, events).await?;
         self.commit(tx).await
     }
 
@@ -182,8 +264,8 @@ impl SqlStore {
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
-        delete_row(&mut tx, id, expected_version).await?;
-        Self::append(&mut tx, events).await?;
+        self.delete_row(&mut tx, id, expected_version).await?;
+        self.append(&mut tx, events).await?;
         self.commit(tx).await
     }
 
@@ -197,11 +279,11 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
         if let Some(version) = expected_version {
-            delete_row(&mut tx, id, version).await?;
+            self.delete_row(&mut tx, id, version).await?;
         }
-        Self::append(&mut tx, events).await?;
+        self.append(&mut tx, events).await?;
         for rewrite in rewrites {
-            sqlx::query(sql::REWRITE_PAYLOAD)
+            self.query(sql::REWRITE_PAYLOAD)
                 .bind(&rewrite.payload)
                 .bind(rewrite.position)
                 .bind(id.get())
@@ -209,7 +291,7 @@ impl SqlStore {
                 .await
                 .map_err(classify)?;
         }
-        sqlx::query(sql::TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER)
+        self.query(sql::TOMBSTONE_IDEMPOTENCY_OF_CUSTOMER)
             .bind(id.get())
             .execute(&mut *tx)
             .await
@@ -228,7 +310,8 @@ impl SqlStore {
         if let Some(epoch) = fence {
             // Locks the lease row until commit: a takeover waits for this mark, and a mark
             // after a takeover finds another epoch.
-            let held = sqlx::query(sql::FENCE_RELAY_LEASE)
+            let held = self
+                .query(sql::FENCE_RELAY_LEASE)
                 .bind(epoch)
                 .execute(&mut *tx)
                 .await
@@ -248,14 +331,15 @@ impl SqlStore {
         if !positions.is_empty() {
             let statement = sql::mark_published_sql(positions.len());
             // Only numbered placeholders are added to a constant prefix: no data in the text.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            let mut query = self.query(statement);
             for position in positions {
                 query = query.bind(*position);
             }
             query.execute(&mut *tx).await.map_err(classify)?;
         }
         if let Some(watermark) = watermark {
-            sqlx::query(sql::SAVE_WATERMARK)
+            self.query(sql::SAVE_WATERMARK)
+                .bind(watermark)
                 .bind(watermark)
                 .execute(&mut *tx)
                 .await
@@ -265,19 +349,29 @@ impl SqlStore {
     }
 }
 
-/// Deletes the customer's row if it is still at `version` (compare-and-set).
-async fn delete_row(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    id: CustomerId,
-    version: i64,
-) -> Result<(), StoreError> {
-    let deleted = sqlx::query(sql::DELETE_CUSTOMER)
-        .bind(id.get())
-        .bind(version)
-        .execute(&mut **tx)
-        .await
-        .map_err(classify)?;
-    one_row(deleted.rows_affected())
+impl SqlStore {
+    /// Deletes the customer's row if it is still at `version` (compare-and-set).
+    async fn delete_row(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: CustomerId,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        let deleted = self
+            .query(sql::DELETE_CUSTOMER)
+            .bind(id.get())
+            .bind(version)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        one_row(deleted.rows_affected())
+    }
+}
+
+/// An id the database assigned, as a customer id.
+fn assigned_id(id: i64) -> Result<CustomerId, StoreError> {
+    CustomerId::new(id)
+        .ok_or_else(|| StoreError::Other(format!("database assigned id {id}").into()))
 }
 
 /// A compare-and-set write changed its row, or the row moved on: a version conflict.

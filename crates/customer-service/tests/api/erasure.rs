@@ -3,7 +3,6 @@
 //! published; history shows the redacted events.
 
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::idempotency::post as post_with_key;
 use crate::test_app::{json_of, minimal, redis_url, spawn_app_with, unique_redis, Backend};
@@ -67,7 +66,7 @@ async fn erasure_leaves_no_trace_of_the_customer_in_the_database_or_redis(backen
 
     // The database.
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     for needle in [
@@ -299,7 +298,7 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
     assert_eq!(app.event_count().await, 3, "nothing was created");
     // It keeps the key and the customer id, nothing of the request or its answer.
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     let (key, customer, request, answer, location, etag): (
@@ -309,12 +308,13 @@ async fn erased_envelopes_keep_the_contract_key_order_byte_for_byte(backend: Bac
         String,
         Option<String>,
         Option<String>,
-    ) = sqlx::query_as(
-        "select key, customer_id, request, body, location, etag from idempotency_keys",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    ) =
+        sqlx::query_as(app.sql(
+            r#"select "key", customer_id, request, body, location, etag from idempotency_keys"#,
+        ))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
     assert!(key.ends_with("order-key"), "{key}");
     assert_eq!(
         (customer, request.as_str(), answer.as_str(), location, etag),
@@ -354,24 +354,26 @@ async fn an_over_deep_or_unreadable_event_is_read_verified_and_erased(backend: B
     .await;
     let deep = nested(126);
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     let payload: String = sqlx::query_scalar(
-        "select payload from customer_events where customer_id = $1 and sequence = 2",
+        app.sql("select payload from customer_events where customer_id = $1 and sequence = 2"),
     )
     .bind(id)
     .fetch_one(&mut db)
     .await
     .unwrap();
     assert!(payload.contains(&shallow));
-    sqlx::query("update customer_events set payload = $1 where customer_id = $2 and sequence = 2")
-        .bind(payload.replace(&shallow, &deep))
-        .bind(id)
-        .execute(&mut db)
-        .await
-        .unwrap();
-    sqlx::query("update customers set preferences = $1 where id = $2")
+    sqlx::query(
+        app.sql("update customer_events set payload = $1 where customer_id = $2 and sequence = 2"),
+    )
+    .bind(payload.replace(&shallow, &deep))
+    .bind(id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(app.sql("update customers set preferences = $1 where id = $2"))
         .bind(&deep)
         .bind(id)
         .execute(&mut db)
@@ -379,7 +381,7 @@ async fn an_over_deep_or_unreadable_event_is_read_verified_and_erased(backend: B
         .unwrap();
     // A second customer whose event is not JSON at all (damaged by hand).
     let broken = app.create_id(&minimal("broken@example.com")).await;
-    sqlx::query("update customer_events set payload = $1 where customer_id = $2")
+    sqlx::query(app.sql("update customer_events set payload = $1 where customer_id = $2"))
         .bind(r#"{"eventType":"CustomerCreated","data":{"email":"broken@example.com""#)
         .bind(broken)
         .execute(&mut db)
@@ -430,7 +432,7 @@ async fn an_over_deep_or_unreadable_event_is_read_verified_and_erased(backend: B
         }
     }
     let whole: String = sqlx::query_scalar(
-        "select payload from customer_events where customer_id = $1 and sequence = 1",
+        app.sql("select payload from customer_events where customer_id = $1 and sequence = 1"),
     )
     .bind(broken)
     .fetch_one(&mut db)

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 
 use crate::test_app::{
-    json_of, minimal, postgres_url, redis_url, spawn_app_with, stream_entries, streamed_payloads,
-    unique_redis, Backend, TestApp,
+    json_of, minimal, redis_url, spawn_app_with, stream_entries, streamed_payloads, unique_redis,
+    Backend, TestApp,
 };
 
 crate::for_every_backend!(
@@ -23,6 +23,10 @@ crate::for_every_backend!(
     replay_appends_exactly_the_original_envelopes_from_a_position_or_a_time,
     tail_prints_each_new_event_as_a_json_line,
     dead_letters_are_listed_re_delivered_and_purged,
+);
+crate::for_shared_backends!(
+    a_rolled_back_position_holds_readers_back_only_for_the_grace_period,
+    a_late_commit_never_slips_behind_a_readers_cursor,
 );
 
 /// Three customers' worth of every event type; returns the ids.
@@ -410,16 +414,11 @@ async fn a_slow_sse_client_is_dropped_resumably_and_never_slows_the_others() {
     assert_eq!(slow_got, all);
 }
 
-/// PostgreSQL only (a rolled-back SQLite transaction gives its AUTOINCREMENT value back): a
+/// PostgreSQL and MySQL (a rolled-back SQLite transaction gives its AUTOINCREMENT value back): a
 /// transaction takes a log position and rolls back; readers wait for it no longer than the
 /// grace period, then go on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolled_back_position_holds_readers_back_only_for_the_grace_period() {
-    if postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: not run");
-        return;
-    }
-    let app = spawn_app_with(Backend::Postgres, |c| {
+async fn a_rolled_back_position_holds_readers_back_only_for_the_grace_period(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
         c.relay.enabled = false;
         c.relay.gap_grace = Duration::from_millis(300);
     })
@@ -446,14 +445,14 @@ async fn a_rolled_back_position_holds_readers_back_only_for_the_grace_period() {
 /// Inserts an event in a transaction that rolls back: its position is used up.
 async fn burn_a_position(app: &TestApp, customer: i64) {
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     let mut tx = db.begin().await.unwrap();
-    sqlx::query(
+    sqlx::query(app.sql(
         "insert into customer_events (event_id, event_type, customer_id, sequence, \
          occurred_at_ms, payload) values ('burnt', 'CustomerDeleted', $1, 99, 0, '{}')",
-    )
+    ))
     .bind(customer)
     .execute(&mut *tx)
     .await
@@ -461,31 +460,26 @@ async fn burn_a_position(app: &TestApp, customer: i64) {
     tx.rollback().await.unwrap();
 }
 
-/// PostgreSQL only (SQLite has one writer, so commits happen in position order): an event
+/// PostgreSQL and MySQL (SQLite has one writer, so commits happen in position order): an event
 /// committed while an earlier position's transaction is still open stays invisible to
 /// readers until that one commits — then both appear, in position order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_commit_never_slips_behind_a_readers_cursor() {
-    if postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: not run");
-        return;
-    }
-    let app = spawn_app_with(Backend::Postgres, |c| c.relay.enabled = false).await;
+async fn a_late_commit_never_slips_behind_a_readers_cursor(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.relay.enabled = false).await;
     let first = app.create_id(&minimal("a@example.com")).await;
     app.relay.step().await.unwrap();
 
     // An open transaction holding the next position.
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     let mut tx = db.begin().await.unwrap();
     let payload = app.stored_events_of(first).await[0]
         .payload
         .replace("\"sequence\":1", "\"sequence\":2");
-    sqlx::query(
+    sqlx::query(app.sql(
         "insert into customer_events (event_id, event_type, customer_id, sequence, \
          occurred_at_ms, payload) values ('late_one', 'CustomerCreated', $1, 2, 0, $2)",
-    )
+    ))
     .bind(first)
     .bind(&payload)
     .execute(&mut *tx)

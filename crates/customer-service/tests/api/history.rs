@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use sqlx::Connection;
-
 use crate::test_app::{john, json_of, minimal, TestApp};
 
 crate::on_every_backend!(
@@ -173,7 +171,7 @@ async fn events_verify_passes_on_a_healthy_log_and_names_what_was_altered(app: T
 
     // Behind the service's back: a renamed customer, a lost row, a resurrected one.
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .expect("connect");
     for (sql, id) in [
@@ -183,7 +181,11 @@ async fn events_verify_passes_on_a_healthy_log_and_names_what_was_altered(app: T
         ),
         ("delete from customers where id = $1", last),
     ] {
-        sqlx::query(sql).bind(id).execute(&mut db).await.expect(sql);
+        sqlx::query(app.sql(sql))
+            .bind(id)
+            .execute(&mut db)
+            .await
+            .expect(sql);
     }
     let (ok, out) = verify(&app).await;
     assert!(!ok, "{out}");
@@ -215,10 +217,10 @@ async fn events_stored_at_an_older_schema_version_still_fold(app: TestApp) {
     old["metadata"]["version"] = json!("1.0");
     let old = old.to_string();
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
-    sqlx::query("update customer_events set payload = $1 where position = $2")
+    sqlx::query(app.sql("update customer_events set payload = $1 where position = $2"))
         .bind(&old)
         .bind(deactivated.position)
         .execute(&mut db)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use reqwest::Response;
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::test_app::{json_of, minimal, TestApp};
 
@@ -113,7 +112,7 @@ async fn an_expired_key_can_be_used_again(app: TestApp) {
     );
     // Age the record past the 24 h default.
     sqlx::any::install_default_drivers();
-    let mut db = sqlx::AnyConnection::connect(&app.database_url)
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     sqlx::query("update idempotency_keys set created_at_ms = created_at_ms - 90000000")

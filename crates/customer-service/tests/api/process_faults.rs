@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use customer_service::application::{EventLog, StoreError};
 use customer_service::store::{SqlStore, StoreOptions};
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::own_server::{OwnRedis, ServiceProcess};
 use customer_service::config::RedisConfig;
@@ -16,6 +15,12 @@ use customer_service::config::RedisConfig;
 use crate::test_app::{fresh_database, minimal, streamed_payloads, unique_redis, Backend};
 
 crate::for_every_backend!(a_killed_process_publishes_every_committed_event_after_restart);
+crate::for_shared_backends!(
+    another_instance_takes_over_when_the_leader_dies,
+    a_write_through_a_follower_is_published_by_the_leader_without_notify,
+    a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes,
+    a_superseded_lease_epoch_can_neither_mark_nor_publish,
+);
 
 fn service_env(database_url: &str, redis: &RedisConfig) -> Vec<(&'static str, String)> {
     vec![
@@ -27,7 +32,7 @@ fn service_env(database_url: &str, redis: &RedisConfig) -> Vec<(&'static str, St
     ]
 }
 
-/// What the tests of several instances over one PostgreSQL share: a redis-server of their
+/// What the tests of several instances over one database share: a redis-server of their
 /// own, a fresh database, and the environment that points a service process at both.
 struct Instances {
     redis_server: OwnRedis,
@@ -37,22 +42,17 @@ struct Instances {
 }
 
 impl Instances {
-    /// `None` (after saying so) without `TEST_DATABASE_URL`.
-    async fn prepare() -> Option<Instances> {
-        if crate::test_app::postgres_url().is_none() {
-            eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
-            return None;
-        }
+    async fn prepare(backend: Backend) -> Instances {
         let redis_server = OwnRedis::start();
         let redis = unique_redis(redis_server.url());
-        let (database_url, _) = fresh_database(Backend::Postgres).await;
+        let (database_url, _) = fresh_database(backend).await;
         let env = service_env(&database_url, &redis);
-        Some(Instances {
+        Instances {
             redis_server,
             redis,
             database_url,
             env,
-        })
+        }
     }
 }
 
@@ -221,17 +221,13 @@ async fn a_killed_process_publishes_every_committed_event_after_restart(backend:
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_instance_takes_over_when_the_leader_dies() {
-    let Some(Instances {
+async fn another_instance_takes_over_when_the_leader_dies(backend: Backend) {
+    let Instances {
         redis_server: _redis_server,
         redis,
         database_url,
         env,
-    }) = Instances::prepare().await
-    else {
-        return;
-    };
+    } = Instances::prepare(backend).await;
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(ServiceProcess::start(&env).await);
@@ -287,27 +283,30 @@ async fn another_instance_takes_over_when_the_leader_dies() {
 
 /// No NOTIFY on the commit path (it serialized every writer at commit): the leader finds a
 /// write made through another instance by polling, and the database sees no notification.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_through_a_follower_is_published_by_the_leader_without_notify() {
-    let Some(Instances {
+async fn a_write_through_a_follower_is_published_by_the_leader_without_notify(backend: Backend) {
+    let Instances {
         redis_server: _redis_server,
         redis,
         database_url,
         env,
-    }) = Instances::prepare().await
-    else {
-        return;
-    };
+    } = Instances::prepare(backend).await;
     let instances = vec![
         ServiceProcess::start(&env).await,
         ServiceProcess::start(&env).await,
     ];
     let leader = the_leader(&instances).await;
     let follower = &instances[1 - leader];
-    let mut listener = sqlx::postgres::PgListener::connect(&database_url)
-        .await
-        .unwrap();
-    listener.listen("customer_events").await.unwrap();
+    // PostgreSQL: a listener on the channel that commits used to notify.
+    let mut listener = match backend {
+        Backend::Postgres => {
+            let mut listener = sqlx::postgres::PgListener::connect(&database_url)
+                .await
+                .unwrap();
+            listener.listen("customer_events").await.unwrap();
+            Some(listener)
+        }
+        _ => None,
+    };
 
     let client = reqwest::Client::new();
     for n in 0..20 {
@@ -327,24 +326,23 @@ async fn a_write_through_a_follower_is_published_by_the_leader_without_notify() 
     }
     assert_eq!(the_leader(&instances).await, leader);
     assert_stream_matches_log(&database_url, &redis).await;
-    let notification = tokio::time::timeout(Duration::from_millis(200), listener.try_recv()).await;
-    assert!(
-        matches!(notification, Err(_) | Ok(Ok(None))),
-        "a commit notified: {notification:?}"
-    );
+    if let Some(listener) = &mut listener {
+        let notification =
+            tokio::time::timeout(Duration::from_millis(200), listener.try_recv()).await;
+        assert!(
+            matches!(notification, Err(_) | Ok(Ok(None))),
+            "a commit notified: {notification:?}"
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
-    let Some(Instances {
+async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes(backend: Backend) {
+    let Instances {
         redis_server,
         redis,
         database_url,
         mut env,
-    }) = Instances::prepare().await
-    else {
-        return;
-    };
+    } = Instances::prepare(backend).await;
     env.push(("RELAY_LEASE_TTL_MS", "2000".to_owned()));
     // Below the takeover time, so the backlog's age shows while the leader is frozen.
     env.push(("OUTBOX_DEGRADED_AFTER_SECS", "1".to_owned()));
@@ -447,35 +445,32 @@ async fn a_frozen_leader_is_replaced_and_publishes_nothing_when_it_wakes() {
     assert_eq!(payloads.len(), 31);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_superseded_lease_epoch_can_neither_mark_nor_publish() {
+async fn a_superseded_lease_epoch_can_neither_mark_nor_publish(backend: Backend) {
     use customer_service::application::RelayLease;
     use customer_service::outbox::RelayError;
     use customer_service::sinks::SinkError;
-    use customer_service::store::PgLease;
+    use customer_service::store::DatabaseLease;
 
-    if crate::test_app::postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL test not run");
-        return;
-    }
     let Some(url) = crate::test_app::redis_url() else {
         eprintln!("TEST_REDIS_URL is not set: not run");
         return;
     };
-    let app = crate::test_app::spawn_app_with(Backend::Postgres, |c| {
+    let app = crate::test_app::spawn_app_with(backend, |c| {
         c.relay.enabled = false;
         c.redis = Some(unique_redis(url));
     })
     .await;
     let ttl = Duration::from_secs(60);
-    let old = PgLease::new(app.database_url.clone());
+    let store_backend = app.store.backend();
+    let old = DatabaseLease::new(store_backend, app.database_url.clone());
     let first = old.try_acquire(ttl).await.unwrap().expect("a free lease");
-    let new = PgLease::new(app.database_url.clone());
+    let new = DatabaseLease::new(store_backend, app.database_url.clone());
     assert_eq!(new.try_acquire(ttl).await.unwrap(), None, "held and alive");
     assert!(old.renew(first, ttl).await.unwrap());
 
     // The old leader stops renewing (frozen): its lease expires, another takes it over.
-    let mut db = sqlx::PgConnection::connect(&app.database_url)
+    sqlx::any::install_default_drivers();
+    let mut db = customer_service::store::connect_one(&app.database_url)
         .await
         .unwrap();
     sqlx::query("update relay_lease set expires_at_ms = 0")

@@ -20,6 +20,23 @@ use sqlx::Connection;
 pub enum Backend {
     Sqlite,
     Postgres,
+    MySql,
+}
+
+impl Backend {
+    /// The server URL this backend's tests need, or `None` (after saying so) when its
+    /// variable is unset: SQLite needs none.
+    pub fn available(self) -> bool {
+        let (var, url) = match self {
+            Backend::Sqlite => return true,
+            Backend::Postgres => ("TEST_DATABASE_URL", postgres_url()),
+            Backend::MySql => ("TEST_MYSQL_URL", mysql_url()),
+        };
+        if url.is_none() {
+            eprintln!("{var} is not set: {self:?} variant not run");
+        }
+        url.is_some()
+    }
 }
 
 pub struct TestApp {
@@ -43,8 +60,8 @@ impl Drop for TestApp {
     }
 }
 
-/// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name` and
-/// `postgres::name`, each with a freshly spawned app.
+/// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name`,
+/// `postgres::name` and `mysql::name`, each with a freshly spawned app.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -61,29 +78,43 @@ macro_rules! for_every_backend {
     };
 }
 
-/// The matrix behind both: `sqlite::name` and `postgres::name` call `$run(backend, name)`.
-/// Without `TEST_DATABASE_URL` the PostgreSQL variants report that they did not run; with it
-/// set, an unreachable server fails them.
+/// Runs each listed `async fn name(backend: Backend)` on the backends that several
+/// processes share (their relays elect a leader): `shared_postgres::name` and
+/// `shared_mysql::name`.
+#[macro_export]
+macro_rules! for_shared_backends {
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_module!(shared_postgres, Postgres, $crate::test_app::with_backend; $($name),*);
+        $crate::backend_module!(shared_mysql, MySql, $crate::test_app::with_backend; $($name),*);
+    };
+}
+
+/// The matrix behind both: `sqlite::name`, `postgres::name` and `mysql::name` call
+/// `$run(backend, name)`.
 #[macro_export]
 macro_rules! backend_matrix {
     ($run:path; $($name:ident),*) => {
-        mod sqlite {
+        $crate::backend_module!(sqlite, Sqlite, $run; $($name),*);
+        $crate::backend_module!(postgres, Postgres, $run; $($name),*);
+        $crate::backend_module!(mysql, MySql, $run; $($name),*);
+    };
+}
+
+/// `mod $module` with one test per name on `Backend::$backend`. Without the backend's
+/// `TEST_*_URL` the test reports that it did not run; with it set, an unreachable server
+/// fails it.
+#[macro_export]
+macro_rules! backend_module {
+    ($module:ident, $backend:ident, $run:path; $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    $run($crate::test_app::Backend::Sqlite, super::$name).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if $crate::test_app::postgres_url().is_none() {
-                        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                    let backend = $crate::test_app::Backend::$backend;
+                    if !backend.available() {
                         return;
                     }
-                    $run($crate::test_app::Backend::Postgres, super::$name).await
+                    $run(backend, super::$name).await
                 }
             )*
         }
@@ -109,6 +140,13 @@ pub async fn with_backend<F: std::future::Future<Output = ()>>(
 /// The server that per-test PostgreSQL databases are created on.
 pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// The MySQL / MariaDB server that per-test MySQL databases are created on.
+pub fn mysql_url() -> Option<String> {
+    std::env::var("TEST_MYSQL_URL")
         .ok()
         .filter(|u| !u.is_empty())
 }
@@ -183,7 +221,23 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
                 postgres_url().expect("TEST_DATABASE_URL must be set for PostgreSQL tests");
             (create_postgres_database(&server, &name).await, None)
         }
+        Backend::MySql => {
+            let server = mysql_url().expect("TEST_MYSQL_URL must be set for MySQL tests");
+            (create_mysql_database(&server, &name).await, None)
+        }
     }
+}
+
+/// Creates database `name` on the MySQL server of `server_url`; returns its URL.
+pub async fn create_mysql_database(server_url: &str, name: &str) -> String {
+    let mut conn = sqlx::MySqlConnection::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("MySQL at TEST_MYSQL_URL is unreachable: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database `{name}`")))
+        .execute(&mut conn)
+        .await
+        .expect("creating the test database");
+    with_database(server_url, name)
 }
 
 /// Creates database `name` on the server of `server_url`; returns its URL.
@@ -195,6 +249,11 @@ pub async fn create_postgres_database(server_url: &str, name: &str) -> String {
         .execute(&mut conn)
         .await
         .expect("creating the test database");
+    with_database(server_url, name)
+}
+
+/// `server_url` naming database `name` instead of its own.
+fn with_database(server_url: &str, name: &str) -> String {
     let (base, query) = server_url
         .split_once('?')
         .map_or((server_url, None), |(b, q)| (b, Some(q)));
@@ -266,6 +325,14 @@ impl TestApp {
             database_url,
             dir: None,
         }
+    }
+
+    /// `text` (with `$n` placeholders) as this app's database takes it.
+    pub fn sql(&self, text: &str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(customer_service::store::statement_for(
+            self.store.backend(),
+            text,
+        ))
     }
 
     pub fn url(&self, path: &str) -> String {
