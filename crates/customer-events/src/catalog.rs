@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::envelope::{Envelope, Metadata, SOURCE};
 use crate::event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerErased, CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerImported, CustomerUpdated, EventType, FieldChange,
 };
 use crate::snapshot::{Address, CustomerSnapshot};
 use crate::versions::{v1_0, PUBLISHED_VERSIONS};
@@ -33,6 +33,14 @@ fn description(event_type: EventType, version: &str) -> &'static str {
     match (event_type, version) {
         (EventType::CustomerCreated, _) => {
             "A customer was created (POST). data: the whole customer, with createdAt."
+        }
+        (EventType::CustomerImported, _) => {
+            "A customer was brought over from the original service's database \
+             (customer-service import): its first event, instead of CustomerCreated, so that \
+             sign-up reactions (welcome e-mails) are not set off for customers who signed up \
+             long ago. data: the whole customer as CustomerCreated carries it, with its \
+             original createdAt and updatedAt; occurredOn is the import's time. Treat it as a \
+             creation when keeping a copy of customers."
         }
         (EventType::CustomerUpdated, _) => {
             "A customer was changed (PATCH). data: the whole customer after the change, with \
@@ -87,6 +95,7 @@ fn schema(event_type: EventType, version: &str) -> Value {
 fn derived_schema(event_type: EventType, version: &str) -> Value {
     match (event_type, version) {
         (EventType::CustomerCreated, _) => schema_of::<CustomerCreated>(),
+        (EventType::CustomerImported, _) => schema_of::<CustomerImported>(),
         (EventType::CustomerUpdated, _) => schema_of::<CustomerUpdated>(),
         (EventType::CustomerActivated, _) => schema_of::<CustomerActivated>(),
         (EventType::CustomerDeactivated, "1.0") => schema_of::<v1_0::CustomerDeactivated>(),
@@ -140,6 +149,20 @@ fn example_data(event_type: EventType, version: &str) -> Value {
             address: ada.address,
             preferences: ada.preferences,
             created_at: ada.created_at,
+        }),
+        (EventType::CustomerImported, _) => serde_json::to_value(CustomerImported {
+            customer_id: ada.id,
+            email: ada.email,
+            first_name: ada.first_name,
+            last_name: ada.last_name,
+            full_name: ada.full_name,
+            phone: ada.phone,
+            is_active: ada.is_active,
+            date_of_birth: ada.date_of_birth,
+            address: ada.address,
+            preferences: ada.preferences,
+            created_at: "2019-03-14T08:21:07.114Z".into(),
+            updated_at: "2024-11-02T17:45:51.020Z".into(),
         }),
         (EventType::CustomerUpdated, _) => serde_json::to_value(CustomerUpdated {
             customer_id: ada.id,

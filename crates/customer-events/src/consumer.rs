@@ -11,6 +11,9 @@
 //!   (`XAUTOCLAIM`).
 //! - Skips an event whose `eventId` it already handled (a key per event, `SET NX` with a
 //!   TTL), since delivery is at least once.
+//! - Acknowledges and skips (and logs) an event of a type this crate does not know: the
+//!   service adds event types over time ([`crate::EventType`] is `#[non_exhaustive]`), and a
+//!   consumer built before one existed has nothing to do with it. Never dead-lettered.
 //! - Stops between events when the shutdown future completes.
 //!
 //! ```no_run
@@ -43,6 +46,7 @@ use redis::{RedisError, Value};
 
 use crate::envelope::Envelope;
 use crate::event::CustomerEvent;
+use crate::versions::ReadError;
 
 /// How a consumer behaves; [`ConsumerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -135,8 +139,15 @@ impl From<RedisError> for ConsumerError {
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     Handled,
+    /// An event type this crate does not know (published by a newer service): acknowledged
+    /// without calling the handler, and logged. Not an error: new event types are added
+    /// without notice, and a consumer that does not know one has nothing to do with it.
+    Skipped {
+        event_type: String,
+    },
     /// Its `eventId` was handled before; acknowledged without calling the handler.
     Duplicate,
     /// Moved to the dead-letter stream after this many attempts.
@@ -356,6 +367,15 @@ impl Consumer {
         let payload = message.field("event").unwrap_or_default();
         let envelope = match Envelope::from_json(payload) {
             Ok(envelope) => envelope,
+            Err(ReadError::UnknownType(event_type)) => {
+                tracing::info!(
+                    event_type,
+                    message_id = message.id,
+                    "skipped an event of a type this consumer does not know"
+                );
+                self.ack(connection, message).await?;
+                return Ok(Outcome::Skipped { event_type });
+            }
             // Unreadable: no retry can help.
             Err(error) => {
                 return self

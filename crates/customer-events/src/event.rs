@@ -11,6 +11,7 @@ use crate::snapshot::{Address, CustomerSnapshot};
 
 /// The wire name of an event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     CustomerCreated,
     CustomerUpdated,
@@ -18,12 +19,17 @@ pub enum EventType {
     CustomerDeactivated,
     CustomerDeleted,
     CustomerErased,
+    /// A customer brought over from the original service's database (`customer-service
+    /// import`): its first event, in place of CustomerCreated.
+    CustomerImported,
 }
 
 impl EventType {
-    /// Every event type, in the order they can happen to one customer.
-    pub const ALL: [EventType; 6] = [
+    /// Every event type this crate knows. A service newer than the crate may publish others:
+    /// the consumer acknowledges and skips those (see `consumer.rs`).
+    pub const ALL: [EventType; 7] = [
         EventType::CustomerCreated,
+        EventType::CustomerImported,
         EventType::CustomerUpdated,
         EventType::CustomerActivated,
         EventType::CustomerDeactivated,
@@ -39,6 +45,7 @@ impl EventType {
             EventType::CustomerDeactivated => "CustomerDeactivated",
             EventType::CustomerDeleted => "CustomerDeleted",
             EventType::CustomerErased => "CustomerErased",
+            EventType::CustomerImported => "CustomerImported",
         }
     }
 
@@ -71,8 +78,10 @@ impl fmt::Display for EventType {
     clippy::large_enum_variant,
     reason = "events are built once per write and moved rarely; boxes would only add friction for consumers that match on them"
 )]
+#[non_exhaustive]
 pub enum CustomerEvent {
     CustomerCreated(CustomerCreated),
+    CustomerImported(CustomerImported),
     CustomerUpdated(CustomerUpdated),
     CustomerActivated(CustomerActivated),
     CustomerDeactivated(CustomerDeactivated),
@@ -84,6 +93,7 @@ impl CustomerEvent {
     pub fn event_type(&self) -> EventType {
         match self {
             CustomerEvent::CustomerCreated(_) => EventType::CustomerCreated,
+            CustomerEvent::CustomerImported(_) => EventType::CustomerImported,
             CustomerEvent::CustomerUpdated(_) => EventType::CustomerUpdated,
             CustomerEvent::CustomerActivated(_) => EventType::CustomerActivated,
             CustomerEvent::CustomerDeactivated(_) => EventType::CustomerDeactivated,
@@ -113,6 +123,9 @@ impl CustomerEvent {
             EventType::CustomerErased => {
                 CustomerEvent::CustomerErased(serde_json::from_value(data)?)
             }
+            EventType::CustomerImported => {
+                CustomerEvent::CustomerImported(serde_json::from_value(data)?)
+            }
         })
     }
 }
@@ -133,6 +146,30 @@ pub struct CustomerCreated {
     pub address: Option<Address>,
     pub preferences: Option<Map<String, Value>>,
     pub created_at: String,
+}
+
+/// A customer brought over from the original service's database: CustomerCreated's data,
+/// with the customer's original `createdAt` and `updatedAt` (the event's `occurredOn` is the
+/// import's time). Consumers that greet new sign-ups on CustomerCreated are not set off by
+/// customers who signed up long ago; a consumer that keeps a copy of customers treats it as
+/// a creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerImported {
+    pub customer_id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub is_active: bool,
+    pub date_of_birth: Option<String>,
+    pub address: Option<Address>,
+    pub preferences: Option<Map<String, Value>>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,22 @@ pub fn apply(
             full_name: created.full_name.clone(),
             version: sequence,
         }),
+        // A creation with the customer's original times.
+        CustomerEvent::CustomerImported(imported) => Some(CustomerSnapshot {
+            id: imported.customer_id,
+            email: imported.email.clone(),
+            first_name: imported.first_name.clone(),
+            last_name: imported.last_name.clone(),
+            phone: imported.phone.clone(),
+            is_active: imported.is_active,
+            date_of_birth: imported.date_of_birth.clone(),
+            address: imported.address.clone(),
+            preferences: imported.preferences.clone(),
+            created_at: imported.created_at.clone(),
+            updated_at: imported.updated_at.clone(),
+            full_name: imported.full_name.clone(),
+            version: sequence,
+        }),
         CustomerEvent::CustomerUpdated(updated) => Some(CustomerSnapshot {
             id: updated.customer_id,
             email: updated.email.clone(),

@@ -34,7 +34,7 @@ pub mod versions;
 pub use envelope::{new_event_id, Envelope, Metadata, SOURCE};
 pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerErased, CustomerEvent, CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerEvent, CustomerImported, CustomerUpdated, EventType, FieldChange,
 };
 pub use fold::{apply, fold};
 pub use snapshot::{Address, CustomerSnapshot};

@@ -277,3 +277,52 @@ async fn run_handles_until_shutdown() {
     assert_eq!(handled.load(Ordering::SeqCst), 5);
     cleanup(&mut conn, &stream).await;
 }
+
+/// A consumer built before an event type existed (here one this crate does not know, as
+/// CustomerImported was to consumers built before it): the event is acknowledged and skipped,
+/// never dead-lettered, and the handler only sees the events it knows.
+#[tokio::test]
+async fn an_event_of_an_unknown_type_is_acknowledged_and_skipped_not_dead_lettered() {
+    let Some(url) = redis_url() else { return };
+    let stream = unique_stream();
+    let mut conn = connection(&url).await;
+    let newer = envelope(1)
+        .replace("CustomerDeleted", "CustomerMerged")
+        .replace("\"deletedAt\"", "\"mergedAt\"");
+    publish(&mut conn, &stream, &newer).await;
+    publish(&mut conn, &stream, &envelope(2)).await;
+    let consumer = Consumer::new(&url, config(&stream, "c1")).unwrap();
+    let handled = Mutex::new(Vec::new());
+    let outcomes = consumer
+        .poll_once(|envelope| {
+            let handled = &handled;
+            async move {
+                handled.lock().unwrap().push(envelope.metadata.aggregate_id);
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Skipped {
+                event_type: "CustomerMerged".into()
+            },
+            Outcome::Handled
+        ]
+    );
+    assert_eq!(*handled.lock().unwrap(), [2]);
+    assert_eq!(
+        pending_count(&mut conn, &stream).await,
+        0,
+        "both acknowledged"
+    );
+    let dead: i64 = redis::cmd("XLEN")
+        .arg(consumer.config().dead_letter_stream())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+    cleanup(&mut conn, &stream).await;
+}

@@ -33,6 +33,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         updates_per_customer: u64,
     },
+    /// Bring the original service's customers (its MySQL `customers` table) into
+    /// DATABASE_URL, each with a CustomerImported event; re-run to bring later changes.
+    Import(cli::import::ImportArgs),
     /// Exit 0 if the service on this host (PORT) answers GET /livez: for container health
     /// checks.
     Healthcheck,
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
                 count,
                 updates_per_customer,
             } => cli::seed::run(config, count, updates_per_customer).await,
+            Command::Import(args) => cli::import::run(config, args).await,
             // One blocking request, then the exit status: nothing else runs meanwhile.
             Command::Healthcheck => cli::healthcheck::run(&config),
             Command::Events { command } => match command {

@@ -8,6 +8,7 @@ mod create_customer;
 mod delete_customer;
 mod error;
 mod history;
+mod import_customers;
 mod new_event;
 mod ports;
 mod query_customers;
@@ -20,6 +21,9 @@ pub use create_customer::{create_customer, create_customer_idempotently, Idempot
 pub use delete_customer::{delete_customer, erase_customer};
 pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
+pub use import_customers::{
+    verify_import, Difference, Import, ImportTally, Rejected, SourceCustomer,
+};
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{
     ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,

@@ -202,6 +202,12 @@ pub trait CustomerStore: Send + Sync {
         drafts: Vec<CustomerDraft>,
         complete: CompleteBulk<'_>,
     ) -> Result<(), StoreError>;
+    /// Customers brought over with the ids and times they had elsewhere (`import`), each
+    /// with its events, in one transaction. New customers get ids above all of them.
+    async fn insert_existing(
+        &self,
+        customers: &[(Customer, Vec<NewEvent>)],
+    ) -> Result<(), StoreError>;
     /// Erasure, in one transaction: deletes the customer's row if `expected_version` is
     /// given (compare-and-set), appends `events` (a sequence taken meanwhile is a
     /// [`StoreError::VersionConflict`]), replaces the payloads of `rewrites` (the customer's
@@ -248,6 +254,23 @@ pub trait CustomerStore: Send + Sync {
     async fn logged_customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// Ids of customer rows without a single event (there should be none): at most `limit`.
     async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Those of `ids` that exist (any order).
+    async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError>;
+    /// The customers with these stored (normalised) e-mails (any order).
+    async fn find_by_emails(&self, emails: &[String]) -> Result<Vec<Customer>, StoreError>;
+    /// The type of the first event of each of `ids` that has one (deleted customers too).
+    async fn first_event_types(
+        &self,
+        ids: &[CustomerId],
+    ) -> Result<Vec<(CustomerId, EventType)>, StoreError>;
+    /// Ids of existing customers whose first event is of `event_type`, ascending, after
+    /// `after`: at most `limit`.
+    async fn customers_first_logged_as(
+        &self,
+        event_type: EventType,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError>;
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Each connection pool by name, for metrics (none by default).

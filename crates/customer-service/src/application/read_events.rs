@@ -150,8 +150,8 @@ mod tests {
                     errors.of("type"),
                     [
                         "type must be one of the following values: CustomerCreated, \
-                         CustomerUpdated, CustomerActivated, CustomerDeactivated, \
-                         CustomerDeleted, CustomerErased"
+                         CustomerImported, CustomerUpdated, CustomerActivated, \
+                         CustomerDeactivated, CustomerDeleted, CustomerErased"
                     ]
                 );
                 assert_eq!(

@@ -3,6 +3,7 @@
 pub mod dlq;
 pub mod events;
 pub mod healthcheck;
+pub mod import;
 pub mod migrate;
 pub mod seed;
 pub mod serve;

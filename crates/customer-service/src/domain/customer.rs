@@ -3,7 +3,7 @@
 
 use customer_events::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerEvent, CustomerSnapshot, CustomerUpdated, FieldChange,
+    CustomerEvent, CustomerImported, CustomerSnapshot, CustomerUpdated, FieldChange,
 };
 use serde_json::Value;
 
@@ -99,6 +99,42 @@ impl CustomerDraft {
 }
 
 impl Customer {
+    /// A customer brought over from another system with the id and times it had there, and
+    /// its CustomerImported event (version 1).
+    pub fn imported(
+        id: CustomerId,
+        fields: CustomerFields,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    ) -> CustomerChange {
+        let customer = Customer {
+            id,
+            fields,
+            created_at,
+            updated_at,
+            version: 1,
+        };
+        let s = customer.snapshot();
+        let event = CustomerEvent::CustomerImported(CustomerImported {
+            customer_id: s.id,
+            email: s.email,
+            first_name: s.first_name,
+            last_name: s.last_name,
+            full_name: s.full_name,
+            phone: s.phone,
+            is_active: s.is_active,
+            date_of_birth: s.date_of_birth,
+            address: s.address,
+            preferences: s.preferences,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        });
+        CustomerChange {
+            customer,
+            events: vec![event],
+        }
+    }
+
     /// `firstName + " " + lastName`, trimmed.
     pub fn full_name(&self) -> String {
         format!(

@@ -18,10 +18,17 @@ use super::sql::Filter;
 use super::sql_store::{first_column, SqlStore};
 use super::{sql, Backend};
 
+use customer_events::EventType;
+
 /// Search terms of fewer characters than this have no trigram to look up.
 const TRIGRAM: usize = 3;
 
 impl SqlStore {
+    /// `prefix` followed by `(…)` with `n` placeholders.
+    fn in_list(&self, prefix: &str, n: usize) -> String {
+        sql::values_sql(prefix, 1, n, self.backend != Backend::Postgres)
+    }
+
     /// The filter a search term (already lower-cased) needs on this backend.
     fn filter(&self, search: Option<&str>) -> Filter {
         let Some(term) = search else {
@@ -72,6 +79,15 @@ impl CustomerStore for SqlStore {
         complete: CompleteBulk<'_>,
     ) -> Result<(), StoreError> {
         self.on_writer(async |lease| self.insert_many_on(lease, drafts, complete).await)
+            .await
+    }
+
+    #[tracing::instrument(name = "store.insert_existing", skip_all, fields(count = customers.len()))]
+    async fn insert_existing(
+        &self,
+        customers: &[(Customer, Vec<NewEvent>)],
+    ) -> Result<(), StoreError> {
+        self.on_writer(async |lease| self.insert_existing_on(lease, customers).await)
             .await
     }
 
@@ -235,6 +251,67 @@ impl CustomerStore for SqlStore {
                 ("writer", self.writer.usage()),
             ],
         }
+    }
+
+    async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let mut query = self.query(self.in_list(sql::CUSTOMERS_BY_IDS_PREFIX, chunk.len()));
+            for id in chunk {
+                query = query.bind(id.get());
+            }
+            found.extend(self.fetch_customers(query).await?);
+        }
+        Ok(found)
+    }
+
+    async fn find_by_emails(&self, emails: &[String]) -> Result<Vec<Customer>, StoreError> {
+        let mut found = Vec::with_capacity(emails.len());
+        for chunk in emails.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let mut query = self.query(self.in_list(sql::CUSTOMERS_BY_EMAILS_PREFIX, chunk.len()));
+            for email in chunk {
+                query = query.bind(email.clone());
+            }
+            found.extend(self.fetch_customers(query).await?);
+        }
+        Ok(found)
+    }
+
+    async fn first_event_types(
+        &self,
+        ids: &[CustomerId],
+    ) -> Result<Vec<(CustomerId, EventType)>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let mut query = self.query(self.in_list(sql::FIRST_EVENT_TYPES_PREFIX, chunk.len()));
+            for id in chunk {
+                query = query.bind(id.get());
+            }
+            for row in self.fetch_all(query).await? {
+                let id: i64 = row.try_get(0).map_err(classify)?;
+                let event_type: String = row.try_get(1).map_err(classify)?;
+                if let (Some(id), Some(event_type)) =
+                    (CustomerId::new(id), EventType::parse(&event_type))
+                {
+                    found.push((id, event_type));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn customers_first_logged_as(
+        &self,
+        event_type: EventType,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let query = self
+            .query(sql::CUSTOMERS_FIRST_LOGGED_AS)
+            .bind(event_type.as_str())
+            .bind(after)
+            .bind(limit);
+        first_column(self.fetch_all(query).await?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

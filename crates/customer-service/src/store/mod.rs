@@ -12,6 +12,7 @@ mod error;
 mod event_log;
 mod lease;
 mod mysql;
+mod original;
 mod pool;
 mod postgres;
 mod row;
@@ -21,6 +22,7 @@ mod sqlite;
 mod writes;
 
 pub use lease::DatabaseLease;
+pub use original::OriginalDatabase;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;
@@ -47,12 +49,6 @@ impl Backend {
         } else {
             None
         }
-    }
-
-    /// Whether several processes may share the database, each with its own connections
-    /// (and so one of them must lead the relay).
-    pub fn is_shared(self) -> bool {
-        self != Backend::Sqlite
     }
 }
 

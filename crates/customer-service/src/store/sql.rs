@@ -210,6 +210,38 @@ pub(super) const CUSTOMER_BY_EMAIL: &str = concat!(
     " from customers where email = $1"
 );
 
+/// `import`'s look-ups, each followed by `values_sql(…, 1, n, …)`'s `($1, …, $n)`.
+pub(super) const CUSTOMERS_BY_IDS_PREFIX: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers where id in "
+);
+pub(super) const CUSTOMERS_BY_EMAILS_PREFIX: &str = concat!(
+    "select ",
+    customer_columns!(),
+    " from customers where email in "
+);
+/// The first event's type of each customer of the list (the `(customer_id, sequence)`
+/// index serves it).
+pub(super) const FIRST_EVENT_TYPES_PREFIX: &str =
+    "select customer_id, event_type from customer_events where sequence = 1 and customer_id in ";
+
+/// Existing customers whose first event is of type `$1`, by id after `$2`, at most `$3`.
+pub(super) const CUSTOMERS_FIRST_LOGGED_AS: &str = r#"
+select c.id from customers c
+join customer_events e on e.customer_id = c.id and e.sequence = 1
+where e.event_type = $1 and c.id > $2
+order by c.id
+limit $3
+"#;
+
+/// After customers were inserted with their own ids: the identity's sequence moves past the
+/// highest, so the next insert gets an id above every one of them (never backwards).
+pub(super) const ALIGN_ID_SEQUENCE_POSTGRES: &str = "select setval(\
+     pg_get_serial_sequence('customers', 'id'), \
+     greatest(nextval(pg_get_serial_sequence('customers', 'id')) - 1, \
+              (select max(id) from customers)))";
+
 /// How a list narrows the customers table (see [`list_page`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Filter {
@@ -495,6 +527,8 @@ mod tests {
         FIRST_POSITION_AT,
         LAST_POSITION_AT,
         COUNT_EVENTS,
+        CUSTOMERS_FIRST_LOGGED_AS,
+        ALIGN_ID_SEQUENCE_POSTGRES,
     ];
 
     /// The `$n` numbers of `text` in order of appearance, outside string literals.

@@ -89,7 +89,6 @@ impl SqlStore {
             Backend::Sqlite => connection.begin_with("begin immediate").await,
         }
         .map_err(classify)?;
-        let anonymous = self.backend != Backend::Postgres;
         let events = if self.backend == Backend::MySql {
             self.insert_drafts_mysql(&mut tx, drafts, complete).await?
         } else {
@@ -101,26 +100,75 @@ impl SqlStore {
                 rows.push(customer);
                 events.extend(customer_events);
             }
-            for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
-                let statement =
-                    sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
-                let mut insert = self.query(statement);
-                for customer in chunk {
-                    let columns = Columns::new(
-                        &customer.fields,
-                        customer.created_at.millis(),
-                        customer.updated_at.millis(),
-                        customer.version,
-                    );
-                    insert = columns.bind(insert.bind(customer.id.get()));
-                }
-                insert
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify_customer_write)?;
-            }
+            self.insert_rows_with_ids(&mut tx, rows.iter()).await?;
             events
         };
+        self.append_many(&mut tx, &events).await?;
+        self.commit(tx).await
+    }
+
+    /// Customers with the ids and times they had elsewhere, and their events (`import`).
+    /// PostgreSQL's id sequence is then moved past them, so that new customers get ids
+    /// above every imported one (SQLite's and MySQL's counters follow explicit ids
+    /// themselves).
+    pub(super) async fn insert_existing_on(
+        &self,
+        connection: &mut AnyConnection,
+        customers: &[(Customer, Vec<NewEvent>)],
+    ) -> Result<(), StoreError> {
+        let mut tx = connection.begin().await.map_err(classify)?;
+        self.insert_rows_with_ids(&mut tx, customers.iter().map(|(customer, _)| customer))
+            .await?;
+        let events: Vec<NewEvent> = customers
+            .iter()
+            .flat_map(|(_, events)| events.iter().cloned())
+            .collect();
+        self.append_many(&mut tx, &events).await?;
+        if self.backend == Backend::Postgres {
+            self.query(sql::ALIGN_ID_SEQUENCE_POSTGRES)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        self.commit(tx).await
+    }
+
+    /// Inserts `rows` with their ids, a few thousand per statement.
+    async fn insert_rows_with_ids(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rows: impl ExactSizeIterator<Item = &Customer>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<&Customer> = rows.collect();
+        let anonymous = self.backend != Backend::Postgres;
+        for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let statement =
+                sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
+            let mut insert = self.query(statement);
+            for customer in chunk {
+                let columns = Columns::new(
+                    &customer.fields,
+                    customer.created_at.millis(),
+                    customer.updated_at.millis(),
+                    customer.version,
+                );
+                insert = columns.bind(insert.bind(customer.id.get()));
+            }
+            insert
+                .execute(&mut **tx)
+                .await
+                .map_err(classify_customer_write)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `events`, a few thousand per statement.
+    async fn append_many(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        let anonymous = self.backend != Backend::Postgres;
         for chunk in events.chunks(sql::EVENT_ROWS_PER_INSERT) {
             let statement = sql::values_sql(sql::APPEND_EVENTS, chunk.len(), 6, anonymous);
             let mut append = self.query(statement);
@@ -134,11 +182,11 @@ impl SqlStore {
                     .bind(event.payload.clone());
             }
             append
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(super::error::classify_append)?;
         }
-        self.commit(tx).await
+        Ok(())
     }
 
     /// `count` customer ids, free for this transaction to insert: PostgreSQL draws them from

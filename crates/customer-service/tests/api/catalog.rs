@@ -35,6 +35,7 @@ async fn the_catalog_lists_every_version_with_a_schema_its_example_satisfies() {
             ("CustomerDeactivated", "1.1", true),
             ("CustomerDeleted", "1.0", true),
             ("CustomerErased", "1.0", true),
+            ("CustomerImported", "1.0", true),
         ]
     );
     for entry in entries {
@@ -134,7 +135,7 @@ async fn the_asyncapi_document_describes_the_configured_channels() {
         .unwrap()
         .keys()
         .collect();
-    assert_eq!(messages.len(), 6);
+    assert_eq!(messages.len(), 7);
     // Every reference resolves.
     for (_, op) in doc["operations"].as_object().unwrap() {
         for message in op["messages"].as_array().unwrap() {

@@ -123,7 +123,7 @@ async fn the_events_api_pages_every_published_event_in_position_order_with_filte
         json!({
             "after": ["after must not be less than 0"],
             "limit": ["limit must not be less than 1"],
-            "type": ["type must be one of the following values: CustomerCreated, CustomerUpdated, CustomerActivated, CustomerDeactivated, CustomerDeleted, CustomerErased"],
+            "type": ["type must be one of the following values: CustomerCreated, CustomerImported, CustomerUpdated, CustomerActivated, CustomerDeactivated, CustomerDeleted, CustomerErased"],
             "customerId": ["customerId must not be less than 1"]
         })
     );

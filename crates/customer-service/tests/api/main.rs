@@ -19,6 +19,7 @@ mod event_log;
 mod history;
 mod http_basics;
 mod idempotency;
+mod import;
 mod openapi_conformance;
 mod operations;
 mod own_server;

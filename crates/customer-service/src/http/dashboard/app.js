@@ -8,6 +8,7 @@
 
 const TYPES = {
   CustomerCreated: "#22c55e",
+  CustomerImported: "#84cc16",
   CustomerUpdated: "#3b82f6",
   CustomerActivated: "#14b8a6",
   CustomerDeactivated: "#f59e0b",
@@ -492,6 +493,7 @@ function describe(envelope) {
   const data = envelope.data || {};
   switch (envelope.eventType) {
     case "CustomerCreated":
+    case "CustomerImported":
       return `${data.fullName ?? ""} <${data.email ?? ""}>`;
     case "CustomerUpdated": {
       const changed = Object.keys(data.changes || {});
