@@ -58,34 +58,43 @@ pub struct ImportTally {
     pub rejected: Vec<Rejected>,
 }
 
-/// One run of an import over source rows that arrive in batches, in id order.
-pub struct Import<'a> {
-    store: &'a dyn CustomerStore,
-    ctx: WriteContext,
-    /// False: a dry run, which decides everything and writes nothing.
-    write: bool,
-    /// The lowest source id of every normalised e-mail seen so far: two rows whose e-mails
-    /// are equal ignoring case (possible under a case-sensitive source collation) cannot
-    /// both be customers here; the lowest id wins.
+impl ImportTally {
+    /// Adds `other`'s counts and rejections.
+    pub fn add(&mut self, other: ImportTally) {
+        self.imported += other.imported;
+        self.unchanged += other.unchanged;
+        self.updated += other.updated;
+        self.changed_here += other.changed_here;
+        self.deleted_here += other.deleted_here;
+        self.deleted += other.deleted;
+        self.rejected.extend(other.rejected);
+    }
+}
+
+/// A batch that passed [`RowCheck::check`]: valid rows with their ids and fields.
+pub struct Checked(Vec<(SourceCustomer, CustomerId, CustomerFields)>);
+
+/// The rules every source row must pass, in id order across the whole run: our rules for a
+/// customer, and no e-mail equal ignoring case to an earlier row's (possible under a
+/// case-sensitive source collation; the lowest id wins).
+pub struct RowCheck {
+    today: chrono::NaiveDate,
+    /// The lowest source id of every normalised e-mail seen so far.
     emails: HashMap<String, i64>,
 }
 
-impl<'a> Import<'a> {
-    pub fn new(store: &'a dyn CustomerStore, ctx: WriteContext, write: bool) -> Self {
-        Import {
-            store,
-            ctx,
-            write,
+impl RowCheck {
+    /// Dates (of birth) are checked against `today`.
+    pub fn new(today: chrono::NaiveDate) -> Self {
+        RowCheck {
+            today,
             emails: HashMap::new(),
         }
     }
 
-    /// Decides (and unless dry, applies) one batch of source rows, ascending by id.
-    pub async fn batch(
-        &mut self,
-        rows: Vec<SourceCustomer>,
-        tally: &mut ImportTally,
-    ) -> Result<(), ApplicationError> {
+    /// The valid rows of a batch (rows ascending by id, batches in order); rejections go to
+    /// `tally`.
+    pub fn check(&mut self, rows: Vec<SourceCustomer>, tally: &mut ImportTally) -> Checked {
         let mut valid = Vec::with_capacity(rows.len());
         for row in rows {
             match self.validate(&row) {
@@ -93,6 +102,46 @@ impl<'a> Import<'a> {
                 Err(reason) => tally.rejected.push(Rejected { id: row.id, reason }),
             }
         }
+        Checked(valid)
+    }
+
+    /// The row's id and fields by our rules, or why not.
+    fn validate(&mut self, row: &SourceCustomer) -> Result<(CustomerId, CustomerFields), String> {
+        let id = CustomerId::new(row.id).ok_or("the id is not a positive integer")?;
+        let fields = parse_new_customer(&row.body, self.today).map_err(describe)?;
+        let email = fields.email.as_str().to_owned();
+        match self.emails.get(&email) {
+            Some(&winner) if winner != row.id => Err(format!(
+                "the e-mail equals that of source row {winner} ignoring case"
+            )),
+            Some(_) => Ok((id, fields)),
+            None => {
+                self.emails.insert(email, row.id);
+                Ok((id, fields))
+            }
+        }
+    }
+}
+
+/// What a run does with checked batches, against this database.
+pub struct Import<'a> {
+    store: &'a dyn CustomerStore,
+    ctx: WriteContext,
+    /// False: a dry run, which decides everything and writes nothing.
+    write: bool,
+}
+
+impl<'a> Import<'a> {
+    pub fn new(store: &'a dyn CustomerStore, ctx: WriteContext, write: bool) -> Self {
+        Import { store, ctx, write }
+    }
+
+    /// A checked batch against this database, and its writes. The checked batches of one
+    /// run hold distinct ids and e-mails, so several may be applied at once.
+    pub async fn apply(&self, checked: Checked) -> Result<ImportTally, ApplicationError> {
+        let Checked(valid) = checked;
+        let mut tally = ImportTally::default();
+        let tally = &mut tally;
         let ids: Vec<CustomerId> = valid.iter().map(|(_, id, _)| *id).collect();
         let existing: HashMap<CustomerId, Customer> = self
             .store
@@ -166,32 +215,32 @@ impl<'a> Import<'a> {
             self.store.insert_existing(&inserts).await?;
         }
         tally.imported += inserts.len() as u64;
-        Ok(())
+        Ok(std::mem::take(tally))
     }
 
     /// Deletes here the imported customers whose ids are not in `source_ids` (all of the
-    /// source's ids, ascending): rows deleted in the source since their import.
+    /// source's ids, ascending): rows deleted in the source since their import. Walks the
+    /// ids here by primary key; only those missing from the source are looked up further.
     pub async fn delete_missing(
         &self,
         source_ids: &[i64],
         tally: &mut ImportTally,
     ) -> Result<(), ApplicationError> {
-        const PAGE: i64 = 5_000;
+        const PAGE: i64 = 10_000;
         let mut after = 0;
         loop {
-            let ids = self
-                .store
-                .customers_first_logged_as(EventType::CustomerImported, after, PAGE)
-                .await?;
-            for &id in &ids {
-                if source_ids.binary_search(&id).is_ok() {
+            let ids = self.store.customer_ids(after, PAGE).await?;
+            let missing: Vec<CustomerId> = ids
+                .iter()
+                .filter(|id| source_ids.binary_search(id).is_err())
+                .filter_map(|&id| CustomerId::new(id))
+                .collect();
+            for (id, first) in self.store.first_event_types(&missing).await? {
+                if first != EventType::CustomerImported {
                     continue;
                 }
-                let Some(customer) = CustomerId::new(id) else {
-                    continue;
-                };
                 if self.write {
-                    match super::delete_customer(self.store, &self.ctx, customer, None).await {
+                    match super::delete_customer(self.store, &self.ctx, id, None).await {
                         Ok(()) | Err(ApplicationError::NotFound) => {}
                         Err(error) => return Err(error),
                     }
@@ -201,23 +250,6 @@ impl<'a> Import<'a> {
             match ids.last() {
                 Some(&last) if ids.len() as i64 == PAGE => after = last,
                 _ => return Ok(()),
-            }
-        }
-    }
-
-    /// The row's id and fields by our rules, or why not.
-    fn validate(&mut self, row: &SourceCustomer) -> Result<(CustomerId, CustomerFields), String> {
-        let id = CustomerId::new(row.id).ok_or("the id is not a positive integer")?;
-        let fields = parse_new_customer(&row.body, self.ctx.now.date()).map_err(describe)?;
-        let email = fields.email.as_str().to_owned();
-        match self.emails.get(&email) {
-            Some(&winner) if winner != row.id => Err(format!(
-                "the e-mail equals that of source row {winner} ignoring case"
-            )),
-            Some(_) => Ok((id, fields)),
-            None => {
-                self.emails.insert(email, row.id);
-                Ok((id, fields))
             }
         }
     }

@@ -22,7 +22,7 @@ pub use delete_customer::{delete_customer, erase_customer};
 pub use error::ApplicationError;
 pub use history::{customer_as_of, customer_history, parse_as_of, read_envelope};
 pub use import_customers::{
-    verify_import, Difference, Import, ImportTally, Rejected, SourceCustomer,
+    verify_import, Checked, Difference, Import, ImportTally, Rejected, RowCheck, SourceCustomer,
 };
 pub use new_event::{Precondition, WriteContext};
 pub use ports::{

@@ -263,14 +263,8 @@ pub trait CustomerStore: Send + Sync {
         &self,
         ids: &[CustomerId],
     ) -> Result<Vec<(CustomerId, EventType)>, StoreError>;
-    /// Ids of existing customers whose first event is of `event_type`, ascending, after
-    /// `after`: at most `limit`.
-    async fn customers_first_logged_as(
-        &self,
-        event_type: EventType,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError>;
+    /// Ids of existing customers, ascending, after `after`: at most `limit`.
+    async fn customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// A cheap round trip proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Each connection pool by name, for metrics (none by default).

@@ -3,9 +3,9 @@
 //! becomes; this reads the source in batches, in id order, and reports.
 //!
 //! A real run first decides every row without writing (as `--dry-run` does) and refuses to
-//! start while any row would be rejected, unless `--skip-invalid`; then it imports batch by
-//! batch, each batch one transaction, so a run stopped half-way (or killed) is resumed by
-//! running it again.
+//! start while any row would be rejected; with `--skip-invalid` it skips that pass. Then it
+//! imports batch by batch, each batch one transaction, so a run stopped half-way (or
+//! killed) is resumed by running it again.
 
 use std::path::PathBuf;
 
@@ -13,15 +13,21 @@ use anyhow::Context;
 use chrono::FixedOffset;
 
 use crate::application::{
-    verify_import, Clock, Difference, Import, ImportTally, Rejected, SystemClock, WriteContext,
+    verify_import, Clock, Difference, Import, ImportTally, Rejected, RowCheck, SystemClock,
+    WriteContext,
 };
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::startup::connect_store;
-use crate::store::OriginalDatabase;
+use crate::store::{Backend, OriginalDatabase};
+use futures_util::StreamExt;
 
 /// Source rows per batch (and per transaction here).
 const BATCH: i64 = 2_000;
+/// Batches written at once on PostgreSQL and MySQL: one is built while others are written,
+/// as `seed` does (SQLite has one writer; more would only queue). Measured in
+/// `bench/MYSQL.md`.
+const WRITERS: usize = 3;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
@@ -109,32 +115,36 @@ async fn import(
         correlation_id: format!("import-{}", now.millis()),
         actor: None,
     };
-    // Every row decided first, nothing written.
-    let (plan, rows) = pass(store, source, &ctx, args.since, false, None).await?;
-    if args.dry_run {
-        print_rejected(&plan.rejected);
-        println!("dry run: {}", summary(&plan));
-        return Ok(());
+    // Every row decided first, nothing written: for a dry run, and for a run that must not
+    // start while any row would be rejected. (With --skip-invalid there is nothing to
+    // refuse: the writing pass lists its rejections itself.)
+    let mut rows = None;
+    if args.dry_run || !args.skip_invalid {
+        let (plan, read) = pass(store, source, &ctx, args.since, false, None).await?;
+        if args.dry_run {
+            print_rejected(&plan.rejected);
+            println!("dry run: {}", summary(&plan));
+            return Ok(());
+        }
+        if !plan.rejected.is_empty() {
+            print_rejected(&plan.rejected);
+            anyhow::bail!(
+                "{} would not be imported (listed above): correct them in the source, or run \
+                 again with --skip-invalid to import the others; nothing was imported",
+                rows_word(plan.rejected.len())
+            );
+        }
+        rows = Some(read);
     }
-    if !plan.rejected.is_empty() && !args.skip_invalid {
-        print_rejected(&plan.rejected);
-        anyhow::bail!(
-            "{} would not be imported (listed above): correct them in the source, or run \
-             again with --skip-invalid to import the others; nothing was imported",
-            rows_word(plan.rejected.len())
+    let progress =
+        indicatif::ProgressBar::with_draw_target(rows, indicatif::ProgressDrawTarget::stderr())
+            .with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing [{bar:40}] {human_pos}/{human_len} rows, {per_sec}, eta {eta}",
+            )
+            .context("progress bar template")?
+            .progress_chars("=> "),
         );
-    }
-    let progress = indicatif::ProgressBar::with_draw_target(
-        Some(rows),
-        indicatif::ProgressDrawTarget::stderr(),
-    )
-    .with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} importing [{bar:40}] {human_pos}/{human_len} rows, {per_sec}, eta {eta}",
-        )
-        .context("progress bar template")?
-        .progress_chars("=> "),
-    );
     let (done, _) = pass(store, source, &ctx, args.since, true, Some(&progress)).await?;
     progress.finish_and_clear();
     if !done.rejected.is_empty() {
@@ -170,28 +180,41 @@ async fn pass(
     write: bool,
     progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<(ImportTally, u64)> {
-    let mut import = Import::new(store, ctx.clone(), write);
+    let import = Import::new(store, ctx.clone(), write);
+    let mut check = RowCheck::new(ctx.now.date());
     let mut tally = ImportTally::default();
-    let mut after = 0;
-    let mut rows = 0;
+    let writers = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres | Backend::MySql => WRITERS,
+    };
+    // Batches are read and checked in id order; up to `writers` are applied at once, the
+    // next read and checked as soon as one is done.
+    let mut applying = futures_util::stream::FuturesUnordered::new();
+    let (mut after, mut rows, mut finished) = (0, 0, false);
     loop {
-        let batch = source
-            .rows(after, since, BATCH)
-            .await
-            .context("reading the original's customers")?;
-        let Some(last) = batch.last().map(|row| row.id) else {
+        while applying.len() < writers && !finished {
+            let batch = source
+                .rows(after, since, BATCH)
+                .await
+                .context("reading the original's customers")?;
+            let Some(last) = batch.last().map(|row| row.id) else {
+                finished = true;
+                break;
+            };
+            let read = batch.len() as u64;
+            let checked = check.check(batch, &mut tally);
+            let import = &import;
+            applying.push(async move { (read, import.apply(checked).await) });
+            after = last;
+        }
+        let Some((read, applied)) = applying.next().await else {
             break;
         };
-        let read = batch.len();
-        import
-            .batch(batch, &mut tally)
-            .await
-            .context("importing customers")?;
-        rows += read as u64;
+        tally.add(applied.context("importing customers")?);
+        rows += read;
         if let Some(progress) = progress {
-            progress.inc(read as u64);
+            progress.inc(read);
         }
-        after = last;
     }
     let mut ids = Vec::new();
     let mut after = 0;
@@ -208,6 +231,7 @@ async fn pass(
         .delete_missing(&ids, &mut tally)
         .await
         .context("deleting customers deleted in the source")?;
+    tally.rejected.sort_by_key(|row| row.id);
     Ok((tally, rows))
 }
 

@@ -300,17 +300,8 @@ impl CustomerStore for SqlStore {
         Ok(found)
     }
 
-    async fn customers_first_logged_as(
-        &self,
-        event_type: EventType,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        let query = self
-            .query(sql::CUSTOMERS_FIRST_LOGGED_AS)
-            .bind(event_type.as_str())
-            .bind(after)
-            .bind(limit);
+    async fn customer_ids(&self, after: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let query = self.query(sql::CUSTOMER_IDS).bind(after).bind(limit);
         first_column(self.fetch_all(query).await?)
     }
 

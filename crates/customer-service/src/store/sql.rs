@@ -226,14 +226,8 @@ pub(super) const CUSTOMERS_BY_EMAILS_PREFIX: &str = concat!(
 pub(super) const FIRST_EVENT_TYPES_PREFIX: &str =
     "select customer_id, event_type from customer_events where sequence = 1 and customer_id in ";
 
-/// Existing customers whose first event is of type `$1`, by id after `$2`, at most `$3`.
-pub(super) const CUSTOMERS_FIRST_LOGGED_AS: &str = r#"
-select c.id from customers c
-join customer_events e on e.customer_id = c.id and e.sequence = 1
-where e.event_type = $1 and c.id > $2
-order by c.id
-limit $3
-"#;
+/// Customer ids after `$1`, ascending, at most `$2` (the primary key alone).
+pub(super) const CUSTOMER_IDS: &str = "select id from customers where id > $1 order by id limit $2";
 
 /// After customers were inserted with their own ids: the identity's sequence moves past the
 /// highest, so the next insert gets an id above every one of them (never backwards).
@@ -527,7 +521,7 @@ mod tests {
         FIRST_POSITION_AT,
         LAST_POSITION_AT,
         COUNT_EVENTS,
-        CUSTOMERS_FIRST_LOGGED_AS,
+        CUSTOMER_IDS,
         ALIGN_ID_SEQUENCE_POSTGRES,
     ];
 
