@@ -88,6 +88,25 @@ import_rate() { # customers/s from "imported N, … in X s"
          END { gsub(",", "", n); printf "%d customers in %.1f s: %d customers/s", n, t, n / t }' "$OUT/import.$1"
 }
 
+echo "== search and list at $IMPORT_ROWS imported customers (relay off)"
+urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+terms=()
+while read -r term; do terms+=("/api/v1/customers?search=$(urlencode "$term")&limit=10"); done < bench/search-terms.txt
+printf '%s\n' "${terms[@]}" > "$OUT/search-paths"
+echo "/api/v1/customers?limit=10" > "$OUT/list-paths"
+at_scale() { # $1 = name, $2 = DATABASE_URL
+    env DATABASE_URL="$2" PORT="$PORT" RUST_LOG=warn DATABASE_POOL_SIZE="$CONNECTIONS" \
+        RELAY_ENABLED=false "$BIN" & SERVICE=$!
+    until curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null; do sleep 0.05; done
+    for what in search list; do
+        $LOADGEN run --scenario paths --paths-file "$OUT/$what-paths" --connections "$CONNECTIONS" \
+            --duration-secs "$DURATION" --warmup-secs "$WARMUP" | tee "$OUT/$what-at-scale.$1"
+    done
+    kill "$SERVICE"; wait "$SERVICE" || true; SERVICE=
+}
+at_scale postgres "$PG/${RUN}_import"
+at_scale mariadb "$MY/${RUN}_import"
+
 echo "== the create limit of each engine"
 psql "$PG/postgres" -qc "create database ${RUN}_limit"
 my -e "create database ${RUN}_limit"
@@ -155,6 +174,19 @@ Time of the whole command (it decides every row before writing, then writes in b
 
 Target: at least 20,000 customers/s into PostgreSQL.
 
+## Search and the first list page at $IMPORT_ROWS imported customers
+
+The 20 terms of \`bench/search-terms.txt\`, a random one per request (against these
+customers some match a third of them, most match none), and \`GET /customers?limit=10\`.
+PostgreSQL looks terms up in its trigram index; MariaDB has none, so a search walks the list
+order testing every customer until the page is full, and counts its total by a full scan
+(cached until the next write): a term that matches nothing reads the whole table.
+
+| request, req/s | PostgreSQL | MariaDB |
+|---|---|---|
+$(row search-at-scale "search (20 terms)")
+$(row list-at-scale "list, first page")
+
 ## The main scenarios ($SEED seeded customers, $CONNECTIONS connections)
 
 | scenario, req/s | PostgreSQL | MariaDB |
@@ -169,7 +201,7 @@ $(row update "PATCH update")
 Raw lines:
 
 \`\`\`
-$(for b in postgres mariadb; do echo "# $b"; for s in $SCENARIOS; do cat "$OUT/$s.$b"; done; done)
+$(for b in postgres mariadb; do echo "# $b"; for s in search-at-scale list-at-scale $SCENARIOS; do cat "$OUT/$s.$b"; done; done)
 \`\`\`
 MD
 echo "wrote bench/MYSQL.md"
