@@ -141,7 +141,6 @@ impl<'a> Import<'a> {
     pub async fn apply(&self, checked: Checked) -> Result<ImportTally, ApplicationError> {
         let Checked(valid) = checked;
         let mut tally = ImportTally::default();
-        let tally = &mut tally;
         let ids: Vec<CustomerId> = valid.iter().map(|(_, id, _)| *id).collect();
         let existing: HashMap<CustomerId, Customer> = self
             .store
@@ -215,7 +214,7 @@ impl<'a> Import<'a> {
             self.store.insert_existing(&inserts).await?;
         }
         tally.imported += inserts.len() as u64;
-        Ok(std::mem::take(tally))
+        Ok(tally)
     }
 
     /// Deletes here the imported customers whose ids are not in `source_ids` (all of the

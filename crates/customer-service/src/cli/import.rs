@@ -147,6 +147,10 @@ async fn import(
         );
     let (done, _) = pass(store, source, &ctx, args.since, true, Some(&progress)).await?;
     progress.finish_and_clear();
+    store
+        .analyze()
+        .await
+        .context("refreshing the database's statistics")?;
     if !done.rejected.is_empty() {
         let path = args.skip_file.clone().unwrap_or_else(|| {
             PathBuf::from(format!(

@@ -36,4 +36,7 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<Pool, sqlx::Error>
     .await
 }
 
+/// See `SqlStore::analyze`.
+pub(super) const ANALYZE: &str = "analyze table customers, customer_events";
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");

@@ -29,4 +29,7 @@ pub(super) const RELAXED_COMMIT: &str = "set local synchronous_commit = off";
 /// relay's connection (and so publishing) waited those 5 s (seen as "slow statement" logs).
 pub(super) const VACUUM_PENDING: &str = "vacuum (truncate false) customer_events_pending";
 
+/// See `SqlStore::analyze`.
+pub(super) const ANALYZE: &str = "analyze customers, customer_events";
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -42,6 +42,9 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<(Pool, Pool), sqlx
     Ok((readers, writer))
 }
 
+/// See `SqlStore::analyze`.
+pub(super) const ANALYZE: &str = "analyze";
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[cfg(test)]
