@@ -192,10 +192,6 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
             .context("writing seed customers")?;
     }
     progress.finish_and_clear();
-    store
-        .analyze()
-        .await
-        .context("refreshing the database's statistics")?;
     store.close().await;
     let events = count * (1 + updates_per_customer);
     let seconds = started.elapsed().as_secs_f64();

@@ -43,7 +43,7 @@ pub(super) async fn connect(options: &StoreOptions) -> Result<(Pool, Pool), sqlx
 }
 
 /// See `SqlStore::analyze`.
-pub(super) const ANALYZE: &str = "analyze";
+pub(super) const ANALYZE: &str = "analyze customers";
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
