@@ -144,6 +144,8 @@ scenarios() { # $1 = name, $2 = DATABASE_URL
         REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$RUN:$1" EVENT_CHANNEL="$RUN:$1:events" \
         EVENT_STREAM="$RUN:$1:stream" "$BIN" & SERVICE=$!
     until curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null; do sleep 0.05; done
+    # The seed's events are a backlog for the relay: measure after it has drained.
+    until curl -s "http://127.0.0.1:$PORT/api/v1/health" | grep -q '"pending":0'; do sleep 0.2; done
     for scenario in $SCENARIOS; do
         $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
             --warmup-secs "$WARMUP" | tee "$OUT/$scenario.$1"
