@@ -62,7 +62,8 @@ create table relay_watermark (
 insert into relay_watermark (id, position) values (1, 0);
 
 -- `key` is a reserved word in MySQL: the statements quote it ("key", see src/store/mysql.rs).
--- The key is the client's (at most 255 characters) scoped by the authenticated subject.
+-- The key is the client's (at most 255 characters) scoped by the authenticated subject, or
+-- by its SHA-256 when the subject is longer than 256 characters: at most 512 characters.
 create table idempotency_keys (
     `key`         varchar(768) not null primary key,
     request       mediumtext   not null,

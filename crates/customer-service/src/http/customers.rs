@@ -150,8 +150,7 @@ pub(crate) async fn create_customer(
         let customer = application::create_customer(&*state.store, &ctx, &body).await?;
         return Ok(created_response(&customer));
     };
-    // Scoped by the subject: two clients choosing the same key never see each other's answer.
-    let scoped = format!("{scope}\u{1f}{key}");
+    let scoped = scoped_key(&scope, &key);
     // Built once: the answer stored with the key and the one sent now are the same bytes.
     let answer = std::sync::OnceLock::new();
     let respond = |customer: &Customer| answer.get_or_init(|| created_answer(customer)).clone();
@@ -204,6 +203,26 @@ fn replay(stored: StoredResponse) -> Response {
         }
     }
     response
+}
+
+/// Subjects longer than this are stored as their SHA-256: every store's key column holds
+/// the scoped key (MySQL's, `varchar(768)`, has the least room).
+const MAX_STORED_SCOPE_CHARS: usize = 256;
+
+/// The stored key of `key` sent by `subject`: scoped by the subject, so that two clients
+/// choosing the same key never see each other's answer. A subject of more than
+/// [`MAX_STORED_SCOPE_CHARS`] characters (tokens may carry any) is stored as
+/// `sha256:<hex>`, which keeps the scoped key within 512 characters.
+fn scoped_key(subject: &str, key: &str) -> String {
+    use sha2::Digest;
+    if subject.chars().count() <= MAX_STORED_SCOPE_CHARS {
+        return format!("{subject}\u{1f}{key}");
+    }
+    let hex: String = sha2::Sha256::digest(subject.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("sha256:{hex}\u{1f}{key}")
 }
 
 /// The `Idempotency-Key` header: 1–255 visible ASCII characters.

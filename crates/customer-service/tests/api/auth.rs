@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use crate::test_app::{json_of, minimal, spawn_app_with, Backend, TestApp};
 use customer_service::config::{AuthConfig, JwtKeySource};
 
+crate::for_every_backend!(a_very_long_token_subject_still_scopes_its_keys);
+
 pub(crate) const SECRET: &str = "a-test-secret-of-reasonable-length";
 
 fn now() -> i64 {
@@ -376,4 +378,32 @@ async fn without_authentication_the_limit_is_per_client_address() {
     let refused = app.post_customer(&minimal("b@example.com")).await;
     assert_eq!(refused.headers()["retry-after"], "10");
     json_of(refused, 429).await;
+}
+
+/// A token's subject may be of any length: the stored key stays within every store's key
+/// column (on MySQL a 1,000-character subject failed the insert), a retry still gets the
+/// first answer, and a subject that differs only in its last character has keys of its own.
+async fn a_very_long_token_subject_still_scopes_its_keys(backend: Backend) {
+    use crate::idempotency::answer;
+    let app = spawn_app_with(backend, |c| c.auth = secret_auth()).await;
+    let post_as = |subject: String, body: Value| {
+        let bearer = format!("Bearer {}", hs256(good_claims(&subject), SECRET));
+        app.send(
+            app.client
+                .post(app.url("/api/v1/customers"))
+                .header("Idempotency-Key", "order-7")
+                .header("Authorization", bearer)
+                .json(&body),
+        )
+    };
+    let long = "s".repeat(1_000);
+    let first = answer(post_as(long.clone(), minimal("long@example.com")).await).await;
+    assert_eq!(first.0, 201, "{}", first.3);
+    let retry = answer(post_as(long.clone(), minimal("long@example.com")).await).await;
+    assert_eq!(retry, first);
+    let other = format!("{}t", "s".repeat(999));
+    let theirs = answer(post_as(other, minimal("other@example.com")).await).await;
+    assert_eq!(theirs.0, 201, "{}", theirs.3);
+    assert_ne!(theirs.1, first.1, "another subject's key is another key");
+    assert_eq!(app.event_count().await, 2);
 }

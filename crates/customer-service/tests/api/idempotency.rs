@@ -29,7 +29,7 @@ pub(crate) async fn post(app: &TestApp, key: &str, body: &Value) -> Response {
 }
 
 /// (status, Location, ETag, body bytes)
-async fn answer(response: Response) -> (u16, String, String, String) {
+pub(crate) async fn answer(response: Response) -> (u16, String, String, String) {
     let header = |name: &str| {
         response
             .headers()
