@@ -28,6 +28,23 @@ impl SqlStore {
         sql::values_sql(prefix, 1, n, self.backend != Backend::Postgres)
     }
 
+    /// The customers whose column (named by `prefix`, `… where <column> in `) is one of
+    /// `values`, a few thousand per query.
+    async fn customers_in<T>(&self, prefix: &str, values: &[T]) -> Result<Vec<Customer>, StoreError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Clone + Send + 'static,
+    {
+        let mut found = Vec::with_capacity(values.len());
+        for chunk in values.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
+            let mut query = self.query(self.in_list(prefix, chunk.len()));
+            for value in chunk {
+                query = query.bind(value.clone());
+            }
+            found.extend(self.fetch_customers(query).await?);
+        }
+        Ok(found)
+    }
+
     /// The filter a search term (already lower-cased) needs on this backend.
     fn filter(&self, search: Option<&str>) -> Filter {
         let Some(term) = search else {
@@ -263,27 +280,13 @@ impl CustomerStore for SqlStore {
     }
 
     async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
-            let mut query = self.query(self.in_list(sql::CUSTOMERS_BY_IDS_PREFIX, chunk.len()));
-            for id in chunk {
-                query = query.bind(id.get());
-            }
-            found.extend(self.fetch_customers(query).await?);
-        }
-        Ok(found)
+        let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+        self.customers_in(sql::CUSTOMERS_BY_IDS_PREFIX, &ids).await
     }
 
     async fn find_by_emails(&self, emails: &[String]) -> Result<Vec<Customer>, StoreError> {
-        let mut found = Vec::with_capacity(emails.len());
-        for chunk in emails.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
-            let mut query = self.query(self.in_list(sql::CUSTOMERS_BY_EMAILS_PREFIX, chunk.len()));
-            for email in chunk {
-                query = query.bind(email.clone());
-            }
-            found.extend(self.fetch_customers(query).await?);
-        }
-        Ok(found)
+        self.customers_in(sql::CUSTOMERS_BY_EMAILS_PREFIX, emails)
+            .await
     }
 
     async fn first_event_types(

@@ -91,6 +91,15 @@ async fn import(app: &TestApp, source: &str, extra: &[&str]) -> (bool, String) {
     app.run_cli(&args).await
 }
 
+/// `import --skip-invalid` (the rejected rows listed nowhere) that must succeed; its output.
+async fn import_valid(app: &TestApp, source: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--skip-invalid", "--skip-file", "/dev/null"];
+    args.extend_from_slice(extra);
+    let (ok, out) = import(app, source, &args).await;
+    assert!(ok, "{out}");
+    out
+}
+
 async fn customer(app: &TestApp, id: i64) -> Value {
     json_of(app.get_customer(id).await, 200).await["data"].clone()
 }
@@ -203,23 +212,11 @@ async fn a_rerun_imports_nothing_and_brings_later_changes_and_deletions(app: Tes
     let Some(source) = original(None, EDGE_ROWS).await else {
         return;
     };
-    let (ok, out) = import(
-        &app,
-        &source,
-        &["--skip-invalid", "--skip-file", "/dev/null"],
-    )
-    .await;
-    assert!(ok, "{out}");
+    import_valid(&app, &source, &[]).await;
     let events = app.event_count().await;
     assert_eq!(events, 3);
 
-    let (ok, out) = import(
-        &app,
-        &source,
-        &["--skip-invalid", "--skip-file", "/dev/null"],
-    )
-    .await;
-    assert!(ok, "{out}");
+    let out = import_valid(&app, &source, &[]).await;
     assert!(
         out.contains(
             "imported 0, updated 0, deleted 0, unchanged 3, changed here since their import 0, \
@@ -248,19 +245,7 @@ async fn a_rerun_imports_nothing_and_brings_later_changes_and_deletions(app: Tes
     .await;
     app.update(40, &json!({"phone": "+86 10 8765 4321"})).await;
 
-    let (ok, out) = import(
-        &app,
-        &source,
-        &[
-            "--since",
-            &since,
-            "--skip-invalid",
-            "--skip-file",
-            "/dev/null",
-        ],
-    )
-    .await;
-    assert!(ok, "{out}");
+    let out = import_valid(&app, &source, &["--since", &since]).await;
     assert!(
         out.contains(
             "imported 1, updated 1, deleted 1, unchanged 0, changed here since their import 0, \
@@ -294,13 +279,7 @@ async fn a_rerun_imports_nothing_and_brings_later_changes_and_deletions(app: Tes
     assert_eq!(types(app.events_of(41).await), ["CustomerImported"]);
 
     // A full re-run: customer 40 was changed here only, and stays as it is here.
-    let (ok, out) = import(
-        &app,
-        &source,
-        &["--skip-invalid", "--skip-file", "/dev/null"],
-    )
-    .await;
-    assert!(ok, "{out}");
+    let out = import_valid(&app, &source, &[]).await;
     assert!(
         out.contains(
             "imported 0, updated 0, deleted 0, unchanged 2, changed here since their import 1, \
@@ -344,13 +323,7 @@ async fn e_mails_equal_ignoring_case_keep_the_lowest_id(app: TestApp) {
         ),
         "{out}"
     );
-    let (ok, out) = import(
-        &app,
-        &source,
-        &["--skip-invalid", "--skip-file", "/dev/null"],
-    )
-    .await;
-    assert!(ok, "{out}");
+    import_valid(&app, &source, &[]).await;
     assert_eq!(customer(&app, 3).await["email"], "dup@example.com");
     assert_eq!(customer(&app, 3).await["firstName"], "Ann");
     assert_eq!(app.get_customer(4).await.status(), 404);
@@ -381,13 +354,7 @@ async fn customers_already_here_conflict_by_id_or_e_mail(app: TestApp) {
         "row 1: the id belongs to another customer here\n\
          row 5: the e-mail belongs to customer 2 here\n"
     );
-    let (ok, out) = import(
-        &app,
-        &source,
-        &["--skip-invalid", "--skip-file", "/dev/null"],
-    )
-    .await;
-    assert!(ok, "{out}");
+    import_valid(&app, &source, &[]).await;
     assert_eq!(customer(&app, 1).await["email"], "native@example.com");
     assert_eq!(customer(&app, 6).await["email"], "fine@example.com");
     assert_eq!(app.get_customer(5).await.status(), 404);
