@@ -67,9 +67,9 @@ const INDUSTRIES: [&str; 6] = [
 const CONTACTS: [&str; 3] = ["email", "phone", "sms"];
 /// Customers per transaction.
 const BATCH: u64 = 2_000;
-/// Transactions in flight on PostgreSQL: one builds its rows while another is written.
-/// (SQLite has one writer; more would only queue.)
-const POSTGRES_WRITERS: u64 = 3;
+/// Transactions in flight on PostgreSQL and MySQL: one builds its rows while another is
+/// written. (SQLite has one writer; more would only queue.)
+const SHARED_WRITERS: u64 = 3;
 
 /// The `n`-th seed customer: deterministic, varied, and valid.
 fn seed_body(n: u64, run: u64) -> Map<String, Value> {
@@ -147,7 +147,7 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
         .progress_chars("=> "),
     );
     let writers = match store.backend() {
-        crate::store::Backend::Postgres | crate::store::Backend::MySql => POSTGRES_WRITERS,
+        crate::store::Backend::Postgres | crate::store::Backend::MySql => SHARED_WRITERS,
         crate::store::Backend::Sqlite => 1,
     };
     // Customer n was created n ms after the first, the last one now: distinct times, as
