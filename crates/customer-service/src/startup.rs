@@ -152,6 +152,18 @@ impl App {
             .unwrap_or_default()
     }
 
+    /// Where a browser on this machine reaches the service: `http://localhost:PORT` when
+    /// it listens on every address (or loopback), else the address it listens on.
+    fn base_url(&self) -> String {
+        match self.listener.local_addr() {
+            Ok(address) if address.ip().is_unspecified() || address.ip().is_loopback() => {
+                format!("http://localhost:{}", address.port())
+            }
+            Ok(address) => format!("http://{address}"),
+            Err(_) => format!("http://localhost:{}", self.port()),
+        }
+    }
+
     /// The store, for tests and CLI commands that inspect the event log.
     pub fn store(&self) -> Arc<SqlStore> {
         self.store.clone()
@@ -169,7 +181,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "listening");
+        let base = self.base_url();
+        tracing::info!(
+            port = self.port(),
+            "listening on {base}: dashboard {base}/dashboard, API docs {base}/api/docs"
+        );
         let stop = self.stop.clone();
         let stopped = stop.subscribe();
         let trigger = stop.clone();

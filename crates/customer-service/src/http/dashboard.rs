@@ -40,9 +40,14 @@ const PAGE: &str = include_str!("dashboard/index.html");
 const STYLE: &str = include_str!("dashboard/app.css");
 const SCRIPT: &str = include_str!("dashboard/app.js");
 
-/// The page's routes, at the root.
+/// The page's routes, at the root; and `GET /`, which sends a browser to the page (the one
+/// departure from the original's 404 for an unknown route: there is nothing else at `/`).
 pub(crate) fn page() -> Router<AppState> {
     Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
+        )
         .route("/dashboard", get(index))
         .route("/dashboard/app.css", get(style))
         .route("/dashboard/app.js", get(script))

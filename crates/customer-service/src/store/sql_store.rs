@@ -93,14 +93,24 @@ impl SqlStore {
     }
 
     /// Applies the embedded migrations of this backend that have not run yet.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+    /// Returns how many it applied.
+    pub async fn migrate(&self) -> Result<usize, sqlx::migrate::MigrateError> {
+        use sqlx::migrate::Migrate;
         let migrator = match self.backend {
             Backend::Postgres => &postgres::MIGRATOR,
             Backend::Sqlite => &sqlite::MIGRATOR,
             Backend::MySql => &mysql::MIGRATOR,
         };
+        let table = migrator.table_name.as_ref();
         let mut connection = self.writer.acquire().await?;
-        let result = migrator.run(&mut *connection).await;
+        let result = async {
+            connection.ensure_migrations_table(table).await?;
+            let before = connection.list_applied_migrations(table).await?.len();
+            migrator.run(&mut *connection).await?;
+            let after = connection.list_applied_migrations(table).await?.len();
+            Ok(after.saturating_sub(before))
+        }
+        .await;
         connection.settle(result.is_ok());
         result
     }

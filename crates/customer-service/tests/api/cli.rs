@@ -71,6 +71,7 @@ fn migrate_creates_the_sqlite_file_and_its_schema() {
     let output = Command::new(BIN)
         .arg("migrate")
         .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "off")
         .output()
         .unwrap();
     assert!(
@@ -79,13 +80,19 @@ fn migrate_creates_the_sqlite_file_and_its_schema() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(dir.join("cli.db").exists());
-    // Running it again is a no-op.
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "applied 5 migrations\n"
+    );
+    // Running it again is a no-op, and says nothing.
     let again = Command::new(BIN)
         .arg("migrate")
         .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "off")
         .output()
         .unwrap();
     assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -210,6 +217,15 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
     assert!(lines
         .iter()
         .any(|l| l["fields"]["message"] == "SIGTERM received, shutting down"));
+    // Where to go, once bound.
+    let here = format!("http://localhost:{port}");
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            == format!(
+                "listening on {here}: dashboard {here}/dashboard, API docs {here}/api/docs"
+            )),
+        "{logs}"
+    );
     // Neither the token (nor the forged one, nor any part of its signature) nor the secret.
     let signature = token.rsplit('.').next().unwrap();
     for credential in [token.as_str(), signature, secret] {

@@ -77,6 +77,17 @@ async fn unknown_routes_and_methods_are_404_in_the_original_wording(app: TestApp
     )
     .await;
     assert_eq!(body["message"], "Cannot PUT /api/v1/customers/1");
+
+    // `/` alone sends a browser to the dashboard; other methods on it are unknown as ever.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/dashboard");
+    let body = json_of(app.send(app.client.post(app.url("/"))).await, 404).await;
+    assert_eq!(body["message"], "Cannot POST /");
 }
 
 async fn unreadable_bodies_are_400_with_a_clear_message(app: TestApp) {
