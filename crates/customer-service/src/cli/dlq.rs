@@ -67,16 +67,24 @@ pub async fn run(
                     field(fields, "error"),
                 );
             }
-            println!("{} dead letters in {dlq}", entries.len());
+            println!("{} in {dlq}", dead_letters(entries.len()));
         }
         DlqCommand::Retry { id, all } => {
             let selected = match (id, all) {
-                (Some(id), false) => entries(&mut connection, &dlq, &id, &id).await?,
+                (Some(id), false) => {
+                    let selected = entries(&mut connection, &dlq, &id, &id).await?;
+                    if selected.is_empty() {
+                        anyhow::bail!("no such dead letter in {dlq}");
+                    }
+                    selected
+                }
                 (None, true) => entries(&mut connection, &dlq, "-", "+").await?,
                 _ => anyhow::bail!("name a dead-letter id, or --all"),
             };
+            // `--all` on an empty queue has done what it was asked.
             if selected.is_empty() {
-                anyhow::bail!("no such dead letter in {dlq}");
+                println!("nothing to retry: {dlq} is empty");
+                return Ok(());
             }
             for (id, fields) in &selected {
                 let mut pipe = redis::pipe();
@@ -99,7 +107,7 @@ pub async fn run(
                     .await
                     .context("re-delivering a dead letter")?;
             }
-            println!("re-delivered {} dead letters to {stream}", selected.len());
+            println!("re-delivered {} to {stream}", dead_letters(selected.len()));
         }
         DlqCommand::Purge => {
             let count: i64 = redis::cmd("XLEN")
@@ -110,10 +118,22 @@ pub async fn run(
                 .arg(&dlq)
                 .query_async(&mut connection)
                 .await?;
-            println!("purged {count} dead letters from {dlq}");
+            println!(
+                "purged {} from {dlq}",
+                dead_letters(usize::try_from(count).unwrap_or_default())
+            );
         }
     }
     Ok(())
+}
+
+/// "1 dead letter", "2 dead letters".
+fn dead_letters(n: usize) -> String {
+    if n == 1 {
+        "1 dead letter".to_owned()
+    } else {
+        format!("{n} dead letters")
+    }
 }
 
 async fn entries(

@@ -686,13 +686,13 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
         "no personal data: {out}"
     );
     assert!(
-        out.ends_with(&format!("1 dead letters in {stream}:dlq\n")),
+        out.ends_with(&format!("1 dead letter in {stream}:dlq\n")),
         "{out}"
     );
 
     let (ok, out) = app.run_cli(&["events", "dlq", "retry", "--all"]).await;
     assert!(ok, "{out}");
-    assert_eq!(out, format!("re-delivered 1 dead letters to {stream}\n"));
+    assert_eq!(out, format!("re-delivered 1 dead letter to {stream}\n"));
     // The group gets it again; this time the handler succeeds.
     let outcomes = consumer
         .poll_once(|_| async { Ok::<(), String>(()) })
@@ -712,7 +712,11 @@ async fn dead_letters_are_listed_re_delivered_and_purged(backend: Backend) {
     assert_eq!(outcomes, [Outcome::DeadLettered { attempts: 2 }]);
     let (ok, out) = app.run_cli(&["events", "dlq", "purge"]).await;
     assert!(ok);
-    assert_eq!(out, format!("purged 1 dead letters from {stream}:dlq\n"));
+    assert_eq!(out, format!("purged 1 dead letter from {stream}:dlq\n"));
+    // `--all` with nothing to retry has nothing to fail at; a missing id is an error.
     let (ok, out) = app.run_cli(&["events", "dlq", "retry", "--all"]).await;
-    assert!(!ok, "nothing to retry: {out}");
+    assert!(ok, "{out}");
+    assert_eq!(out, format!("nothing to retry: {stream}:dlq is empty\n"));
+    let (ok, _) = app.run_cli(&["events", "dlq", "retry", "1-0"]).await;
+    assert!(!ok, "no such dead letter");
 }
