@@ -92,7 +92,9 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, None | Some(Command::Serve));
     let trace_export = {
         let _context = runtime.enter();
-        match telemetry::init(&config.log, serving, std::io::stdout) {
+        // Logs go to stderr (stdout is the tools' output), coloured only on a terminal.
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        match telemetry::init(&config.log, serving, colour, std::io::stderr) {
             Ok(export) => export,
             Err(error) => {
                 eprintln!("customer-service: {error:#}");
@@ -127,8 +129,8 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Said once, on stderr (where the logs go too).
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "customer-service failed");
             eprintln!("customer-service: {error:#}");
             ExitCode::FAILURE
         }

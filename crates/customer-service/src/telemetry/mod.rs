@@ -57,13 +57,15 @@ impl TraceExport {
     }
 }
 
-/// Installs the global subscriber writing logs to `writer`. Call once, from `main` (or a test
+/// Installs the global subscriber writing logs to `writer`, with ANSI colours if `colour`
+/// (a terminal). Call once, from `main` (or a test
 /// that wants logs), inside the async runtime's context (the gRPC exporter's channel is
 /// spawned on it). With `export_traces` and an OTLP endpoint configured, exports request
 /// traces and returns the export to shut down at exit.
 pub fn init<W>(
     config: &LogConfig,
     export_traces: bool,
+    colour: bool,
     writer: W,
 ) -> anyhow::Result<Option<TraceExport>>
 where
@@ -71,7 +73,9 @@ where
 {
     let filter = EnvFilter::try_new(&config.filter)
         .map_err(|e| anyhow::anyhow!("invalid RUST_LOG {:?}: {e}", config.filter))?;
-    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(colour);
     let logs = match config.format {
         LogFormat::Json => logs
             .json()

@@ -203,7 +203,10 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
     assert!(output.status.success(), "exit status {:?}", output.status);
     drop(live);
 
-    let logs = String::from_utf8(output.stdout).unwrap();
+    // Logs on stderr, stdout is the tools' output; no colour codes off a terminal.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    let logs = String::from_utf8(output.stderr).unwrap();
+    assert!(!logs.contains('\u{1b}'), "colour codes in the logs");
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| {
@@ -351,6 +354,11 @@ fn the_log_tools_never_create_a_database() {
             "{tool:?}: {stderr}"
         );
         assert!(!stderr.contains("no such table"), "{tool:?}: {stderr}");
+        assert_eq!(
+            stderr.matches("customer-service: ").count(),
+            1,
+            "the error is said once: {stderr}"
+        );
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert!(left.is_empty(), "{tool:?} left {left:?}");
     }

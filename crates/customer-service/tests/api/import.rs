@@ -385,7 +385,8 @@ async fn an_import_killed_half_way_resumes_without_duplicates(app: TestApp) {
         .args(["import", "--from", &source])
         .env("DATABASE_URL", &app.database_url)
         .env("RUST_LOG", "off")
-        .stdout(std::process::Stdio::null());
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let mut child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
