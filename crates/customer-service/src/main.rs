@@ -131,10 +131,28 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Said once, on stderr (where the logs go too).
         Err(error) => {
-            eprintln!("customer-service: {error:#}");
+            eprintln!("customer-service: {}", report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes, `: `-separated, each cause left out when the message before it
+/// already says it (sqlx's messages quote their source: "error communicating with database:
+/// Connection refused", then the same `Connection refused` as the source).
+fn report(error: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    said
 }
 
 #[cfg(test)]

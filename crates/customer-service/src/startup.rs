@@ -15,7 +15,7 @@ use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{Backend, DatabaseLease, SqlStore, StoreOptions};
+use crate::store::{describe_url, Backend, DatabaseLease, SqlStore, StoreOptions};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -26,8 +26,23 @@ pub struct App {
     relay_config: RelayConfig,
     server_limits: ServerLimits,
     database_url: String,
+    /// The Redis sink and where it points, checked once at start-up.
+    redis: Option<(Arc<RedisSink>, String)>,
     /// Set to true to stop everything; created at build so the router can watch it.
     stop: Arc<watch::Sender<bool>>,
+}
+
+/// How long start-up waits for Redis to answer its first `PING` before it warns.
+const REDIS_START_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where a Redis URL points, without credentials: `host:port`.
+fn redis_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_owned()
 }
 
 /// Connects to the configured database (without migrating); a missing SQLite file is
@@ -35,7 +50,12 @@ pub struct App {
 pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&store_options(config, true))
         .await
-        .context("connecting to the database (DATABASE_URL)")
+        .with_context(|| {
+            format!(
+                "connecting to {} (DATABASE_URL)",
+                describe_url(&config.database.url)
+            )
+        })
 }
 
 /// Connects to the configured database, which must exist already: for the tools that read
@@ -43,10 +63,13 @@ pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
 pub async fn connect_existing_store(config: &Config) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&store_options(config, false))
         .await
-        .context(
-            "opening the database (DATABASE_URL); this command needs an existing one: \
-             set DATABASE_URL, or run `customer-service migrate` first",
-        )
+        .with_context(|| {
+            format!(
+                "opening {} (DATABASE_URL); this command needs an existing database: set \
+                 DATABASE_URL, or run `customer-service migrate` first",
+                describe_url(&config.database.url)
+            )
+        })
 }
 
 fn store_options(config: &Config, create_if_missing: bool) -> StoreOptions {
@@ -82,6 +105,9 @@ impl App {
             ))),
             None => None,
         };
+        let redis_check = redis
+            .clone()
+            .zip(config.redis.as_ref().map(|r| redis_host(&r.url)));
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(redis) = &redis {
             sinks.push(redis.clone());
@@ -140,6 +166,7 @@ impl App {
                 max_connections: config.http.max_connections,
             },
             database_url: config.database.url.clone(),
+            redis: redis_check,
             stop: Arc::new(stop),
         })
     }
@@ -196,6 +223,19 @@ impl App {
 
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
+        if let Some((redis, host)) = self.redis.clone() {
+            // Said at once, rather than by the relay's retries later: writes still succeed,
+            // their events wait in the database.
+            tokio::spawn(async move {
+                let answered = tokio::time::timeout(REDIS_START_CHECK, redis.ping()).await;
+                if !matches!(answered, Ok(Ok(()))) {
+                    tracing::warn!(
+                        "Redis at {host} does not answer (REDIS_URL): events wait in the \
+                         database and are published when it does; health says degraded until then"
+                    );
+                }
+            });
+        }
         if self.relay_config.enabled {
             let timing = RelayTiming {
                 poll_interval: self.relay_config.poll_interval,
@@ -235,5 +275,20 @@ impl App {
         }
         self.store.close().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_host;
+
+    #[test]
+    fn a_redis_url_is_shown_as_its_host_without_credentials() {
+        assert_eq!(
+            redis_host("redis://:secret@cache.example:6380/2"),
+            "cache.example:6380"
+        );
+        assert_eq!(redis_host("rediss://user:pw@h:6379"), "h:6379");
+        assert_eq!(redis_host("redis://127.0.0.1:6379"), "127.0.0.1:6379");
     }
 }

@@ -72,6 +72,40 @@ pub async fn connect_one(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> 
     Ok(connection)
 }
 
+/// Where `url` points, for messages: the SQLite file, or the server and database, never
+/// the credentials or the parameters.
+pub fn describe_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    match Backend::of_url(url) {
+        Some(Backend::Sqlite) => {
+            let path = without_query
+                .strip_prefix("sqlite://")
+                .or_else(|| without_query.strip_prefix("sqlite:"))
+                .unwrap_or(without_query);
+            format!("the SQLite file {path}")
+        }
+        Some(backend) => {
+            let rest = without_query
+                .split_once("://")
+                .map_or(without_query, |(_, rest)| rest);
+            let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            let engine = match backend {
+                Backend::Postgres => "PostgreSQL",
+                _ => "MySQL",
+            };
+            if database.is_empty() {
+                format!("{engine} at {host}")
+            } else {
+                format!("{engine} at {host}, database {database}")
+            }
+        }
+        None => "the database".to_owned(),
+    }
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -83,4 +117,30 @@ pub struct StoreOptions {
     /// SQLite: create the file if it is missing (`serve`, `migrate`, `seed`). The tools
     /// that only read an existing log must not leave an empty database behind.
     pub create_if_missing: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_url;
+
+    #[test]
+    fn a_url_is_described_without_credentials_or_parameters() {
+        assert_eq!(
+            describe_url("postgres://user:secret@db.example:5432/customers?sslmode=require"),
+            "PostgreSQL at db.example:5432, database customers"
+        );
+        assert_eq!(
+            describe_url("mysql://root@127.0.0.1:3306/test"),
+            "MySQL at 127.0.0.1:3306, database test"
+        );
+        assert_eq!(
+            describe_url("sqlite:///var/lib/cs/customers.db?mode=rwc"),
+            "the SQLite file /var/lib/cs/customers.db"
+        );
+        assert_eq!(
+            describe_url("sqlite:customers.db"),
+            "the SQLite file customers.db"
+        );
+        assert_eq!(describe_url("postgresql://h"), "PostgreSQL at h");
+    }
 }

@@ -66,6 +66,83 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
 }
 
 #[test]
+fn a_database_error_names_the_server_says_its_cause_once_and_never_the_password() {
+    let output = Command::new(BIN)
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            "postgres://user:hunter2@127.0.0.1:1/customers",
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "customer-service: connecting to PostgreSQL at 127.0.0.1:1, database customers \
+         (DATABASE_URL): database unavailable: error communicating with database: Connection \
+         refused (os error 111)\n"
+    );
+}
+
+/// An unreachable Redis at start-up is said at once, in one warning naming the host (and
+/// not the password); the service starts all the same.
+#[test]
+fn an_unreachable_redis_at_start_up_is_one_clear_warning() {
+    use std::io::BufRead;
+    let (dir, url) = temp_db();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .env("RUST_LOG", "warn")
+        .env(
+            "AUTH_JWT_SECRET",
+            "a-secret-long-enough-for-hs256-0123456789",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_out, lines_in) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_out.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines_in.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line);
+        }
+        if seen.iter().any(|l| l.contains("does not answer")) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+    let warnings: Vec<_> = seen
+        .iter()
+        .filter(|l| l.contains("Redis at 127.0.0.1:1 does not answer (REDIS_URL)"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains("hunter2")), "{seen:#?}");
+}
+
+#[test]
 fn migrate_creates_the_sqlite_file_and_its_schema() {
     let (dir, url) = temp_db();
     let output = Command::new(BIN)
