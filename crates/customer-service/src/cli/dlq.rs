@@ -67,7 +67,10 @@ pub async fn run(
                     field(fields, "error"),
                 );
             }
-            println!("{} in {dlq}", dead_letters(entries.len()));
+            println!(
+                "{} in {dlq}",
+                super::count(entries.len(), "dead letter", "dead letters")
+            );
         }
         DlqCommand::Retry { id, all } => {
             let selected = match (id, all) {
@@ -107,7 +110,10 @@ pub async fn run(
                     .await
                     .context("re-delivering a dead letter")?;
             }
-            println!("re-delivered {} to {stream}", dead_letters(selected.len()));
+            println!(
+                "re-delivered {} to {stream}",
+                super::count(selected.len(), "dead letter", "dead letters")
+            );
         }
         DlqCommand::Purge => {
             let count: i64 = redis::cmd("XLEN")
@@ -120,20 +126,15 @@ pub async fn run(
                 .await?;
             println!(
                 "purged {} from {dlq}",
-                dead_letters(usize::try_from(count).unwrap_or_default())
+                super::count(
+                    usize::try_from(count).unwrap_or_default(),
+                    "dead letter",
+                    "dead letters"
+                )
             );
         }
     }
     Ok(())
-}
-
-/// "1 dead letter", "2 dead letters".
-fn dead_letters(n: usize) -> String {
-    if n == 1 {
-        "1 dead letter".to_owned()
-    } else {
-        format!("{n} dead letters")
-    }
 }
 
 async fn entries(

@@ -10,6 +10,8 @@ use crate::domain::{DomainError, Timestamp};
 use crate::sinks::append_to_stream;
 use crate::startup::connect_existing_store;
 
+use super::count;
+
 /// `events verify`: rebuilds every customer from its events and compares it with its row.
 /// Prints each mismatch (ids and field names only) and fails if there is any.
 pub async fn verify(config: Config) -> anyhow::Result<()> {
@@ -23,18 +25,15 @@ pub async fn verify(config: Config) -> anyhow::Result<()> {
         println!("{mismatch}");
     }
     println!(
-        "checked {} customers and {} events: {} mismatches",
-        report.customers,
-        report.events,
-        report.mismatches.len()
+        "checked {} and {}: {}",
+        count(to_usize(report.customers), "customer", "customers"),
+        count(to_usize(report.events), "event", "events"),
+        count(report.mismatches.len(), "mismatch", "mismatches")
     );
-    if report.mismatches.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "{} customers disagree with their events",
-            report.mismatches.len()
-        )
+    match report.mismatches.len() {
+        0 => Ok(()),
+        1 => anyhow::bail!("1 customer disagrees with its events"),
+        n => anyhow::bail!("{n} customers disagree with their events"),
     }
 }
 
@@ -130,7 +129,10 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
     let result = replay_into(&store, &client, &stream, redis.stream_max_len, &args).await;
     store.close().await;
     let count = result?;
-    println!("replayed {count} events to {stream}");
+    println!(
+        "replayed {} to {stream}",
+        super::count(to_usize(count), "event", "events")
+    );
     Ok(())
 }
 
@@ -208,4 +210,9 @@ pub async fn tail(config: Config, args: TailArgs) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// A count the database gave as an integer, for [`super::count`].
+fn to_usize<T: TryInto<usize>>(n: T) -> usize {
+    n.try_into().unwrap_or(usize::MAX)
 }

@@ -131,7 +131,7 @@ async fn import(
             anyhow::bail!(
                 "{} would not be imported (listed above): correct them in the source, or run \
                  again with --skip-invalid to import the others; nothing was imported",
-                rows_word(plan.rejected.len())
+                rows_counted(plan.rejected.len())
             );
         }
         rows = Some(read);
@@ -162,7 +162,7 @@ async fn import(
             .with_context(|| format!("writing {}", path.display()))?;
         println!(
             "{} not imported, listed in {}",
-            rows_word(done.rejected.len()),
+            rows_counted(done.rejected.len()),
             path.display()
         );
     }
@@ -268,13 +268,9 @@ async fn verify(
         after = last;
     }
     println!(
-        "checked {} against the source: {differences} {}",
-        rows_word(checked as usize),
-        if differences == 1 {
-            "difference"
-        } else {
-            "differences"
-        }
+        "checked {} against the source: {}",
+        rows_counted(checked as usize),
+        super::count(differences as usize, "difference", "differences")
     );
     if differences > 0 {
         anyhow::bail!("the import differs from the source");
@@ -288,12 +284,8 @@ fn print_rejected(rejected: &[Rejected]) {
     }
 }
 
-fn rows_word(n: usize) -> String {
-    if n == 1 {
-        "1 row".to_owned()
-    } else {
-        format!("{n} rows")
-    }
+fn rows_counted(n: usize) -> String {
+    super::count(n, "row", "rows")
 }
 
 fn summary(tally: &ImportTally) -> String {

@@ -404,7 +404,7 @@ async fn an_over_deep_or_unreadable_event_is_read_verified_and_erased(backend: B
         report.lines().collect::<Vec<_>>(),
         [
             format!("customer {broken}: the event at position 3 cannot be read").as_str(),
-            "checked 2 customers and 3 events: 1 mismatches",
+            "checked 2 customers and 3 events: 1 mismatch",
         ],
         "{report}"
     );
