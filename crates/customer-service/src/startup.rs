@@ -10,12 +10,14 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::application::{EventLog, SystemClock};
+use crate::application::{EventLog, StoreError, SystemClock};
 use crate::config::{Config, RelayConfig};
 use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::store::{describe_url, Backend, DatabaseLease, SqlStore, StoreOptions};
+use crate::store::{
+    describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
+};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -50,6 +52,7 @@ fn redis_host(url: &str) -> String {
 pub async fn connect_store(config: &Config) -> anyhow::Result<SqlStore> {
     SqlStore::connect(&store_options(config, true))
         .await
+        .map_err(|error| with_folder_problem(error, &config.database.url))
         .with_context(|| {
             format!(
                 "connecting to {} (DATABASE_URL)",
@@ -70,6 +73,15 @@ pub async fn connect_existing_store(config: &Config) -> anyhow::Result<SqlStore>
                 describe_url(&config.database.url)
             )
         })
+}
+
+/// `error`, with what is wrong with a SQLite file's folder first when something is (it
+/// says more than SQLite's "unable to open database file").
+fn with_folder_problem(error: StoreError, url: &str) -> anyhow::Error {
+    match sqlite_folder_problem(url) {
+        Some(problem) => anyhow::Error::new(error).context(problem),
+        None => anyhow::Error::new(error),
+    }
 }
 
 fn store_options(config: &Config, create_if_missing: bool) -> StoreOptions {

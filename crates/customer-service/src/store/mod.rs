@@ -106,6 +106,47 @@ pub fn describe_url(url: &str) -> String {
     }
 }
 
+/// Why a SQLite `url` may fail to open, when its folder says so: the folder is missing, or
+/// this process may not write in it (a bind-mounted `/data` owned by another user). `None`
+/// for the other backends, or when the folder looks fine.
+pub fn sqlite_folder_problem(url: &str) -> Option<String> {
+    if Backend::of_url(url) != Some(Backend::Sqlite) {
+        return None;
+    }
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let path = without_query
+        .strip_prefix("sqlite://")
+        .or_else(|| without_query.strip_prefix("sqlite:"))
+        .unwrap_or(without_query);
+    let folder = match std::path::Path::new(path).parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        return Some(format!("the folder {} does not exist", folder.display()));
+    }
+    let probe = folder.join(format!(
+        ".customer-service-write-check-{}",
+        std::process::id()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+            "the folder {} is not writable by this process's user (a mounted volume must be \
+             writable by it)",
+            folder.display()
+        )),
+        Err(_) => None,
+    }
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -142,5 +183,19 @@ mod tests {
             "the SQLite file customers.db"
         );
         assert_eq!(describe_url("postgresql://h"), "PostgreSQL at h");
+    }
+
+    #[test]
+    fn a_missing_sqlite_folder_is_named() {
+        assert_eq!(
+            super::sqlite_folder_problem("sqlite:///no/such/folder/customers.db"),
+            Some("the folder /no/such/folder does not exist".to_owned())
+        );
+        let here = std::env::temp_dir().join("cs-folder-check.db");
+        assert_eq!(
+            super::sqlite_folder_problem(&format!("sqlite://{}", here.display())),
+            None
+        );
+        assert_eq!(super::sqlite_folder_problem("postgres://h/db"), None);
     }
 }

@@ -143,6 +143,25 @@ fn an_unreachable_redis_at_start_up_is_one_clear_warning() {
 }
 
 #[test]
+fn a_sqlite_file_whose_folder_is_missing_says_so() {
+    let output = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", "sqlite:///no/such/folder/customers.db")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "customer-service: connecting to the SQLite file /no/such/folder/customers.db \
+             (DATABASE_URL): the folder /no/such/folder does not exist: "
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn migrate_creates_the_sqlite_file_and_its_schema() {
     let (dir, url) = temp_db();
     let output = Command::new(BIN)
