@@ -77,13 +77,7 @@ pub async fn connect_one(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> 
 pub fn describe_url(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
     match Backend::of_url(url) {
-        Some(Backend::Sqlite) => {
-            let path = without_query
-                .strip_prefix("sqlite://")
-                .or_else(|| without_query.strip_prefix("sqlite:"))
-                .unwrap_or(without_query);
-            format!("the SQLite file {path}")
-        }
+        Some(Backend::Sqlite) => format!("the SQLite file {}", sqlite_path(url)),
         Some(backend) => {
             let rest = without_query
                 .split_once("://")
@@ -106,6 +100,15 @@ pub fn describe_url(url: &str) -> String {
     }
 }
 
+/// The file a `sqlite:` URL names (its parameters left out).
+fn sqlite_path(url: &str) -> &str {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    without_query
+        .strip_prefix("sqlite://")
+        .or_else(|| without_query.strip_prefix("sqlite:"))
+        .unwrap_or(without_query)
+}
+
 /// Why a SQLite `url` may fail to open, when its folder says so: the folder is missing, or
 /// this process may not write in it (a bind-mounted `/data` owned by another user). `None`
 /// for the other backends, or when the folder looks fine.
@@ -113,12 +116,7 @@ pub fn sqlite_folder_problem(url: &str) -> Option<String> {
     if Backend::of_url(url) != Some(Backend::Sqlite) {
         return None;
     }
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    let path = without_query
-        .strip_prefix("sqlite://")
-        .or_else(|| without_query.strip_prefix("sqlite:"))
-        .unwrap_or(without_query);
-    let folder = match std::path::Path::new(path).parent() {
+    let folder = match std::path::Path::new(sqlite_path(url)).parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
