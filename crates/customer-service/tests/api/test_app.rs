@@ -14,6 +14,7 @@ use customer_service::App;
 use reqwest::{RequestBuilder, Response};
 use serde_json::{json, Value};
 use sqlx::Connection;
+use test_servers::Server;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,18 +25,14 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The server URL this backend's tests need, or `None` (after saying so) when its
-    /// variable is unset: SQLite needs none.
+    /// Whether this backend's server is there (SQLite needs none); when it is not, the
+    /// calling test is recorded as skipped.
     pub fn available(self) -> bool {
-        let (var, url) = match self {
-            Backend::Sqlite => return true,
-            Backend::Postgres => ("TEST_DATABASE_URL", postgres_url()),
-            Backend::MySql => ("TEST_MYSQL_URL", mysql_url()),
-        };
-        if url.is_none() {
-            eprintln!("{var} is not set: {self:?} variant not run");
+        match self {
+            Backend::Sqlite => true,
+            Backend::Postgres => postgres_url().is_some(),
+            Backend::MySql => mysql_url().is_some(),
         }
-        url.is_some()
     }
 }
 
@@ -49,14 +46,15 @@ pub struct TestApp {
     /// The app's `DATABASE_URL`, for tests that run the binary or SQL beside it.
     pub database_url: String,
     /// Removed on drop (SQLite file and its WAL).
-    dir: Option<PathBuf>,
+    _dir: Option<TempDir>,
 }
 
-impl Drop for TestApp {
+/// A directory removed on drop: a test's SQLite database.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -100,9 +98,9 @@ macro_rules! backend_matrix {
     };
 }
 
-/// `mod $module` with one test per name on `Backend::$backend`. Without the backend's
-/// `TEST_*_URL` the test reports that it did not run; with it set, an unreachable server
-/// fails it.
+/// `mod $module` with one test per name on `Backend::$backend`. Where the backend's server
+/// cannot be had (not installed, no `TEST_*_URL`) the test is recorded as skipped; an
+/// unreachable server named by a `TEST_*_URL` fails it.
 #[macro_export]
 macro_rules! backend_module {
     ($module:ident, $backend:ident, $run:path; $($name:ident),*) => {
@@ -137,25 +135,28 @@ pub async fn with_backend<F: std::future::Future<Output = ()>>(
     test(backend).await
 }
 
-/// The server that per-test PostgreSQL databases are created on.
+/// The server that per-test PostgreSQL databases are created on: `TEST_DATABASE_URL`, or
+/// this run's own throwaway cluster. `None` (the calling test recorded as skipped) where
+/// PostgreSQL is not installed.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    Server::Postgres.url_or_skip()
 }
 
-/// The MySQL / MariaDB server that per-test MySQL databases are created on.
+/// The MySQL / MariaDB server that per-test MySQL databases are created on: `TEST_MYSQL_URL`
+/// or this run's own throwaway MariaDB, as [`postgres_url`].
 pub fn mysql_url() -> Option<String> {
-    std::env::var("TEST_MYSQL_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    Server::MariaDb.url_or_skip()
 }
 
-/// The Redis server that tests with Redis use (each with its own key prefix and names).
+/// The Redis server that tests with Redis use (each with its own key prefix and names):
+/// `TEST_REDIS_URL` or this run's own `redis-server`, as [`postgres_url`].
 pub fn redis_url() -> Option<String> {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    Server::Redis.url_or_skip()
+}
+
+/// [`redis_url`] for tests that also run without Redis: nothing is recorded as skipped.
+pub fn redis_url_if_any() -> Option<String> {
+    Server::Redis.url().ok()
 }
 
 /// Redis settings with names no other test uses.
@@ -204,8 +205,9 @@ pub fn test_config(database_url: String) -> Config {
     config
 }
 
-/// A URL of a new, empty database of `backend`, and the temp dir holding it (SQLite).
-pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
+/// A URL of a new, empty database of `backend`, and the temp dir holding it (SQLite),
+/// removed when dropped.
+pub async fn fresh_database(backend: Backend) -> (String, Option<TempDir>) {
     let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
     match backend {
         Backend::Sqlite => {
@@ -213,16 +215,19 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
             std::fs::create_dir_all(&dir).unwrap();
             (
                 format!("sqlite://{}", dir.join("customers.db").display()),
-                Some(dir),
+                Some(TempDir(dir)),
             )
         }
         Backend::Postgres => {
-            let server =
-                postgres_url().expect("TEST_DATABASE_URL must be set for PostgreSQL tests");
+            let server = Server::Postgres
+                .url()
+                .expect("PostgreSQL is there (available())");
             (create_postgres_database(&server, &name).await, None)
         }
         Backend::MySql => {
-            let server = mysql_url().expect("TEST_MYSQL_URL must be set for MySQL tests");
+            let server = Server::MariaDb
+                .url()
+                .expect("MariaDB is there (available())");
             (create_mysql_database(&server, &name).await, None)
         }
     }
@@ -232,7 +237,7 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
 pub async fn create_mysql_database(server_url: &str, name: &str) -> String {
     let mut conn = sqlx::MySqlConnection::connect(server_url)
         .await
-        .unwrap_or_else(|e| panic!("MySQL at TEST_MYSQL_URL is unreachable: {e}"));
+        .unwrap_or_else(|e| panic!("MySQL at {server_url} is unreachable: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!("create database `{name}`")))
         .execute(&mut conn)
         .await
@@ -244,7 +249,7 @@ pub async fn create_mysql_database(server_url: &str, name: &str) -> String {
 pub async fn create_postgres_database(server_url: &str, name: &str) -> String {
     let mut conn = sqlx::PgConnection::connect(server_url)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at TEST_DATABASE_URL is unreachable: {e}"));
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server_url} is unreachable: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
         .execute(&mut conn)
         .await
@@ -288,7 +293,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         relay,
         redis: config.redis.clone(),
         database_url: config.database.url.clone(),
-        dir,
+        _dir: dir,
     }
 }
 
@@ -323,7 +328,7 @@ impl TestApp {
             relay: app.relay(),
             redis: None,
             database_url,
-            dir: None,
+            _dir: None,
         }
     }
 

@@ -1,0 +1,535 @@
+//! The servers the workspace's tests run against, so that `cargo test` runs every test on a
+//! machine that merely has the PostgreSQL, MariaDB and Redis packages installed.
+//!
+//! - [`Server::url`]: the server of a `TEST_*` variable when it is set; otherwise one this
+//!   test binary starts on first use (a throwaway PostgreSQL cluster, MariaDB data directory
+//!   or `redis-server` in a temp dir, on a free port) and shares among its tests.
+//! - [`OwnPostgres`], [`OwnRedis`]: a server of one test's own, which it may stop and start
+//!   (the fault tests).
+//! - Nothing is left behind: each server has a watchdog (a shell in its own process group)
+//!   that stops it and removes its directory as soon as the test binary has exited — also
+//!   when it was killed. [`OwnPostgres`] and [`OwnRedis`] clean up on drop as well.
+//! - Where a server's programs are not installed, the tests that need it are skipped with
+//!   [`skip`], and the binary's last line on exit says how many and why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A kind of server the tests use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Postgres,
+    MariaDb,
+    Redis,
+}
+
+impl Server {
+    /// The variable naming a running server to use instead of a throwaway one.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Server::Postgres => "TEST_DATABASE_URL",
+            Server::MariaDb => "TEST_MYSQL_URL",
+            Server::Redis => "TEST_REDIS_URL",
+        }
+    }
+
+    /// The URL of this kind of server for the tests: the `TEST_*` variable's when set,
+    /// otherwise that of a throwaway server of this test binary, started on first use.
+    /// `Err` says why there is none (the server's programs are not installed); a server
+    /// that is installed but fails to start panics.
+    pub fn url(self) -> Result<String, String> {
+        if let Some(url) = std::env::var(self.env_var()).ok().filter(|u| !u.is_empty()) {
+            return Ok(url);
+        }
+        static POSTGRES: OnceLock<Result<OwnPostgres, String>> = OnceLock::new();
+        static MARIADB: OnceLock<Result<OwnMariaDb, String>> = OnceLock::new();
+        static REDIS: OnceLock<Result<OwnRedis, String>> = OnceLock::new();
+        match self {
+            Server::Postgres => POSTGRES
+                .get_or_init(OwnPostgres::start)
+                .as_ref()
+                .map(OwnPostgres::url),
+            Server::MariaDb => MARIADB
+                .get_or_init(OwnMariaDb::start)
+                .as_ref()
+                .map(OwnMariaDb::url),
+            Server::Redis => REDIS
+                .get_or_init(OwnRedis::start)
+                .as_ref()
+                .map(OwnRedis::url),
+        }
+        .map_err(Clone::clone)
+    }
+
+    /// [`Server::url`], or `None` after recording the calling test as skipped.
+    pub fn url_or_skip(self) -> Option<String> {
+        self.url().or_skip()
+    }
+}
+
+/// `Ok` as `Some`; `Err(reason)` recorded with [`skip`] as `None`.
+pub trait OrSkip<T> {
+    fn or_skip(self) -> Option<T>;
+}
+
+impl<T> OrSkip<T> for Result<T, String> {
+    fn or_skip(self) -> Option<T> {
+        self.map_err(|reason| skip(&reason)).ok()
+    }
+}
+
+/// Records that the calling test did not run, and why. When the test binary exits it prints
+/// one line per reason with the number of tests it skipped.
+pub fn skip(reason: &str) {
+    static REPORT_AT_EXIT: Once = Once::new();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("skipped: {reason}");
+    skipped()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(reason.to_owned())
+        .or_default()
+        .push(test);
+    REPORT_AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain `extern "C"` function that takes no arguments; it only
+        // reads a static and writes to stderr.
+        unsafe {
+            libc::atexit(report_skipped);
+        }
+    });
+}
+
+fn skipped() -> &'static Mutex<BTreeMap<String, Vec<String>>> {
+    static SKIPPED: OnceLock<Mutex<BTreeMap<String, Vec<String>>>> = OnceLock::new();
+    SKIPPED.get_or_init(Default::default)
+}
+
+extern "C" fn report_skipped() {
+    let skipped = skipped()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (reason, tests) in skipped.iter() {
+        let n = tests.len();
+        eprintln!(
+            "\n{n} {} NOT RUN: {reason}",
+            if n == 1 { "test was" } else { "tests were" }
+        );
+    }
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("binding a free port on 127.0.0.1")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A new, empty directory under the system's temp dir, readable by the server's user.
+fn temp_dir(prefix: &str, owner: Option<&str>) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    if let (true, Some(owner)) = (is_root(), owner) {
+        run_quietly(Command::new("chown").arg(owner).arg(&dir), "chown");
+    }
+    dir
+}
+
+/// `program`, run as `user` when we are root (PostgreSQL's tools refuse to run as root).
+fn as_user(user: &str, program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", user, "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Runs `command` with its output captured: shown only when it fails, as the panic message.
+fn run_quietly(command: &mut Command, what: &str) {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} did not start within 30 s:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Single-quotes `text` for `sh`.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A shell in its own process group (a Ctrl-C of the test run does not reach it) that runs
+/// `cleanup` once the test binary has exited, however it ended. Killed on drop.
+struct Watchdog(Child);
+
+impl Watchdog {
+    fn start(cleanup: &str) -> Watchdog {
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; {cleanup}",
+            std::process::id()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the watchdog shell");
+        Watchdog(child)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `sh` commands that kill process `pid` if it still runs in `cwd` (a pid may have been
+/// reused by the time a watchdog runs), then remove `dir`.
+fn kill_and_remove(pid: u32, cwd: &Path, dir: &Path) -> String {
+    let cwd = quoted(&cwd.display().to_string());
+    let dir = quoted(&dir.display().to_string());
+    format!(
+        r#"[ "$(readlink /proc/{pid}/cwd)" = {cwd} ] && kill -9 {pid}; sleep 0.2; rm -rf {dir}"#
+    )
+}
+
+/// The `bin` directory of the newest PostgreSQL installed (Debian's layout), or of the
+/// `initdb` on the PATH.
+fn postgres_bin() -> Result<PathBuf, String> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").is_file());
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|version| version.file_name())
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+    });
+    if let Some(bin) = versions.pop() {
+        return Ok(bin);
+    }
+    find_on_path("initdb")
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+        .ok_or_else(|| {
+            "PostgreSQL's server programs (initdb, pg_ctl) are not installed; install them or \
+             set TEST_DATABASE_URL"
+                .to_owned()
+        })
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A throwaway PostgreSQL cluster (`initdb`, `pg_ctl`), trust auth for user `postgres`.
+pub struct OwnPostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    _watchdog: Watchdog,
+}
+
+impl OwnPostgres {
+    /// A new cluster, started. `Err` when PostgreSQL is not installed.
+    pub fn start() -> Result<OwnPostgres, String> {
+        let bin = postgres_bin()?;
+        let dir = temp_dir("cs_pg", Some("postgres:postgres"));
+        let data = dir.join("data");
+        let pg_ctl = bin.join("pg_ctl");
+        let watchdog = Watchdog::start(&format!(
+            "{} -D {} -m immediate stop; rm -rf {}",
+            postgres_command(&pg_ctl),
+            quoted(&data.display().to_string()),
+            quoted(&dir.display().to_string())
+        ));
+        run_quietly(
+            as_user("postgres", &bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]),
+            "initdb",
+        );
+        let cluster = OwnPostgres {
+            bin,
+            dir,
+            port: free_port(),
+            _watchdog: watchdog,
+        };
+        cluster.restart();
+        Ok(cluster)
+    }
+
+    /// The directory holding the cluster (removed on drop, or by the watchdog).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// (Re)starts the server on its port and waits until it accepts connections.
+    pub fn restart(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.display()
+        );
+        run_quietly(
+            as_user("postgres", &self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-o", &options, "-w", "-l"])
+                .arg(self.dir.join("log"))
+                .arg("start"),
+            "pg_ctl start",
+        );
+    }
+
+    /// Stops the server at once (an outage).
+    pub fn stop(&self) {
+        run_quietly(
+            as_user("postgres", &self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+}
+
+/// `pg_ctl` as the watchdog's shell runs it.
+fn postgres_command(pg_ctl: &Path) -> String {
+    let pg_ctl = quoted(&pg_ctl.display().to_string());
+    if is_root() {
+        format!("runuser -u postgres -- {pg_ctl}")
+    } else {
+        pg_ctl
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = as_user("postgres", &self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway MariaDB server (`mariadb-install-db`, `mariadbd`) without grant tables:
+/// `root` with no password, as the machine's own.
+pub struct OwnMariaDb {
+    port: u16,
+    dir: PathBuf,
+    _server: Child,
+    _watchdog: Watchdog,
+}
+
+impl OwnMariaDb {
+    /// A new server, started. `Err` when MariaDB is not installed.
+    pub fn start() -> Result<OwnMariaDb, String> {
+        let missing = || {
+            "MariaDB's server programs (mariadbd, mariadb-install-db) are not installed; \
+             install them or set TEST_MYSQL_URL"
+                .to_owned()
+        };
+        let server = find_on_path("mariadbd").ok_or_else(missing)?;
+        let install = find_on_path("mariadb-install-db").ok_or_else(missing)?;
+        let dir = temp_dir("cs_mariadb", Some("mysql:mysql"));
+        let data = dir.join("data");
+        // Root must name the user the server runs as; anyone else runs it as themselves.
+        let user: &[&str] = if is_root() { &["--user=mysql"] } else { &[] };
+        run_quietly(
+            Command::new(install)
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args(user)
+                .args(["--skip-test-db", "--auth-root-authentication-method=normal"]),
+            "mariadb-install-db",
+        );
+        let port = free_port();
+        let log = dir.join("error.log");
+        let child = Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("socket").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--port={port}"))
+            .args(user)
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--max-connections=1000",
+                // As Debian's configuration has it (and the tests' Unicode rows need).
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--innodb-doublewrite=0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting mariadbd: {e}"))?;
+        let watchdog = Watchdog::start(&kill_and_remove(child.id(), &data, &dir));
+        wait_for_port(port, "mariadbd", &log);
+        Ok(OwnMariaDb {
+            port,
+            dir,
+            _server: child,
+            _watchdog: watchdog,
+        })
+    }
+
+    /// The directory holding the server's data (removed by the watchdog).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/mysql`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/mysql", self.port)
+    }
+}
+
+/// A `redis-server` on its own port, keeping nothing on disk.
+pub struct OwnRedis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
+}
+
+impl OwnRedis {
+    /// `Err` (why) when `redis-server` is not installed.
+    pub fn installed() -> Result<(), String> {
+        match find_on_path("redis-server") {
+            Some(_) => Ok(()),
+            None => Err("redis-server is not installed; install it or set TEST_REDIS_URL".into()),
+        }
+    }
+
+    /// A new server, started. `Err` when `redis-server` is not installed.
+    pub fn start() -> Result<OwnRedis, String> {
+        OwnRedis::installed()?;
+        let mut redis = OwnRedis {
+            port: free_port(),
+            dir: temp_dir("cs_redis", None),
+            child: None,
+            watchdog: None,
+        };
+        redis.restart();
+        Ok(redis)
+    }
+
+    /// The server's working directory (its log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.join("redis.log");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.watchdog = Some(Watchdog::start(&kill_and_remove(
+            child.id(),
+            &self.dir,
+            &self.dir,
+        )));
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server", &log);
+    }
+
+    /// Kills the server (an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.watchdog = None;
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
