@@ -23,7 +23,15 @@ pub struct Address {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = Customer))]
+#[cfg_attr(feature = "openapi", schema(as = Customer, example = json!({
+    "id": 1, "email": "ada.lovelace@example.com", "firstName": "Ada", "lastName": "Lovelace",
+    "phone": "+44 20 7946 0958", "isActive": true, "dateOfBirth": "1990-12-10",
+    "address": {"street": "12 St James's Square", "city": "London", "state": null,
+                "zipCode": "SW1Y 4JH", "country": "United Kingdom"},
+    "preferences": {"newsletter": true, "preferredContact": "email"},
+    "createdAt": "2026-11-30T09:15:27.403Z", "updatedAt": "2026-11-30T09:15:27.403Z",
+    "fullName": "Ada Lovelace", "version": 1
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerSnapshot {
     pub id: i64,

@@ -36,7 +36,8 @@ pub use query_customers::{
     ActiveRequest, CustomerPage, PageRequest,
 };
 pub use read_events::{
-    parse_event_query, read_events, EventPage, EventPageRequest, EventQuery, MAX_EVENT_PAGE,
+    event_rates, parse_event_query, parse_rate_window, read_events, EventPage, EventPageRequest,
+    EventQuery, EventRates, MAX_EVENT_PAGE,
 };
 pub use update_customer::update_customer;
 pub use verify_log::{verify_log, Mismatch, Verification};

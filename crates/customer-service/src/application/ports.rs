@@ -318,6 +318,21 @@ pub trait EventLog: Send + Sync {
     async fn first_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError>;
     /// The last position whose event occurred at or before `at`, if any.
     async fn last_position_at(&self, at: Timestamp) -> Result<Option<i64>, StoreError>;
+    /// The first event at or after `position`: its position and when it occurred (a
+    /// primary-key seek).
+    async fn event_at_or_after(
+        &self,
+        position: i64,
+    ) -> Result<Option<(i64, Timestamp)>, StoreError>;
+    /// How many events of each type occurred in each second, among the positions
+    /// `from..=to` that occurred at or after `since`: `(type, second, count)`, the second as
+    /// the time of its first millisecond.
+    async fn events_per_second(
+        &self,
+        from: i64,
+        to: i64,
+        since: Timestamp,
+    ) -> Result<Vec<(String, Timestamp, i64)>, StoreError>;
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     /// Events ever appended.
     async fn event_count(&self) -> Result<i64, StoreError>;

@@ -2,10 +2,13 @@
 
 use customer_events::EventType;
 
-use crate::domain::{CustomerId, DomainError, FieldErrors};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::domain::{CustomerId, DomainError, FieldErrors, Timestamp};
 
 use super::error::ApplicationError;
-use super::ports::{EventFilter, EventLog, StoredEvent};
+use super::ports::{EventFilter, EventLog, StoreError, StoredEvent};
 use super::query_customers::parse_bound;
 
 /// The largest page of events a client may ask for.
@@ -98,6 +101,108 @@ pub async fn read_events(
     Ok(EventPage { events, next_after })
 }
 
+/// The longest window of [`event_rates`], in seconds.
+pub const MAX_RATE_SECONDS: i64 = 600;
+const DEFAULT_RATE_SECONDS: i64 = 120;
+
+/// Events per second by type over a recent window of the settled log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRates {
+    /// The window: `since` up to `until` (now).
+    pub since: Timestamp,
+    pub until: Timestamp,
+    /// The last log position counted: the live stream's later events add to these counts.
+    pub up_to: i64,
+    /// The seconds with events, oldest first, each with its count per type.
+    pub per_second: Vec<(Timestamp, BTreeMap<String, i64>)>,
+}
+
+/// Validates `seconds` (1–[`MAX_RATE_SECONDS`], default 120).
+pub fn parse_rate_window(raw: Option<&str>) -> Result<i64, ApplicationError> {
+    let mut errors = FieldErrors::new();
+    let seconds = parse_bound(
+        &mut errors,
+        "seconds",
+        raw,
+        DEFAULT_RATE_SECONDS,
+        1,
+        Some(MAX_RATE_SECONDS),
+    );
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    Ok(seconds)
+}
+
+/// How many events of each type occurred in each of the last `seconds` seconds before
+/// `now`, counted from the settled log — so every instance shows the same numbers.
+///
+/// The log has no index on time, and needs none: the window's first position is found by
+/// a binary search over primary-key seeks (about 24 for 10M events), then only the window's
+/// rows are read.
+#[tracing::instrument(name = "event_rates", skip_all)]
+pub async fn event_rates(
+    log: &dyn EventLog,
+    now: Timestamp,
+    seconds: i64,
+) -> Result<EventRates, ApplicationError> {
+    let since = Timestamp::from_millis(now.millis() - seconds * 1000);
+    let up_to = log.watermark().await?;
+    let mut per_second: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    let seek = |position| log.event_at_or_after(position);
+    if let Some(from) = first_position_since(seek, since, up_to).await? {
+        for (event_type, second, count) in log.events_per_second(from, up_to, since).await? {
+            *per_second
+                .entry(second.millis())
+                .or_default()
+                .entry(event_type)
+                .or_default() += count;
+        }
+    }
+    Ok(EventRates {
+        since,
+        until: now,
+        up_to,
+        per_second: per_second
+            .into_iter()
+            .map(|(second, counts)| (Timestamp::from_millis(second), counts))
+            .collect(),
+    })
+}
+
+/// The first position in `1..=up_to` whose event occurred at or after `since`, given
+/// `seek(p)`: the first event at or after position `p` and its time. Positions may have
+/// gaps. Times are taken to grow with positions; where they do not (an imported event
+/// keeps its original time, instances' clocks differ by milliseconds) the bound is off
+/// by those events only, and the caller's time filter still applies.
+async fn first_position_since<Seek>(
+    seek: impl Fn(i64) -> Seek,
+    since: Timestamp,
+    up_to: i64,
+) -> Result<Option<i64>, StoreError>
+where
+    Seek: Future<Output = Result<Option<(i64, Timestamp)>, StoreError>>,
+{
+    // Every event below `lo` occurred before `since`; every event from `hi` on (up to
+    // `up_to`) at or after it.
+    let (mut lo, mut hi) = (1, up_to.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match seek(mid).await? {
+            Some((position, at)) if position < hi => {
+                if at >= since {
+                    hi = position;
+                } else {
+                    lo = position + 1;
+                }
+            }
+            // No event in mid..hi.
+            _ => hi = mid,
+        }
+    }
+    Ok((lo <= up_to).then_some(lo))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +266,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// [`first_position_since`] over `events` (`(position, ms)`, ascending), counting seeks.
+    fn search(events: &[(i64, i64)], since: i64, up_to: i64) -> (Option<i64>, usize) {
+        let seeks = std::cell::Cell::new(0);
+        let seek = |position: i64| {
+            seeks.set(seeks.get() + 1);
+            std::future::ready(Ok(events
+                .iter()
+                .find(|(p, _)| *p >= position)
+                .map(|(p, at)| (*p, Timestamp::from_millis(*at)))))
+        };
+        let since = Timestamp::from_millis(since);
+        let found = block_on(first_position_since(seek, since, up_to));
+        (found.unwrap(), seeks.get())
+    }
+
+    /// A minimal executor: the seeks above never wait.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_window_start_is_found_with_gaps_and_in_logarithmic_seeks() {
+        // Positions 1..=1000 with gaps at every 7th, one event per 10 ms.
+        let events: Vec<(i64, i64)> = (1..=1000)
+            .filter(|p| p % 7 != 0)
+            .map(|p| (p, p * 10))
+            .collect();
+        for since in [0, 5, 10, 11, 69, 70, 71, 5000, 9990, 10_000, 10_001] {
+            let expected = events.iter().find(|(_, at)| *at >= since).map(|(p, _)| *p);
+            let (found, seeks) = search(&events, since, 1000);
+            // Where a gap precedes the answer, the bound may be the gap itself.
+            let found_event =
+                found.and_then(|f| events.iter().find(|(p, _)| *p >= f).map(|(p, _)| *p));
+            assert_eq!(found_event, expected, "since {since}");
+            assert!(seeks <= 12, "{seeks} seeks for since {since}");
+        }
+        // Events above the watermark do not count.
+        assert_eq!(search(&events, 9_000, 800).0, None);
+        assert_eq!(search(&[], 0, 0).0, None);
     }
 }

@@ -28,6 +28,8 @@ fn entries() -> &'static [CatalogEntry] {
 
 /// Every event type at every schema version ever published.
 #[utoipa::path(get, path = "/api/v1/events/catalog", tag = "events",
+    summary = "Event catalog",
+    description = "Every event type at every schema version ever published: a description, the JSON Schema (2020-12) of its envelope and an example.",
     responses((status = 200, description = "[{eventType, version, current, description, schema (JSON Schema 2020-12 of the envelope), example}]",
                body = Object)))]
 pub(crate) async fn event_catalog() -> impl IntoResponse {
@@ -36,6 +38,8 @@ pub(crate) async fn event_catalog() -> impl IntoResponse {
 
 /// AsyncAPI 3.0 document of the channels this instance publishes to.
 #[utoipa::path(get, path = "/api/v1/events/asyncapi.json", tag = "events",
+    summary = "AsyncAPI document",
+    description = "The channels this instance publishes events to (Redis Pub/Sub and Stream when configured, Server-Sent Events always) as an AsyncAPI 3.0 document.",
     responses((status = 200, description = "AsyncAPI 3.0.0 document", body = Object)))]
 pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse {
     let current: Vec<&CatalogEntry> = entries().iter().filter(|e| e.current).collect();

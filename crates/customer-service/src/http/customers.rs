@@ -17,6 +17,7 @@ use crate::application::{
 use crate::domain::Customer;
 
 use super::auth::Actor;
+use super::bodies::{CreateCustomerRequest, CustomerIdPath, IfMatchHeader, UpdateCustomerRequest};
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{precondition, CustomerIdParam, JsonObject, QueryParams};
@@ -51,8 +52,23 @@ pub(crate) struct CustomerHistory {
 /// exactly as published.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct LoggedEvent {
+    #[schema(example = 1)]
     position: i64,
-    #[schema(value_type = Object)]
+    /// The envelope (see the event catalog for each type's `data`).
+    #[schema(value_type = Object, example = json!({
+        "eventType": "CustomerCreated",
+        "eventId": "CustomerCreated_1796037327403_k3x9q2m7a",
+        "occurredOn": "2026-11-30T09:15:27.403Z",
+        "data": {"customerId": 1, "email": "ada.lovelace@example.com", "firstName": "Ada",
+                 "lastName": "Lovelace", "fullName": "Ada Lovelace", "phone": null,
+                 "isActive": true, "dateOfBirth": null, "address": null, "preferences": null,
+                 "createdAt": "2026-11-30T09:15:27.403Z"},
+        "metadata": {"eventId": "CustomerCreated_1796037327403_k3x9q2m7a",
+                     "eventType": "CustomerCreated", "occurredOn": "2026-11-30T09:15:27.403Z",
+                     "version": "1.0", "aggregateId": 1, "sequence": 1,
+                     "correlationId": "5f0c9a4e-8d1b-4a8e-9a51-2f1f4c7d0e3b",
+                     "source": "customer-service"}
+    }))]
     event: Box<RawValue>,
 }
 
@@ -125,14 +141,19 @@ fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
 
 /// Contract: POST /api/v1/customers → 201 and CustomerCreated.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body gets the first answer again")),
-    request_body(content = Object, description = "email, firstName, lastName required; phone, isActive, dateOfBirth, address, preferences optional"),
+    summary = "Create a customer",
+    description = "Creates the customer and publishes CustomerCreated. The answer carries the customer's version as its `ETag` and its URL as `Location`.",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            description = "Any 1–255 visible ASCII characters of your choosing. Sending the same key and body again (a retry) returns the first answer instead of creating a second customer.")),
+    request_body(content = CreateCustomerRequest, description = "`email`, `firstName` and `lastName` are required; no keys other than these. At most 64 KiB."),
     responses(
-        (status = 201, description = "Created", body = Envelope<CustomerSnapshot>),
-        (status = 400, description = "Invalid input", body = ErrorBody),
-        (status = 409, description = "Email already exists", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "Idempotency-Key already used with another body", body = ErrorBody)))]
+        (status = 201, description = "The new customer", body = Envelope<CustomerSnapshot>,
+         headers(("ETag" = String, description = "The customer's version, quoted: send it as If-Match to update only this version"),
+                 ("Location" = String, description = "The customer's URL"))),
+        (status = 400, description = "Invalid input: `fieldErrors` lists the messages per field", body = ErrorBody),
+        (status = 409, description = "A customer with this e-mail address already exists", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was already used with another body", body = ErrorBody)))]
 pub(crate) async fn create_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
@@ -248,12 +269,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Contract: GET /api/v1/customers?page=&limit=&search=, newest first.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers",
-    params(("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-           ("limit" = Option<i64>, Query, description = "1–100, default 10"),
-           ("search" = Option<String>, Query, description = "case-insensitive substring of first name, last name or e-mail"),
-           ("after" = Option<String>, Query, description = "a nextCursor: the page after it in the same order (keyset paging; not with page)")),
-    responses((status = 200, description = "One page", body = Envelope<CustomerList>),
-              (status = 400, description = "Invalid paging", body = ErrorBody)))]
+    summary = "List customers",
+    description = "One page of customers, newest first, optionally only those matching `search`. For deep paging pass the `nextCursor` of a page as `after`: it stays fast at any depth.",
+    params(("page" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "The page number, from 1 (default 1)", example = 1),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Customers per page, 1–100 (default 10)", example = 10),
+           ("search" = Option<String>, Query, description = "Only customers whose first name, last name or e-mail contains this, ignoring case", example = "ada"),
+           ("after" = Option<String>, Query, description = "The `nextCursor` of the previous page: the page after it in the same order (instead of `page`)")),
+    responses((status = 200, description = "One page, with the total and the cursor of the next page", body = Envelope<CustomerList>),
+              (status = 400, description = "Invalid paging: `fieldErrors` says which parameter", body = ErrorBody)))]
 pub(crate) async fn list_customers(
     State(state): State<AppState>,
     QueryParams(mut params): QueryParams,
@@ -278,9 +301,11 @@ pub(crate) async fn list_customers(
 /// Contract: GET /api/v1/customers/active. Streamed: the body is written as the rows arrive,
 /// so a million customers cost the service a few rows of memory.
 #[utoipa::path(get, path = "/api/v1/customers/active", tag = "customers",
-    params(("limit" = Option<i64>, Query, description = "≥ 1; default: every active customer"),
-           ("after" = Option<String>, Query, description = "a nextCursor of the list: start after that customer")),
-    responses((status = 200, description = "Every active customer, newest first", body = Envelope<Vec<CustomerSnapshot>>),
+    summary = "List active customers",
+    description = "Every active customer, newest first, in one streamed answer (or the first `limit` of them).",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "At most this many (default: all)", example = 100),
+           ("after" = Option<String>, Query, description = "A `nextCursor` of the list: start after that customer")),
+    responses((status = 200, description = "The active customers, newest first", body = Envelope<Vec<CustomerSnapshot>>),
               (status = 400, description = "Invalid limit or cursor", body = ErrorBody)))]
 pub(crate) async fn list_active_customers(
     State(state): State<AppState>,
@@ -349,6 +374,8 @@ pub(crate) async fn list_active_customers(
 
 /// Contract: GET /api/v1/customers/count.
 #[utoipa::path(get, path = "/api/v1/customers/count", tag = "customers",
+    summary = "Count customers",
+    description = "How many customers there are (deleted ones not counted).",
     responses((status = 200, description = "Number of customers", body = Envelope<CustomerCount>)))]
 pub(crate) async fn count_customers(
     State(state): State<AppState>,
@@ -359,9 +386,12 @@ pub(crate) async fn count_customers(
 
 /// Contract: GET /api/v1/customers/email/:email, case-insensitive.
 #[utoipa::path(get, path = "/api/v1/customers/email/{email}", tag = "customers",
-    params(("email" = String, Path)),
-    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>),
-              (status = 404, description = "Customer not found", body = ErrorBody)))]
+    summary = "Find a customer by e-mail",
+    description = "The customer with this e-mail address, ignoring case.",
+    params(("email" = String, Path, description = "The e-mail address, URL-encoded", example = "ada.lovelace@example.com")),
+    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>,
+               headers(("ETag" = String, description = "The customer's version, quoted"))),
+              (status = 404, description = "No customer has this e-mail address", body = ErrorBody)))]
 pub(crate) async fn get_customer_by_email(
     State(state): State<AppState>,
     Path(email): Path<String>,
@@ -372,11 +402,14 @@ pub(crate) async fn get_customer_by_email(
 
 /// Contract: GET /api/v1/customers/:id.
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = i64, Path, description = "positive integer"),
-           ("asOf" = Option<String>, Query, description = "RFC 3339 date-time: the customer as it was then, folded from its events")),
-    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>),
-              (status = 400, description = "Not a positive integer, or a bad asOf", body = ErrorBody),
-              (status = 404, description = "Customer not found (at asOf: not yet created, or deleted)", body = ErrorBody)))]
+    summary = "Get a customer",
+    description = "The customer, or with `asOf` the customer as it was at that moment (rebuilt from its events).",
+    params(CustomerIdPath,
+           ("asOf" = Option<String>, Query, format = DateTime, description = "An RFC 3339 date-time (e.g. 2026-01-01T10:00:00Z): the customer as it was then")),
+    responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>,
+               headers(("ETag" = String, description = "The customer's version, quoted (not sent with asOf)"))),
+              (status = 400, description = "The id is not a positive integer, or asOf is not a date-time", body = ErrorBody),
+              (status = 404, description = "No such customer (with asOf: not yet created then, or deleted)", body = ErrorBody)))]
 pub(crate) async fn get_customer(
     State(state): State<AppState>,
     CustomerIdParam(id): CustomerIdParam,
@@ -394,9 +427,11 @@ pub(crate) async fn get_customer(
 
 /// Every event of the customer, in sequence order; also after its deletion.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/history", tag = "customers",
-    params(("id" = i64, Path, description = "positive integer")),
+    summary = "A customer's events",
+    description = "Every event of the customer, oldest first, each with its position in the event log; also after the customer was deleted.",
+    params(CustomerIdPath),
     responses((status = 200, description = "The customer's events", body = Envelope<CustomerHistory>),
-              (status = 400, description = "Not a positive integer", body = ErrorBody),
+              (status = 400, description = "The id is not a positive integer", body = ErrorBody),
               (status = 404, description = "No customer ever had this id", body = ErrorBody)))]
 pub(crate) async fn customer_history(
     State(state): State<AppState>,
@@ -414,13 +449,17 @@ pub(crate) async fn customer_history(
 
 /// Contract: PATCH /api/v1/customers/:id → CustomerUpdated (+ Activated/Deactivated).
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *")),
-    request_body(content = Object, description = "any subset of the create fields; null clears phone, dateOfBirth, address, preferences"),
-    responses((status = 200, description = "The updated customer", body = Envelope<CustomerSnapshot>),
-              (status = 400, description = "Invalid input", body = ErrorBody),
-              (status = 404, description = "Customer not found", body = ErrorBody),
-              (status = 409, description = "Email already exists", body = ErrorBody),
-              (status = 412, description = "Stale If-Match", body = ErrorBody)))]
+    summary = "Update a customer",
+    description = "Changes the fields sent and publishes CustomerUpdated (and CustomerActivated or CustomerDeactivated when `isActive` changes).",
+    params(CustomerIdPath, IfMatchHeader),
+    request_body(content = UpdateCustomerRequest, description = "Any of the create fields. At most 64 KiB."),
+    responses((status = 200, description = "The updated customer", body = Envelope<CustomerSnapshot>,
+               headers(("ETag" = String, description = "The customer's new version, quoted"))),
+              (status = 400, description = "Invalid input: `fieldErrors` lists the messages per field", body = ErrorBody),
+              (status = 404, description = "No such customer", body = ErrorBody),
+              (status = 409, description = "Another customer has this e-mail address", body = ErrorBody),
+              (status = 412, description = "If-Match names a version that is no longer the current one", body = ErrorBody),
+              (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody)))]
 pub(crate) async fn update_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
@@ -440,12 +479,14 @@ pub(crate) async fn update_customer(
 /// customer's personal data is also erased from every stored event and CustomerErased
 /// follows (also for a customer deleted earlier).
 #[utoipa::path(delete, path = "/api/v1/customers/{id}", tag = "customers",
-    params(("id" = i64, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\" or *"),
-           ("erase" = Option<bool>, Query, description = "true: erase the personal data from the event log too (GDPR)")),
+    summary = "Delete (or erase) a customer",
+    description = "Deletes the customer and publishes CustomerDeleted. With `erase=true` the customer's personal data is also removed from every stored event and from Redis (GDPR), and CustomerErased follows; this also works for a customer deleted earlier.",
+    params(CustomerIdPath, IfMatchHeader,
+           ("erase" = Option<bool>, Query, description = "`true`: also erase the customer's personal data from the event history", example = false)),
     responses((status = 204, description = "Deleted (and erased)"),
-              (status = 400, description = "erase is neither true nor false", body = ErrorBody),
-              (status = 404, description = "Customer not found (or erased already)", body = ErrorBody),
-              (status = 412, description = "Stale If-Match", body = ErrorBody)))]
+              (status = 400, description = "The id is not a positive integer, or erase is neither true nor false", body = ErrorBody),
+              (status = 404, description = "No such customer (or erased already)", body = ErrorBody),
+              (status = 412, description = "If-Match names a version that is no longer the current one", body = ErrorBody)))]
 pub(crate) async fn delete_customer(
     State(state): State<AppState>,
     Extension(correlation): Extension<CorrelationId>,
@@ -470,6 +511,8 @@ pub(crate) async fn delete_customer(
 
 /// Contract: GET /api/v1/customers/health (liveness; touches no dependency).
 #[utoipa::path(get, path = "/api/v1/customers/health", tag = "health",
+    summary = "Liveness (the original's route)",
+    description = "Answers as long as the process serves requests; checks no dependency.",
     responses((status = 200, description = "The process is up", body = Envelope<Liveness>)))]
 pub(crate) async fn liveness() -> impl IntoResponse {
     envelope::ok(Liveness {

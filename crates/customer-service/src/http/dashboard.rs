@@ -157,6 +157,8 @@ async fn status(state: &AppState) -> Status {
 
 /// The service's state, once a second, for the dashboard.
 #[utoipa::path(get, path = "/api/v1/health/stream", tag = "health",
+    summary = "Live status (Server-Sent Events)",
+    description = "The service's state once a second, as the dashboard shows it: health, relay, outbox, dead letters and traffic.",
     responses((status = 200, description = "text/event-stream: event = status, data = Status JSON, one a second",
                content_type = "text/event-stream", body = Status)))]
 pub(crate) async fn status_stream(

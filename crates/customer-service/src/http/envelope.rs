@@ -13,9 +13,15 @@ use crate::domain::Timestamp;
 pub struct Envelope<T> {
     pub data: T,
     /// "Success", "Created successfully" or "Updated successfully".
+    #[schema(example = "Success")]
     pub message: &'static str,
+    /// The HTTP status again.
+    #[schema(example = 200)]
     pub status_code: u16,
+    /// When the answer was made (UTC, milliseconds).
+    #[schema(example = "2026-11-30T09:15:27.403Z")]
     pub timestamp: String,
+    #[schema(example = true)]
     pub success: bool,
 }
 

@@ -75,6 +75,15 @@ pub(crate) struct ErrorReport {
 /// The contract's error body.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "message": "email must be an email, First name must be at least 2 characters",
+    "statusCode": 400,
+    "error": "Bad Request",
+    "timestamp": "2026-11-30T09:15:27.403Z",
+    "path": "/api/v1/customers",
+    "fieldErrors": {"email": ["email must be an email"],
+                    "firstName": ["First name must be at least 2 characters"]}
+}))]
 pub(crate) struct ErrorBody {
     pub message: String,
     pub status_code: u16,

@@ -2,6 +2,8 @@
 //! `outbox/watermark.rs`), in position order.
 //!
 //! - `GET /api/v1/events?after=&limit=&type=&customerId=`: pages.
+//! - `GET /api/v1/events/rates?seconds=`: events per second by type over a recent window
+//!   (the dashboard's chart, the same on every instance).
 //! - `GET /api/v1/events/stream`: Server-Sent Events (`event:` the type, `id:` the position,
 //!   `data:` the envelope). With `Last-Event-ID` (or `?after=`) it first replays what the
 //!   client missed from the log, page by page, then goes on live from the instance's one
@@ -42,6 +44,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
+        .route("/events/rates", get(event_rates))
 }
 
 /// `data` of the events route.
@@ -51,6 +54,61 @@ pub(crate) struct EventList {
     events: Vec<LoggedEvent>,
     /// Pass as `after` for the next page.
     next_after: i64,
+}
+
+/// `data` of the rates route.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventRates {
+    /// The window's start (now minus `seconds`).
+    #[schema(example = "2026-11-30T09:13:27.403Z")]
+    since: String,
+    /// The window's end: now.
+    #[schema(example = "2026-11-30T09:15:27.403Z")]
+    until: String,
+    /// The last log position counted; the live stream's later events add to these counts.
+    #[schema(example = 1042)]
+    up_to: i64,
+    /// The seconds that had events, oldest first.
+    per_second: Vec<SecondCount>,
+}
+
+/// The events of one second, by type.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SecondCount {
+    /// The second's start.
+    #[schema(example = "2026-11-30T09:15:26.000Z")]
+    at: String,
+    #[schema(example = json!({"CustomerCreated": 12, "CustomerUpdated": 3}))]
+    counts: std::collections::BTreeMap<String, i64>,
+}
+
+/// Events per second by type over the last `seconds`, from the settled log.
+#[utoipa::path(get, path = "/api/v1/events/rates", tag = "events",
+    summary = "Event rates",
+    description = "How many events of each type occurred in each second of a recent window, counted from the event log (so every instance answers the same). The dashboard's chart starts from this and adds the live events after `upTo`.",
+    params(("seconds" = Option<i64>, Query, minimum = 1, maximum = 600, description = "The window in seconds, 1–600 (default 120)", example = 120)),
+    responses((status = 200, description = "The counts per second", body = Envelope<EventRates>),
+              (status = 400, description = "Invalid seconds", body = ErrorBody)))]
+pub(crate) async fn event_rates(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams,
+) -> Result<impl IntoResponse, ApiError> {
+    let seconds = application::parse_rate_window(params.get("seconds").map(String::as_str))?;
+    let rates = application::event_rates(&*state.events, state.clock.now(), seconds).await?;
+    Ok(envelope::ok(EventRates {
+        since: rates.since.to_iso(),
+        until: rates.until.to_iso(),
+        up_to: rates.up_to,
+        per_second: rates
+            .per_second
+            .into_iter()
+            .map(|(at, counts)| SecondCount {
+                at: at.to_iso(),
+                counts,
+            })
+            .collect(),
+    }))
 }
 
 fn page_request(QueryParams(mut params): QueryParams) -> EventPageRequest {
@@ -64,12 +122,14 @@ fn page_request(QueryParams(mut params): QueryParams) -> EventPageRequest {
 
 /// The settled event log in position order, filtered.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
-    params(("after" = Option<i64>, Query, description = "events after this position; default 0"),
-           ("limit" = Option<i64>, Query, description = "1–1000, default 100"),
-           ("type" = Option<String>, Query, description = "only this event type"),
-           ("customerId" = Option<i64>, Query, description = "only this customer's events")),
-    responses((status = 200, description = "One page; continue with after = nextAfter", body = Envelope<EventList>),
-              (status = 400, description = "Invalid parameter", body = ErrorBody)))]
+    summary = "Read the event log",
+    description = "Events in the order they were committed, each with its log position. Page through with `after` = the previous page's `nextAfter`.",
+    params(("after" = Option<i64>, Query, minimum = 0, maximum = 9223372036854775807_i64, description = "Only events after this log position (default 0: from the start)", example = 0),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Events per page, 1–1000 (default 100)", example = 100),
+           ("type" = Option<String>, Query, description = "Only events of this type", example = "CustomerCreated"),
+           ("customerId" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "Only this customer's events")),
+    responses((status = 200, description = "One page of events", body = Envelope<EventList>),
+              (status = 400, description = "Invalid parameter: `fieldErrors` says which", body = ErrorBody)))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     params: QueryParams,
@@ -88,9 +148,12 @@ pub(crate) async fn list_events(
 
 /// Live events, optionally resumed after a position and filtered like `GET /api/v1/events`.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
-    params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this position (what the browser sends on reconnect)"),
-           ("after" = Option<i64>, Query, description = "resume after this position; without it or Last-Event-ID: new events only"),
-           ("type" = Option<String>, Query), ("customerId" = Option<i64>, Query)),
+    summary = "Follow events live (Server-Sent Events)",
+    description = "New events as they are published, as `text/event-stream`. With `after` (or the `Last-Event-ID` a browser sends when it reconnects) the stream first replays what followed that position, so nothing is missed.",
+    params(("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0, description = "Resume after this log position (browsers send it on reconnect)"),
+           ("after" = Option<i64>, Query, minimum = 0, maximum = 9223372036854775807_i64, description = "Resume after this log position; without it (or Last-Event-ID) only new events are sent"),
+           ("type" = Option<String>, Query, description = "Only events of this type"),
+           ("customerId" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "Only this customer's events")),
     responses((status = 200, description = "text/event-stream: event = eventType, id = log position, data = envelope JSON",
                content_type = "text/event-stream"),
               (status = 400, description = "Invalid parameter", body = ErrorBody)))]

@@ -39,6 +39,8 @@ pub(crate) struct Probe {
 
 /// Liveness: answers as long as the process serves requests; checks nothing else.
 #[utoipa::path(get, path = "/livez", tag = "health",
+    summary = "Liveness probe",
+    description = "200 as long as the process serves requests; checks nothing else.",
     responses((status = 200, description = "Alive", body = Probe)))]
 pub(crate) async fn livez() -> impl IntoResponse {
     Json(Probe {
@@ -49,6 +51,8 @@ pub(crate) async fn livez() -> impl IntoResponse {
 
 /// Readiness: 200 while the database answers within 400 ms, else 503.
 #[utoipa::path(get, path = "/readyz", tag = "health",
+    summary = "Readiness probe",
+    description = "200 while the database answers within 400 ms, 503 otherwise.",
     responses((status = 200, description = "Ready", body = Probe),
               (status = 503, description = "The database does not answer", body = Probe)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -135,6 +139,8 @@ impl Check {
 
 /// Contract: GET /api/v1/health (200 healthy or degraded, 503 when the database is down).
 #[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    summary = "Health",
+    description = "The state of the database, Redis and the event outbox. `degraded` (still 200) while Redis is down: writes keep working and their events wait in the log.",
     responses((status = 200, description = "Healthy or degraded", body = Envelope<Health>),
               (status = 503, description = "Database down", body = Envelope<Health>)))]
 pub(crate) async fn health(State(state): State<AppState>) -> impl IntoResponse {

@@ -159,6 +159,8 @@ pub(crate) fn router() -> Router<AppState> {
 
 /// Prometheus text exposition of this instance's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "health",
+    summary = "Prometheus metrics",
+    description = "This instance's metrics in the Prometheus text format: requests, the relay, the outbox and pools.",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let scrape = scrape_registry();

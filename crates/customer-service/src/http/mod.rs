@@ -8,6 +8,7 @@
 //! on governor) → body limit (413) → routes.
 
 mod auth;
+mod bodies;
 mod catalog;
 mod customers;
 mod dashboard;

@@ -9,7 +9,7 @@ use super::{catalog, customers, dashboard, events, health, metrics, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "customer-service", description = "Customer records and their events."),
+    info(title = "customer-service", description = "Customer records, and an event for everything that happens to them. Every answer is wrapped in `{data, message, statusCode, timestamp, success}`; every error has `message`, `statusCode`, `error`, `timestamp`, `path` and, for invalid input, `fieldErrors`."),
     paths(
         customers::create_customer,
         customers::list_customers,
@@ -28,10 +28,13 @@ use super::{catalog, customers, dashboard, events, health, metrics, AppState};
         metrics::metrics,
         events::list_events,
         events::stream_events,
+        events::event_rates,
         catalog::event_catalog,
         catalog::asyncapi,
     ),
-    tags((name = "customers"), (name = "events"), (name = "health"))
+    tags((name = "customers", description = "Customer records: every change publishes an event"),
+         (name = "events", description = "The event log, live events and the event catalog"),
+         (name = "health", description = "Probes, health, live status and metrics"))
 )]
 struct ApiDoc;
 

@@ -79,6 +79,43 @@ impl EventLog for SqlStore {
         self.fetch_scalar(query).await
     }
 
+    async fn event_at_or_after(
+        &self,
+        position: i64,
+    ) -> Result<Option<(i64, Timestamp)>, StoreError> {
+        let row = self
+            .fetch_optional(self.query(sql::EVENT_AT_OR_AFTER).bind(position))
+            .await?;
+        row.map(|row| {
+            let position: i64 = row.try_get(0).map_err(classify)?;
+            let at: i64 = row.try_get(1).map_err(classify)?;
+            Ok((position, Timestamp::from_millis(at)))
+        })
+        .transpose()
+    }
+
+    async fn events_per_second(
+        &self,
+        from: i64,
+        to: i64,
+        since: Timestamp,
+    ) -> Result<Vec<(String, Timestamp, i64)>, StoreError> {
+        let query = self
+            .query(sql::EVENTS_PER_SECOND)
+            .bind(from)
+            .bind(to)
+            .bind(since.millis());
+        let rows = self.fetch_all(query).await?;
+        rows.iter()
+            .map(|row| {
+                let event_type: String = row.try_get(0).map_err(classify)?;
+                let second: i64 = row.try_get(1).map_err(classify)?;
+                let count: i64 = row.try_get(2).map_err(classify)?;
+                Ok((event_type, Timestamp::from_millis(second), count))
+            })
+            .collect()
+    }
+
     async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
         let row = self.fetch_one(self.query(sql::OUTBOX_STATUS)).await?;
         let pending: i64 = row.try_get(0).map_err(classify)?;

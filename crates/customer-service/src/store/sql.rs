@@ -471,6 +471,22 @@ pub(super) const LAST_POSITION_AT: &str =
 
 pub(super) const COUNT_EVENTS: &str = "select count(*) from customer_events";
 
+pub(super) const EVENT_AT_OR_AFTER: &str = r#"
+select position, occurred_at_ms from customer_events
+where position >= $1
+order by position
+limit 1
+"#;
+
+/// `%` is the one remainder operator PostgreSQL, SQLite and MySQL share (`/` of integers
+/// is a decimal on MySQL).
+pub(super) const EVENTS_PER_SECOND: &str = r#"
+select event_type, occurred_at_ms - occurred_at_ms % 1000 as second_ms, count(*) as n
+from customer_events
+where position >= $1 and position <= $2 and occurred_at_ms >= $3
+group by event_type, occurred_at_ms - occurred_at_ms % 1000
+"#;
+
 /// `MARK_PUBLISHED_PREFIX` with `$1, …, $n)`.
 pub(super) fn mark_published_sql(n: usize) -> String {
     let mut sql = String::from(MARK_PUBLISHED_PREFIX);
@@ -519,6 +535,8 @@ mod tests {
         PUBLISHED_ABOVE,
         SETTLED_EVENTS,
         FIRST_POSITION_AT,
+        EVENT_AT_OR_AFTER,
+        EVENTS_PER_SECOND,
         LAST_POSITION_AT,
         COUNT_EVENTS,
         CUSTOMER_IDS,

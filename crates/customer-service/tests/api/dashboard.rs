@@ -40,7 +40,6 @@ async fn first_status(app: &TestApp) -> Value {
 #[tokio::test]
 async fn the_status_feed_reports_health_relay_watermark_dead_letters_and_traffic() {
     let Some(url) = redis_url() else {
-        eprintln!("TEST_REDIS_URL is not set: not run");
         return;
     };
     let app = spawn_app_with(Backend::Sqlite, |c| {
@@ -166,7 +165,7 @@ fn executable(env: &str, default: &str) -> Option<PathBuf> {
 }
 
 /// A headless Chromium session behind a `chromedriver` that this test started (and kills).
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     http: reqwest::Client,
     session: String,
@@ -185,7 +184,7 @@ impl Drop for TempDir {
 impl Browser {
     /// `None` (with a note) when Chromium or chromedriver is not installed, unless
     /// `REQUIRE_BROWSER_TESTS` is set.
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let driver = executable("CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = executable("CHROMIUM", "/usr/bin/chromium");
         let (Some(driver), Some(chromium)) = (driver, chromium) else {
@@ -194,7 +193,10 @@ impl Browser {
                 "{REQUIRE_BROWSER} is set but Chromium or chromedriver is missing: \
                  apt-get install chromium chromium-driver"
             );
-            eprintln!("chromium or chromedriver is not installed: browser test not run");
+            test_servers::skip(
+                "Chromium or chromedriver is not installed (apt-get install chromium \
+                 chromium-driver)",
+            );
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -264,7 +266,7 @@ impl Browser {
         })
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let request = self.http.request(method, format!("{}{path}", self.session));
         let request = if body.is_null() {
             request
@@ -279,13 +281,13 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", json!({ "url": url }))
             .await;
     }
 
     /// Runs `script` (a function body) in the page and returns what it returns.
-    async fn run(&self, script: &str) -> Value {
+    pub(crate) async fn run(&self, script: &str) -> Value {
         self.command(
             reqwest::Method::POST,
             "/execute/sync",
@@ -295,7 +297,7 @@ impl Browser {
     }
 
     /// Runs `script` until it returns something other than `null`, for up to 15 s.
-    async fn wait_for(&self, what: &str, script: &str) -> Value {
+    pub(crate) async fn wait_for(&self, what: &str, script: &str) -> Value {
         for _ in 0..150 {
             let value = self.run(script).await;
             if !value.is_null() {
@@ -307,7 +309,7 @@ impl Browser {
         panic!("{what} did not happen within 15 s; the page reads:\n{text}");
     }
 
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self
             .command(reqwest::Method::GET, "/screenshot", Value::Null)
             .await;
@@ -326,7 +328,7 @@ impl Browser {
     }
 
     /// What the page wrote to the console at level SEVERE (script errors, failed loads).
-    async fn errors(&self) -> Vec<Value> {
+    pub(crate) async fn errors(&self) -> Vec<Value> {
         let log = self
             .command(reqwest::Method::POST, "/se/log", json!({"type": "browser"}))
             .await;
@@ -339,7 +341,7 @@ impl Browser {
     }
 
     /// Ends the session (closing Chromium); dropping stops chromedriver.
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
 }
@@ -357,7 +359,7 @@ async fn a_new_customers_event_appears_on_the_dashboard_in_headless_chromium() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let app = match redis_url() {
+    let app = match crate::test_app::redis_url_if_any() {
         Some(url) => spawn_app_with(Backend::Sqlite, |c| c.redis = Some(unique_redis(url))).await,
         None => spawn_app(Backend::Sqlite).await,
     };
@@ -492,6 +494,120 @@ async fn a_new_customers_event_appears_on_the_dashboard_in_headless_chromium() {
     let errors = browser.errors().await;
     let shot = browser.screenshot("dashboard.png").await;
     eprintln!("dashboard screenshot: {}", shot.display());
+    browser.close().await;
+    assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+}
+
+/// More events than the page reads back for its table, one customer erased, and a phone's
+/// screen: the chart counts every event of its window (from the log, not from the rows it
+/// shows), its labels keep their size, and the lookup says the customer was erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_counts_its_whole_window_and_the_lookup_shows_an_erasure_on_a_phone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite).await;
+    const CREATED: usize = 240;
+    let mut ids = Vec::new();
+    for n in 0..CREATED {
+        ids.push(
+            app.create_id(&minimal(&format!("chart{n}@example.com")))
+                .await,
+        );
+    }
+    let erased = ids[0];
+    let response = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/customers/{erased}?erase=true"))),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    app.wait_until_published().await;
+
+    browser
+        .command(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": 390, "height": 900}),
+        )
+        .await;
+    browser.open(&app.url("/dashboard")).await;
+    let legend = browser
+        .wait_for(
+            "the chart's legend counting the window",
+             "const items = [...document.querySelectorAll('#legend li')]; \
+             return items.length >= 3 ? items.map(li => li.innerText.replace(/\\s+/g, ' ').trim()) : null",
+        )
+        .await;
+    assert_eq!(
+        legend,
+        json!([
+            format!("CustomerCreated {CREATED}"),
+            "CustomerDeleted 1",
+            "CustomerErased 1"
+        ])
+    );
+    // One SVG unit per CSS pixel: the labels are drawn at their font size, not squeezed.
+    let geometry = browser
+        .run(
+            "const svg = document.getElementById('chart'); \
+             const label = svg.querySelector('text'); \
+             const box = label.getBoundingClientRect(); \
+             return [svg.viewBox.baseVal.width, svg.clientWidth, box.width, box.height, \
+             document.documentElement.scrollWidth <= window.innerWidth]",
+        )
+        .await;
+    let geometry = geometry.as_array().unwrap();
+    assert_eq!(geometry[0], geometry[1], "{geometry:?}");
+    assert!(geometry[1].as_f64().unwrap() < 390.0, "{geometry:?}");
+    assert!(
+        geometry[2].as_f64().unwrap() > 14.0 && geometry[3].as_f64().unwrap() >= 10.0,
+        "the scale's label is readable: {geometry:?}"
+    );
+    assert_eq!(geometry[4], true, "no sideways scrolling: {geometry:?}");
+
+    browser
+        .run(&format!(
+            "document.getElementById('lookup-input').value = '{erased}'; \
+             document.getElementById('lookup-button').click(); return null"
+        ))
+        .await;
+    let card = browser
+        .wait_for(
+            "the erased customer's card",
+            "const card = document.getElementById('lookup-customer'); \
+             return card && document.getElementById('history') ? \
+             [card.dataset.state, card.querySelector('h3').textContent, \
+             document.getElementById('lookup-gone').textContent] : null",
+        )
+        .await;
+    assert_eq!(card[0], "erased");
+    assert_eq!(card[1], "Erased customer");
+    assert!(
+        card[2].as_str().unwrap().contains("personal data erased"),
+        "{card}"
+    );
+    // The lookup's GET of the erased customer answers 404, which Chromium logs.
+    let expected = format!(
+        "/api/v1/customers/{erased} - Failed to load resource: \
+         the server responded with a status of 404"
+    );
+    let errors: Vec<Value> = browser
+        .errors()
+        .await
+        .into_iter()
+        .filter(|e| {
+            !e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&expected)
+        })
+        .collect();
+    browser
+        .run("document.getElementById('chart').scrollIntoView(); return null")
+        .await;
+    browser.screenshot("dashboard-phone.png").await;
     browser.close().await;
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");
 }

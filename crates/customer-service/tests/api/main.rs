@@ -5,6 +5,7 @@
 
 mod test_app;
 
+mod api_docs;
 mod auth;
 mod catalog;
 mod cli;

@@ -32,6 +32,7 @@ const state = {
   clockOffset: 0, // server time − browser time, in ms
   samples: [], // [{at, published, requests}] from status events, for rates
   lastPosition: null, // the events feed's cursor
+  countedUpTo: -1, // the chart holds the log's counts up to this position (rates route)
   eventsStarted: false,
   renderQueued: false,
 };
@@ -267,13 +268,37 @@ function onStatus(status) {
 
   if (!state.eventsStarted && status.watermark !== null && status.watermark !== undefined) {
     state.eventsStarted = true;
-    state.lastPosition = Math.max(0, status.watermark - BACKFILL);
-    followEvents();
+    startEvents(status.watermark);
   }
   drawChart();
 }
 
 // ---------------------------------------------------------------- events feed
+
+// The chart's window is filled from the log's counts (the same on every instance, however
+// many events there were); the live feed then adds the events after those counted. The
+// table shows the last BACKFILL events before going live.
+async function startEvents(watermark) {
+  let from = watermark;
+  try {
+    const answer = await getJson(`/api/v1/events/rates?seconds=${CHART_SECONDS}`);
+    if (answer.status === 200) {
+      const rates = answer.body.data;
+      for (const { at, counts } of rates.perSecond) {
+        const second = Math.floor(Date.parse(at) / 1000);
+        if (Number.isNaN(second)) continue;
+        state.buckets.set(second, new Map(Object.entries(counts)));
+      }
+      state.countedUpTo = rates.upTo;
+      from = rates.upTo;
+    }
+  } catch (error) {
+    console.warn("event rates unavailable; the chart counts the events shown", error);
+  }
+  state.lastPosition = Math.max(0, from - BACKFILL);
+  followEvents();
+  drawChart();
+}
 
 function followEvents() {
   follow("/api/v1/events/stream", {
@@ -305,10 +330,12 @@ function addEvent(event) {
   state.events.unshift(event);
   while (state.events.length > KEEP_EVENTS) state.seen.delete(state.events.pop().position);
 
-  const second = Math.floor(event.at / 1000);
-  let bucket = state.buckets.get(second);
-  if (!bucket) state.buckets.set(second, (bucket = new Map()));
-  bucket.set(event.type, (bucket.get(event.type) || 0) + 1);
+  if (event.position > state.countedUpTo) {
+    const second = Math.floor(event.at / 1000);
+    let bucket = state.buckets.get(second);
+    if (!bucket) state.buckets.set(second, (bucket = new Map()));
+    bucket.set(event.type, (bucket.get(event.type) || 0) + 1);
+  }
 
   const filter = $("filter-type");
   if (![...filter.options].some((o) => o.value === event.type)) {
@@ -411,8 +438,10 @@ function recentRate() {
 function drawChart() {
   const svg = $("chart");
   const ns = "http://www.w3.org/2000/svg";
-  const width = 1200;
-  const height = 220;
+  // One unit per CSS pixel, so labels keep their size on any screen width.
+  const width = Math.max(svg.clientWidth, 200);
+  const height = Math.max(svg.clientHeight, 100);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const now = nowSecond();
   const first = now - CHART_SECONDS + 1;
   for (const second of state.buckets.keys()) if (second < first - 5) state.buckets.delete(second);
@@ -508,7 +537,10 @@ function describe(envelope) {
   }
 }
 
-function customerCard(customer, deleted) {
+function customerCard(customer, events) {
+  const last = (type) => events.filter((e) => e.event.eventType === type).pop();
+  const erased = last("CustomerErased");
+  const deleted = !customer && events.length > 0;
   const rows = [];
   const add = (label, value) => {
     if (value === null || value === undefined || value === "") return;
@@ -525,11 +557,18 @@ function customerCard(customer, deleted) {
     add("Updated", dateTime(customer.updatedAt));
   }
   const name = customer ? `${customer.firstName ?? ""} ${customer.lastName ?? ""}`.trim() : "";
+  let gone = null;
+  if (erased) {
+    gone = `Deleted, and its personal data erased from every stored event on ${dateTime(erased.event.occurredOn)}. Its history remains, without personal data.`;
+  } else if (deleted) {
+    const removal = last("CustomerDeleted");
+    gone = removal ? `Deleted on ${dateTime(removal.event.occurredOn)}; its history remains.` : "Deleted; its history remains.";
+  }
   return el(
     "div",
-    { class: "customer", id: "lookup-customer" },
-    el("h3", {}, deleted ? "Deleted customer" : name || "Customer"),
-    deleted ? el("p", { class: "muted" }, "Deleted; its history remains.") : el("dl", {}, rows),
+    { class: "customer", id: "lookup-customer", dataset: { state: erased ? "erased" : deleted ? "deleted" : "live" } },
+    el("h3", {}, erased ? "Erased customer" : deleted ? "Deleted customer" : name || "Customer"),
+    gone ? el("p", { class: erased ? "warn" : "muted", id: "lookup-gone" }, gone) : el("dl", {}, rows),
   );
 }
 
@@ -570,7 +609,7 @@ async function lookup(query) {
     ),
   );
   result.replaceChildren(
-    customerCard(customer, !customer && events.length > 0),
+    customerCard(customer, events),
     el("h2", {}, `History · ${events.length} event${events.length === 1 ? "" : "s"}`),
     events.length ? el("ol", { class: "timeline", id: "history" }, items) : el("p", { class: "muted" }, "No events."),
   );
