@@ -18,6 +18,8 @@
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
 //! - `consumer` (feature `consumer`): a Redis Streams consumer with retries, a dead-letter
 //!   stream, reclaiming and de-duplication.
+//! - `projection` (feature `projection`): read models fed from the event log, checkpointed
+//!   in the model's own transaction, rebuilt blue/green.
 
 #[cfg(feature = "schema")]
 pub mod catalog;
@@ -28,6 +30,8 @@ pub mod erasure;
 pub mod event;
 pub mod fold;
 pub mod json;
+#[cfg(feature = "projection")]
+pub mod projection;
 pub mod snapshot;
 pub mod versions;
 

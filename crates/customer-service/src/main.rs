@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The read models the service keeps from its event log (customer statistics).
+    Projections {
+        #[command(subcommand)]
+        command: cli::projections::ProjectionsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
                     cli::dlq::run(config, command, stream).await
                 }
             },
+            Command::Projections { command } => cli::projections::run(config, command).await,
         }
     });
     // The last spans go out while the runtime (which the gRPC channel runs on) still exists.

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 
 use crate::application::{EventLog, StoreError, SystemClock};
 use crate::config::{Config, RelayConfig};
-use crate::http::{self, AppState, Authenticator, RateLimiter, RouterOptions, ServerLimits};
+use crate::http::{
+    self, AppState, Authenticator, HttpMetrics, RateLimiter, RouterOptions, ServerLimits,
+};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
 use crate::store::{
@@ -25,7 +27,11 @@ pub struct App {
     router: axum::Router,
     store: Arc<SqlStore>,
     relay: Arc<Relay>,
+    /// The relay's watermark moves: wakes the read models.
+    settled: watch::Receiver<i64>,
     relay_config: RelayConfig,
+    /// The app's registry (the read models record their apply delays in it).
+    metrics: Arc<HttpMetrics>,
     server_limits: ServerLimits,
     database_url: String,
     /// The Redis sink and where it points, checked once at start-up.
@@ -135,15 +141,17 @@ impl App {
             .await
             .with_context(|| format!("binding {address} (PORT / HOST)"))?;
         let (stop, stopped) = watch::channel(false);
+        let metrics: Arc<HttpMetrics> = Arc::default();
         let state = AppState {
             store: store.clone(),
+            models: store.clone(),
             live: crate::http::LiveLog::start(log.clone(), relay.settled(), stopped.clone()),
             events: log,
             clock: Arc::new(SystemClock),
             started_at,
             relay: relay.status(),
             redis,
-            metrics: Arc::default(),
+            metrics: metrics.clone(),
             idempotency_ttl: config.http.idempotency_ttl,
             outbox_degraded_after: config.relay.degraded_after,
             shutdown: stopped,
@@ -170,8 +178,10 @@ impl App {
             listener,
             router: http::router(state, &options),
             store,
+            settled: relay.settled(),
             relay,
             relay_config: config.relay.clone(),
+            metrics,
             server_limits: ServerLimits {
                 header_timeout: config.http.header_timeout,
                 idle_timeout: config.http.idle_timeout,
@@ -235,6 +245,12 @@ impl App {
 
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
+        let metrics = self.metrics.clone();
+        background.push(tokio::spawn(self.store.clone().run_read_models(
+            self.settled.clone(),
+            stopped.clone(),
+            Arc::new(move |batch| metrics.observe_projection(batch)),
+        )));
         if let Some((redis, host)) = self.redis.clone() {
             // Said at once, rather than by the relay's retries later: writes still succeed,
             // their events wait in the database.

@@ -13,6 +13,7 @@ mod new_event;
 mod ports;
 mod query_customers;
 mod read_events;
+mod read_models;
 mod update_customer;
 mod verify_log;
 
@@ -28,8 +29,8 @@ pub use new_event::{Precondition, WriteContext};
 pub use ports::{
     ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,
     EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListPosition, ListQuery, NewEvent,
-    OutboxStatus, PoolUsage, RelayLease, Responder, Rewrite, StoreError, StoredEvent,
-    StoredResponse, SystemClock,
+    OutboxStatus, PoolUsage, ProjectionState, ReadModels, RelayLease, Responder, Rewrite,
+    StatsRows, StoreError, StoredEvent, StoredResponse, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,
@@ -38,6 +39,9 @@ pub use query_customers::{
 pub use read_events::{
     event_rates, parse_event_query, parse_rate_window, read_events, EventPage, EventPageRequest,
     EventQuery, EventRates, MAX_EVENT_PAGE,
+};
+pub use read_models::{
+    customer_stats, projection_lag, projection_states, CustomerStats, ProjectionLag, SIGNUP_DAYS,
 };
 pub use update_customer::update_customer;
 pub use verify_log::{verify_log, Mismatch, Verification};

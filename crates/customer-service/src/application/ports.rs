@@ -346,3 +346,38 @@ pub trait EventLog: Send + Sync {
     /// table; SQLite reuses deleted pages by itself).
     async fn compact(&self) -> Result<(), StoreError>;
 }
+
+/// A read model's stored state (see `customer_events::projection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionState {
+    pub model: String,
+    /// The serving generation and its checkpoint (a log position).
+    pub generation: i64,
+    pub position: i64,
+    /// When the event at `position` occurred, and when the checkpoint last moved (Unix ms).
+    pub event_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+    /// A rebuild under way: its generation and checkpoint.
+    pub rebuild: Option<(i64, i64)>,
+    /// A rebuild asked for and not yet started.
+    pub rebuild_requested: bool,
+}
+
+/// What the stats read model holds: `(kind, name, n)` counts and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsRows {
+    pub counts: Vec<(String, String, i64)>,
+    pub state: ProjectionState,
+}
+
+/// The service's read models, maintained from the settled log.
+#[async_trait]
+pub trait ReadModels: Send + Sync {
+    /// The stats model's counts, days from `since_day` (`YYYY-MM-DD`) on; `None` before its
+    /// runner first started.
+    async fn stats_rows(&self, since_day: &str) -> Result<Option<StatsRows>, StoreError>;
+    /// Every read model's state.
+    async fn projection_states(&self) -> Result<Vec<ProjectionState>, StoreError>;
+    /// Asks the running service to rebuild `model`; `false` for a model never started.
+    async fn request_rebuild(&self, model: &str) -> Result<bool, StoreError>;
+}

@@ -5,6 +5,7 @@ pub mod events;
 pub mod healthcheck;
 pub mod import;
 pub mod migrate;
+pub mod projections;
 pub mod seed;
 pub mod serve;
 

@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/customers/health", get(liveness))
         .route("/customers/active", get(list_active_customers))
         .route("/customers/count", get(count_customers))
+        .route("/customers/stats", get(customer_stats))
         .route("/customers/email/{email}", get(get_customer_by_email))
         .route(
             "/customers/{id}",
@@ -102,6 +103,49 @@ pub(crate) struct CustomerList {
 /// `data` of the count route.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CustomerCount {
+    count: i64,
+}
+
+/// `data` of the stats route.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerStats {
+    totals: StatsTotals,
+    /// Customers not deleted, by country as stored; `unknown` without an address.
+    #[schema(example = json!({"United Kingdom": 412, "France": 230, "unknown": 57}))]
+    by_country: std::collections::BTreeMap<String, i64>,
+    /// Each of the last 90 days (UTC), oldest first: customers not deleted, by the day of
+    /// their `createdAt` (imported customers by their original date).
+    signups_per_day: Vec<SignupDay>,
+    /// The event log position these numbers include.
+    #[schema(example = 1042)]
+    position: i64,
+    /// How long ago the oldest event not yet included occurred (0 when none).
+    #[schema(example = 0)]
+    lag_ms: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatsTotals {
+    /// Customers not deleted: active + inactive.
+    #[schema(example = 699)]
+    customers: i64,
+    #[schema(example = 650)]
+    active: i64,
+    #[schema(example = 49)]
+    inactive: i64,
+    /// Deleted customers, the erased included.
+    #[schema(example = 21)]
+    deleted: i64,
+    #[schema(example = 3)]
+    erased: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupDay {
+    #[schema(example = "2026-11-30")]
+    date: String,
+    #[schema(example = 12)]
     count: i64,
 }
 
@@ -382,6 +426,35 @@ pub(crate) async fn count_customers(
 ) -> Result<impl IntoResponse, ApiError> {
     let count = application::count_customers(&*state.store).await?;
     Ok(envelope::ok(CustomerCount { count }))
+}
+
+/// Customer statistics from the `stats` read model (see `store/stats.rs`).
+#[utoipa::path(get, path = "/api/v1/customers/stats", tag = "customers",
+    summary = "Customer statistics",
+    description = "Totals, customers by country and sign-ups of the last 90 days, from a read model the service keeps from its event log. `position` is the last event included and `lagMs` how far behind the log that is (usually 0).",
+    responses((status = 200, description = "The statistics", body = Envelope<CustomerStats>)))]
+pub(crate) async fn customer_stats(
+    State(state): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
+    let stats =
+        application::customer_stats(&*state.models, &*state.events, state.clock.now()).await?;
+    Ok(envelope::ok(CustomerStats {
+        totals: StatsTotals {
+            customers: stats.customers,
+            active: stats.active,
+            inactive: stats.inactive,
+            deleted: stats.deleted,
+            erased: stats.erased,
+        },
+        by_country: stats.by_country,
+        signups_per_day: stats
+            .signups_per_day
+            .into_iter()
+            .map(|(date, count)| SignupDay { date, count })
+            .collect(),
+        position: stats.lag.position,
+        lag_ms: stats.lag.ms,
+    }))
 }
 
 /// Contract: GET /api/v1/customers/email/:email, case-insensitive.

@@ -30,11 +30,18 @@ const BUCKETS: [f64; 12] = [
 /// How long a scrape waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 
-/// This app's registry and the HTTP series recorded on every answer.
+/// Upper bounds of the read models' apply-delay buckets, in seconds.
+const DELAY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// This app's registry: the HTTP series recorded on every answer, and the read models'
+/// apply delays recorded on every batch.
 pub struct HttpMetrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    projection_delay: HistogramVec,
 }
 
 impl Default for HttpMetrics {
@@ -77,9 +84,20 @@ impl HttpMetrics {
             &HTTP_LABELS,
         )
         .expect("valid histogram");
+        let projection_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "projection_apply_delay_seconds",
+                "Time from an event's occurredOn to the commit of its read model's batch \
+                 (serving copies only, not rebuilds).",
+            )
+            .buckets(DELAY_BUCKETS.to_vec()),
+            &["model"],
+        )
+        .expect("valid histogram");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
+            Box::new(projection_delay.clone()),
             #[cfg(target_os = "linux")]
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
@@ -89,6 +107,18 @@ impl HttpMetrics {
             registry,
             requests,
             duration,
+            projection_delay,
+        }
+    }
+
+    /// Records a read model's committed batch: each event's delay from its `occurredOn`.
+    pub fn observe_projection(&self, batch: &customer_events::projection::AppliedBatch) {
+        if !batch.serving {
+            return;
+        }
+        let histogram = self.projection_delay.with_label_values(&[batch.model]);
+        for occurred in &batch.occurred_ms {
+            histogram.observe((batch.committed_ms - occurred).max(0) as f64 / 1000.0);
         }
     }
 
@@ -227,6 +257,46 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             }
         }
         register(&scrape, pools);
+    }
+    let now = state.clock.now();
+    let lags = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        crate::application::projection_states(&*state.models, &*state.events, now),
+    )
+    .await;
+    if let Ok(Ok(lags)) = lags {
+        let series = [
+            (
+                "projection_position",
+                "The log position a read model includes.",
+            ),
+            (
+                "projection_lag_events",
+                "Settled events a read model has not applied yet.",
+            ),
+        ];
+        for (index, (name, help)) in series.into_iter().enumerate() {
+            if let Ok(vec) = IntGaugeVec::new(Opts::new(name, help), &["model"]) {
+                for (model, lag) in &lags {
+                    let value = if index == 0 { lag.position } else { lag.events };
+                    vec.with_label_values(&[model.model.as_str()]).set(value);
+                }
+                register(&scrape, vec);
+            }
+        }
+        if let Ok(vec) = prometheus::GaugeVec::new(
+            Opts::new(
+                "projection_lag_seconds",
+                "Age of the oldest settled event a read model has not applied (0 when none).",
+            ),
+            &["model"],
+        ) {
+            for (model, lag) in &lags {
+                vec.with_label_values(&[model.model.as_str()])
+                    .set(lag.ms as f64 / 1000.0);
+            }
+            register(&scrape, vec);
+        }
     }
     let database_up = matches!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await,

@@ -46,7 +46,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::application::{Clock, CustomerStore, EventLog};
+use crate::application::{Clock, CustomerStore, EventLog, ReadModels};
 use crate::outbox::RelayStatus;
 use crate::sinks::RedisSink;
 
@@ -58,6 +58,8 @@ pub(crate) const SERVICE_NAME: &str = "customer-service";
 pub struct AppState {
     pub store: Arc<dyn CustomerStore>,
     pub events: Arc<dyn EventLog>,
+    /// The read models (customer statistics).
+    pub models: Arc<dyn ReadModels>,
     pub clock: Arc<dyn Clock>,
     /// For the health check's `uptime`.
     pub started_at: Instant,

@@ -15,6 +15,7 @@ use super::{catalog, customers, dashboard, events, health, metrics, AppState};
         customers::list_customers,
         customers::list_active_customers,
         customers::count_customers,
+        customers::customer_stats,
         customers::get_customer_by_email,
         customers::get_customer,
         customers::customer_history,

@@ -15,14 +15,17 @@ mod mysql;
 mod original;
 mod pool;
 mod postgres;
+mod read_models;
 mod row;
 mod sql;
 mod sql_store;
 mod sqlite;
+mod stats;
 mod writes;
 
 pub use lease::DatabaseLease;
 pub use original::OriginalDatabase;
+pub use read_models::MODELS as READ_MODELS;
 pub use sql_store::SqlStore;
 
 use std::time::Duration;

@@ -28,6 +28,7 @@ mod own_server;
 mod paging_and_search;
 mod process_faults;
 mod read_customers;
+mod read_models;
 mod redis_outage;
 mod redis_tls;
 mod robustness;

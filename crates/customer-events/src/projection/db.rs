@@ -1,0 +1,114 @@
+//! The read model's side of the database: one connection inside the runner's transaction,
+//! and one query text for every engine.
+
+use std::borrow::Cow;
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AssertSqlSafe};
+
+/// The runner's transaction, as a read model sees it.
+pub struct Db<'c> {
+    conn: &'c mut AnyConnection,
+    mysql: bool,
+}
+
+impl<'c> Db<'c> {
+    pub(crate) fn new(conn: &'c mut AnyConnection) -> Db<'c> {
+        let mysql = is_mysql(conn);
+        Db { conn, mysql }
+    }
+
+    /// The query of `text` for this database. Write `$1`, `$2`, … each once and in order:
+    /// PostgreSQL and SQLite take them as written, MySQL gets `?`.
+    pub fn query(&self, text: impl Into<Cow<'static, str>>) -> Query<'static, Any, AnyArguments> {
+        sqlx::query(AssertSqlSafe(
+            placeholders(self.mysql, text.into()).into_owned(),
+        ))
+    }
+
+    /// The connection, to run [`Db::query`]'s queries on.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+
+    /// Whether this is MySQL / MariaDB (for the few statements that must differ).
+    pub fn is_mysql(&self) -> bool {
+        self.mysql
+    }
+}
+
+/// `text` as `conn`'s engine takes it (see [`Db::query`]), for queries outside a runner's
+/// transaction (a reader of the model's tables).
+pub fn portable(conn: &AnyConnection, text: impl Into<Cow<'static, str>>) -> String {
+    placeholders(is_mysql(conn), text.into()).into_owned()
+}
+
+pub(crate) fn is_mysql(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("mysql")
+}
+
+/// `text` with every `$n` outside string literals turned into `?` when `mysql`.
+pub fn placeholders(mysql: bool, text: Cow<'static, str>) -> Cow<'static, str> {
+    if !mysql || !text.contains('$') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c != '$' || in_string || !chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push(c);
+            continue;
+        }
+        while chars.peek().is_some_and(char::is_ascii_digit) {
+            chars.next();
+        }
+        out.push('?');
+    }
+    Cow::Owned(out)
+}
+
+/// The table names of one generation of one model: `rm_<model>_g<generation>_<table>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    prefix: String,
+    generation: i64,
+}
+
+impl Tables {
+    pub(crate) fn new(model: &str, generation: i64) -> Tables {
+        Tables {
+            prefix: format!("rm_{model}_g{generation}_"),
+            generation,
+        }
+    }
+
+    /// The full name of `table` in this generation.
+    pub fn name(&self, table: &str) -> String {
+        format!("{}{table}", self.prefix)
+    }
+
+    pub fn generation(&self) -> i64 {
+        self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_gets_question_marks_outside_literals() {
+        let text = "select '$1', a from t where b = $1 and c = $2";
+        assert_eq!(placeholders(false, text.into()), text);
+        assert_eq!(
+            placeholders(true, text.into()),
+            "select '$1', a from t where b = ? and c = ?"
+        );
+        assert_eq!(Tables::new("stats", 3).name("totals"), "rm_stats_g3_totals");
+    }
+}
