@@ -106,7 +106,7 @@ impl ReadModel for Counter {
 
     async fn create(&self, db: &mut Db<'_>, tables: &Tables) -> Result<(), ProjectionError> {
         let text = format!(
-            "create table {} (customer bigint not null primary key, n bigint not null)",
+            "create table if not exists {} (customer bigint not null primary key, n bigint not null)",
             tables.name("counts")
         );
         db.query(text).execute(db.conn()).await?;

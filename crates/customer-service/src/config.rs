@@ -122,6 +122,10 @@ pub struct RelayConfig {
     /// `OUTBOX_DEGRADED_AFTER_SECS`: health turns `degraded` on every instance
     /// once the oldest unpublished event is older than this.
     pub degraded_after: Duration,
+    /// `READ_MODELS_ENABLED`: run the read models' runner (customer statistics) in this
+    /// process. Off on an instance that should only serve; another instance (or several)
+    /// keeps them.
+    pub read_models: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -535,6 +539,8 @@ settings! {
         "how long a missing log position holds readers back";
     relay_lease_ttl_ms: Positive<u64> = "RELAY_LEASE_TTL_MS", Some("3000"),
         "a relay leader not renewing its lease this long is replaced";
+    read_models_enabled: bool = "READ_MODELS_ENABLED", Some("true"),
+        "keep the read models (customer statistics) up to date in this process";
     outbox_degraded_after_secs: Positive<u64> = "OUTBOX_DEGRADED_AFTER_SECS", Some("10"),
         "health is degraded while the oldest unpublished event is older";
     auth_jwt_secret: Option<Secret> = "AUTH_JWT_SECRET", None,
@@ -621,6 +627,7 @@ impl Config {
                 gap_grace: millis(s.relay_gap_grace_ms),
                 lease_ttl: millis(s.relay_lease_ttl_ms),
                 degraded_after: secs(s.outbox_degraded_after_secs),
+                read_models: s.read_models_enabled,
             },
             auth,
             log: LogConfig {

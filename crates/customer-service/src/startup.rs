@@ -245,12 +245,14 @@ impl App {
 
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
-        let metrics = self.metrics.clone();
-        background.push(tokio::spawn(self.store.clone().run_read_models(
-            self.settled.clone(),
-            stopped.clone(),
-            Arc::new(move |batch| metrics.observe_projection(batch)),
-        )));
+        if self.relay_config.read_models {
+            let metrics = self.metrics.clone();
+            background.push(tokio::spawn(self.store.clone().run_read_models(
+                self.settled.clone(),
+                stopped.clone(),
+                Arc::new(move |batch| metrics.observe_projection(batch)),
+            )));
+        }
         if let Some((redis, host)) = self.redis.clone() {
             // Said at once, rather than by the relay's retries later: writes still succeed,
             // their events wait in the database.

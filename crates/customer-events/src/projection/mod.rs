@@ -28,6 +28,8 @@
 //! that keeps personal data removes it there.
 
 mod db;
+#[cfg(feature = "projection-http")]
+pub mod http;
 mod runner;
 mod time;
 
@@ -37,8 +39,8 @@ use crate::{CustomerEvent, Envelope};
 
 pub use db::{portable, Db, Tables};
 pub use runner::{
-    ensure_tables, request_rebuild, serving_tables, status, AppliedBatch, Connections, OnApplied,
-    Options, Runner, Status,
+    ensure_tables, request_rebuild, serving_tables, status, AppliedBatch, Connections, Lag,
+    OnApplied, Options, Runner, Status,
 };
 pub use time::iso_to_unix_ms;
 
@@ -75,6 +77,12 @@ pub trait EventSource: Send {
     fn fork(&self) -> Self
     where
         Self: Sized;
+
+    /// The log's last position a reader may see now, if the source can tell (for
+    /// [`Runner::lag`]).
+    async fn head(&mut self) -> Result<Option<i64>, ProjectionError> {
+        Ok(None)
+    }
 }
 
 /// A read model: its tables and how each batch of events changes them.
@@ -87,7 +95,10 @@ pub trait ReadModel: Send + Sync {
     /// The names of its tables (without prefix), to drop a generation.
     fn tables(&self) -> &'static [&'static str];
 
-    /// Creates the tables of one generation (empty), named with [`Tables::name`].
+    /// Creates the tables of one generation (empty), named with [`Tables::name`]. Must
+    /// keep tables that already exist (`create table if not exists`): a start that died
+    /// before committing its checkpoint may have left them (empty) on MySQL, whose DDL
+    /// commits at once.
     async fn create(&self, db: &mut Db<'_>, tables: &Tables) -> Result<(), ProjectionError>;
 
     /// Applies `events`, in log order, inside the runner's transaction.

@@ -11,7 +11,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use crate::versions::ReadError;
 use crate::{CustomerEvent, Envelope};
 
-use super::db::{is_mysql, placeholders, Db, Tables};
+use super::db::{placeholders, positional, Db, Tables};
 use super::{EventSource, LogEvent, ProjectionError, RawEvent, ReadModel};
 
 /// Where a runner gets the connection it writes with.
@@ -78,6 +78,18 @@ pub struct AppliedBatch {
     /// When each event of it occurred (Unix ms), and when the batch committed.
     pub occurred_ms: Vec<i64>,
     pub committed_ms: i64,
+}
+
+/// How far a runner's serving copy is behind the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// The checkpoint.
+    pub position: i64,
+    /// Events after it that the source says exist (`None` when it cannot tell).
+    pub events: Option<i64>,
+    /// How long ago the last event applied occurred while more were waiting; 0 once the
+    /// last read found nothing more.
+    pub ms: i64,
 }
 
 /// A model's state as stored: what readers and `status` commands see.
@@ -159,7 +171,7 @@ fn query(
     text: &'static str,
 ) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
     sqlx::query(sqlx::AssertSqlSafe(
-        placeholders(is_mysql(conn), text.into()).into_owned(),
+        placeholders(positional(conn), text.into()).into_owned(),
     ))
 }
 
@@ -290,6 +302,9 @@ pub struct Runner<M, S, C> {
     options: Options,
     serving: Cursor<S>,
     building: Option<Cursor<S>>,
+    /// `occurredOn` (ms) of the last event applied to the serving copy while its read was a
+    /// full batch (more waiting); `None` once a read came back short.
+    behind_since: Option<i64>,
 }
 
 impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
@@ -322,6 +337,7 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
             connections,
             options,
             building: None,
+            behind_since: None,
         };
         let mut conn = runner.connections.acquire().await?;
         let result = register(&mut conn, name).await;
@@ -460,6 +476,19 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
         self.serving.position
     }
 
+    /// How far the serving copy is behind the log (asks the source for its head).
+    pub async fn lag(&mut self) -> Result<Lag, ProjectionError> {
+        let head = self.serving.source.head().await?;
+        let position = self.serving.position;
+        Ok(Lag {
+            position,
+            events: head.map(|head| (head - position).max(0)),
+            ms: self
+                .behind_since
+                .map_or(0, |occurred| (now_ms() - occurred).max(0)),
+        })
+    }
+
     fn cursor(&mut self, serving: bool) -> Option<&mut Cursor<S>> {
         if serving {
             Some(&mut self.serving)
@@ -478,7 +507,11 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
             return Ok(0);
         };
         let raw = cursor.source.read(cursor.position, batch, wait).await?;
+        let full = raw.len() >= batch;
         let Some(last) = raw.last().map(|e| e.position) else {
+            if serving {
+                self.behind_since = None;
+            }
             return Ok(0);
         };
         let after = cursor.position;
@@ -514,6 +547,9 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
         }
         if position != last {
             return Ok(0);
+        }
+        if serving {
+            self.behind_since = if full { last_at } else { None };
         }
         if let Some(hook) = &self.options.on_applied {
             hook(&AppliedBatch {
@@ -583,9 +619,10 @@ async fn prepare<M: ReadModel>(
     if let Some(checkpoint) = read_checkpoint(conn, name, generation).await? {
         return Ok(checkpoint.position);
     }
-    // Tables left by a start that died before its checkpoint are dropped first (MySQL
-    // commits DDL at once, so they may exist without it).
-    drop_tables(conn, model.tables(), tables).await?;
+    // Never dropped here: another process may have prepared this generation a moment ago.
+    // Tables without a checkpoint (MySQL commits DDL at once, so a start that died in
+    // between leaves them) are empty, as nothing is applied before the checkpoint exists,
+    // and `create` keeps them (`if not exists`).
     let mut tx = conn.begin().await?;
     model.create(&mut Db::new(&mut tx), tables).await?;
     let inserted = query(&tx, NEW_CHECKPOINT)

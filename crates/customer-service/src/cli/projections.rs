@@ -61,17 +61,8 @@ async fn status(store: &SqlStore) -> anyhow::Result<()> {
             (None, false) => "-".to_owned(),
         };
         println!(
-            "{}  {}  {}  {}  {} ms  {}",
-            state.model,
-            state.generation,
-            state.position,
-            super::count(
-                usize::try_from(lag.events).unwrap_or(usize::MAX),
-                "event",
-                "events"
-            ),
-            lag.ms,
-            rebuild
+            "{:<8} {:>10} {:>10} {:>10} {:>10}  {rebuild}",
+            state.model, state.generation, state.position, lag.events, lag.ms
         );
     }
     Ok(())

@@ -82,6 +82,14 @@ impl EventSource for SettledLog {
         }
     }
 
+    async fn head(&mut self) -> Result<Option<i64>, ProjectionError> {
+        self.store
+            .watermark()
+            .await
+            .map(Some)
+            .map_err(|error| ProjectionError::Source(error.to_string()))
+    }
+
     fn fork(&self) -> Self {
         SettledLog {
             store: self.store.clone(),

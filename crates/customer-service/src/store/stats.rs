@@ -178,13 +178,15 @@ impl ReadModel for CustomerStatsModel {
         };
         let statements = [
             format!(
-                "create table {} (id bigint not null primary key, is_active bigint not null, \
+                "create table if not exists {} (id bigint not null primary key, \
+                 is_active bigint not null, \
                  deleted bigint not null, erased bigint not null, country varchar(200), \
                  created_day varchar(10) not null){options}",
                 tables.name("customers")
             ),
             format!(
-                "create table {} (kind varchar(16) not null, name varchar(200) not null, \
+                "create table if not exists {} (kind varchar(16) not null, \
+                 name varchar(200) not null, \
                  n bigint not null, primary key (kind, name)){options}",
                 tables.name("counts")
             ),
@@ -204,12 +206,24 @@ impl ReadModel for CustomerStatsModel {
     ) -> Result<(), ProjectionError> {
         let customers_table = tables.name("customers");
         let counts_table = tables.name("counts");
-        let ids: BTreeSet<i64> = events
+        // The stored rows this batch needs: customers whose first event here is not their
+        // creation. (A replay of a log of sign-ups reads nothing back.)
+        let mut first_is_creation: HashMap<i64, bool> = HashMap::new();
+        for event in events {
+            first_is_creation
+                .entry(event.envelope.metadata.aggregate_id)
+                .or_insert(matches!(
+                    event.envelope.data,
+                    CustomerEvent::CustomerCreated(_) | CustomerEvent::CustomerImported(_)
+                ));
+        }
+        let stored: Vec<i64> = first_is_creation
             .iter()
-            .map(|e| e.envelope.metadata.aggregate_id)
+            .filter(|(_, created)| !**created)
+            .map(|(id, _)| *id)
             .collect();
-        let mut customers = HashMap::with_capacity(ids.len());
-        for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(INSERT_CHUNK) {
+        let mut customers = HashMap::with_capacity(first_is_creation.len());
+        for chunk in stored.chunks(INSERT_CHUNK) {
             let mut query = db.query(format!(
                 "select id, is_active, deleted, erased, country, created_day from {customers_table} \
                  where id in ({})",
@@ -232,10 +246,12 @@ impl ReadModel for CustomerStatsModel {
                 );
             }
         }
+        let loaded: BTreeSet<i64> = customers.keys().copied().collect();
         let (changed, moves) = fold(&mut customers, events);
 
-        let changed: Vec<i64> = changed.into_iter().collect();
-        for chunk in changed.chunks(INSERT_CHUNK) {
+        // Rows that were stored are replaced; new ones only inserted.
+        let replaced: Vec<i64> = changed.intersection(&loaded).copied().collect();
+        for chunk in replaced.chunks(INSERT_CHUNK) {
             let mut delete = db.query(format!(
                 "delete from {customers_table} where id in ({})",
                 placeholders(1, chunk.len())
@@ -244,6 +260,9 @@ impl ReadModel for CustomerStatsModel {
                 delete = delete.bind(*id);
             }
             delete.execute(db.conn()).await?;
+        }
+        let changed: Vec<i64> = changed.into_iter().collect();
+        for chunk in changed.chunks(INSERT_CHUNK) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("({})", placeholders(i * 6 + 1, 6)))
                 .collect();

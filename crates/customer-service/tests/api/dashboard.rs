@@ -548,6 +548,16 @@ async fn the_chart_counts_its_whole_window_and_the_lookup_shows_an_erasure_on_a_
             "CustomerErased 1"
         ])
     );
+    // The stats read model's card: every customer but the erased one.
+    let stats = browser
+        .wait_for(
+            "the customers card",
+            "const t = id => document.getElementById(id).textContent; \
+             return t('stats-customers') === '239' ? \
+               [t('stats-active'), t('stats-deleted'), t('stats-erased'), t('stats-lag')] : null",
+        )
+        .await;
+    assert_eq!(stats, json!(["239", "1", "1", "none"]));
     // One SVG unit per CSS pixel: the labels are drawn at their font size, not squeezed.
     let geometry = browser
         .run(

@@ -15,6 +15,7 @@ mod create_customer;
 mod dashboard;
 mod database_outage;
 mod delete_customer;
+mod directory_example;
 mod erasure;
 mod event_delivery;
 mod event_log;

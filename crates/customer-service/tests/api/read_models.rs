@@ -19,6 +19,7 @@ crate::for_every_backend!(
     a_rebuild_while_writes_go_on_ends_equal_and_the_old_copy_answers_throughout,
     an_old_version_event_is_upcast_before_it_reaches_the_model,
     a_killed_process_counts_every_event_once_after_restart,
+    the_projections_commands_show_the_state_and_rebuild_through_the_service,
 );
 
 /// What `GET /api/v1/customers/stats` should say, counted from the tables directly.
@@ -424,4 +425,59 @@ async fn a_killed_process_counts_every_event_once_after_restart(backend: Backend
     let counted = direct_count(&database_url).await;
     assert!(counted.active + counted.inactive > 0, "nothing was written");
     assert_eq!(as_counted(&stats), counted);
+}
+
+async fn the_projections_commands_show_the_state_and_rebuild_through_the_service(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for n in 0..5 {
+        app.create_id(&minimal(&format!("cli{n}@example.com")))
+            .await;
+    }
+    let stats = settled_stats(&app.address, &app.client, &app.database_url).await;
+    assert_eq!(stats["position"], 5);
+    let (ok, out) = app.run_cli(&["projections", "status"]).await;
+    assert!(ok, "{out}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "model",
+            "generation",
+            "position",
+            "behind",
+            "lag",
+            "ms",
+            "rebuild"
+        ]
+    );
+    assert_eq!(lines[1], ["stats", "1", "5", "0", "0", "-"], "{out}");
+
+    // Carried out by the running app; the command waits for the swap.
+    let (ok, out) = app.run_cli(&["projections", "rebuild", "stats"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.starts_with("rebuild of stats requested (serving: generation 1)\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("stats rebuilt: generation 2 serves, at position 5\n"),
+        "{out}"
+    );
+    let (ok, out) = app.run_cli(&["projections", "status"]).await;
+    assert!(
+        ok && out.lines().nth(1).unwrap().starts_with("stats"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().nth(1).unwrap().split_whitespace().nth(1),
+        Some("2")
+    );
+    let again = settled_stats(&app.address, &app.client, &app.database_url).await;
+    assert_eq!(again["totals"], stats["totals"]);
+
+    let (ok, _) = app.run_cli(&["projections", "rebuild", "nope"]).await;
+    assert!(!ok, "an unknown model fails");
 }

@@ -625,6 +625,31 @@ $("lookup").addEventListener("submit", (e) => {
   }
 });
 
+// ---------------------------------------------------------------- customer statistics
+
+const STATS_EVERY_MS = 5000;
+
+async function refreshStats() {
+  try {
+    const answer = await getJson("/api/v1/customers/stats");
+    if (answer.status !== 200) {
+      setLevel("card-stats", "off");
+      return;
+    }
+    const stats = answer.body.data;
+    setText("stats-customers", number(stats.totals.customers));
+    setText("stats-active", number(stats.totals.active));
+    setText("stats-inactive", number(stats.totals.inactive));
+    setText("stats-deleted", number(stats.totals.deleted));
+    setText("stats-erased", number(stats.totals.erased));
+    setText("stats-position", number(stats.position));
+    setText("stats-lag", stats.lagMs === 0 ? "none" : duration(stats.lagMs));
+    setLevel("card-stats", stats.lagMs > 10000 ? "bad" : stats.lagMs > 1000 ? "warn" : "ok");
+  } catch (error) {
+    setLevel("card-stats", "off");
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 follow("/api/v1/health/stream", {
@@ -640,4 +665,6 @@ follow("/api/v1/health/stream", {
   },
 });
 setInterval(drawChart, 1000);
+refreshStats();
+setInterval(refreshStats, STATS_EVERY_MS);
 renderEvents();
