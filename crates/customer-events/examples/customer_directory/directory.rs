@@ -19,8 +19,16 @@ pub struct Person {
     pub active: bool,
 }
 
-fn country(address: Option<&Address>) -> Option<String> {
-    address.map(|a| a.country.clone())
+impl Person {
+    fn new(id: i64, name: &str, email: &str, address: Option<&Address>, active: bool) -> Person {
+        Person {
+            id,
+            name: name.to_owned(),
+            email: email.to_owned(),
+            country: address.map(|a| a.country.clone()),
+            active,
+        }
+    }
 }
 
 #[async_trait]
@@ -59,36 +67,36 @@ impl ReadModel for Directory {
         let people = tables.name("people");
         for event in events {
             let (id, person) = match &event.envelope.data {
-                CustomerEvent::CustomerCreated(c) => (
-                    c.customer_id,
-                    Some(Person {
-                        id: c.customer_id,
-                        name: c.full_name.clone(),
-                        email: c.email.clone(),
-                        country: country(c.address.as_ref()),
-                        active: c.is_active,
-                    }),
-                ),
-                CustomerEvent::CustomerImported(c) => (
-                    c.customer_id,
-                    Some(Person {
-                        id: c.customer_id,
-                        name: c.full_name.clone(),
-                        email: c.email.clone(),
-                        country: country(c.address.as_ref()),
-                        active: c.is_active,
-                    }),
-                ),
-                CustomerEvent::CustomerUpdated(c) => (
-                    c.customer_id,
-                    Some(Person {
-                        id: c.customer_id,
-                        name: c.full_name.clone(),
-                        email: c.email.clone(),
-                        country: country(c.address.as_ref()),
-                        active: c.is_active,
-                    }),
-                ),
+                CustomerEvent::CustomerCreated(c) => {
+                    let person = Person::new(
+                        c.customer_id,
+                        &c.full_name,
+                        &c.email,
+                        c.address.as_ref(),
+                        c.is_active,
+                    );
+                    (c.customer_id, Some(person))
+                }
+                CustomerEvent::CustomerImported(c) => {
+                    let person = Person::new(
+                        c.customer_id,
+                        &c.full_name,
+                        &c.email,
+                        c.address.as_ref(),
+                        c.is_active,
+                    );
+                    (c.customer_id, Some(person))
+                }
+                CustomerEvent::CustomerUpdated(c) => {
+                    let person = Person::new(
+                        c.customer_id,
+                        &c.full_name,
+                        &c.email,
+                        c.address.as_ref(),
+                        c.is_active,
+                    );
+                    (c.customer_id, Some(person))
+                }
                 CustomerEvent::CustomerActivated(c) => {
                     set_active(db, &people, c.customer_id, true).await?;
                     continue;

@@ -11,19 +11,24 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe};
 pub struct Db<'c> {
     conn: &'c mut AnyConnection,
     mysql: bool,
+    positional: bool,
 }
 
 impl<'c> Db<'c> {
     pub(crate) fn new(conn: &'c mut AnyConnection) -> Db<'c> {
-        let mysql = is_mysql(conn);
-        Db { conn, mysql }
+        let (mysql, positional) = (is_mysql(conn), positional(conn));
+        Db {
+            conn,
+            mysql,
+            positional,
+        }
     }
 
     /// The query of `text` for this database. Write `$1`, `$2`, … each once and in order:
-    /// PostgreSQL and SQLite take them as written, MySQL gets `?`.
+    /// PostgreSQL takes them as written, SQLite and MySQL get `?` (see [`placeholders`]).
     pub fn query(&self, text: impl Into<Cow<'static, str>>) -> Query<'static, Any, AnyArguments> {
         sqlx::query(AssertSqlSafe(
-            placeholders(self.mysql, text.into()).into_owned(),
+            placeholders(self.positional, text.into()).into_owned(),
         ))
     }
 
@@ -55,7 +60,9 @@ pub(crate) fn positional(conn: &AnyConnection) -> bool {
     !conn.backend_name().eq_ignore_ascii_case("postgresql")
 }
 
-/// `text` with every `$n` outside string literals turned into `?` when `positional`.
+/// `text` with every `$n` outside string literals turned into `?` when `positional`. The
+/// rule that makes this a plain substitution: each placeholder appears once, in increasing
+/// order (`$1`, `$2`, …), since `?` binds by position (checked in debug builds).
 pub fn placeholders(positional: bool, text: Cow<'static, str>) -> Cow<'static, str> {
     if !positional || !text.contains('$') {
         return text;
@@ -63,6 +70,7 @@ pub fn placeholders(positional: bool, text: Cow<'static, str>) -> Cow<'static, s
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut in_string = false;
+    let mut expected = 1;
     while let Some(c) = chars.next() {
         if c == '\'' {
             in_string = !in_string;
@@ -71,9 +79,16 @@ pub fn placeholders(positional: bool, text: Cow<'static, str>) -> Cow<'static, s
             out.push(c);
             continue;
         }
-        while chars.peek().is_some_and(char::is_ascii_digit) {
+        let mut number = 0_usize;
+        while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+            number = number * 10 + digit as usize;
             chars.next();
         }
+        debug_assert_eq!(
+            number, expected,
+            "placeholders must appear once each, in order: {text}"
+        );
+        expected += 1;
         out.push('?');
     }
     Cow::Owned(out)

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 
 use crate::{CustomerEvent, Envelope};
 
-pub use db::{portable, Db, Tables};
+pub use db::{placeholders, portable, Db, Tables};
 pub use runner::{
     ensure_tables, request_rebuild, serving_tables, status, AppliedBatch, Connections, Lag,
     OnApplied, Options, Runner, Status,

@@ -347,21 +347,8 @@ pub trait EventLog: Send + Sync {
     async fn compact(&self) -> Result<(), StoreError>;
 }
 
-/// A read model's stored state (see `customer_events::projection`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectionState {
-    pub model: String,
-    /// The serving generation and its checkpoint (a log position).
-    pub generation: i64,
-    pub position: i64,
-    /// When the event at `position` occurred, and when the checkpoint last moved (Unix ms).
-    pub event_at_ms: Option<i64>,
-    pub updated_at_ms: i64,
-    /// A rebuild under way: its generation and checkpoint.
-    pub rebuild: Option<(i64, i64)>,
-    /// A rebuild asked for and not yet started.
-    pub rebuild_requested: bool,
-}
+/// A read model's stored state: its serving generation, checkpoint and any rebuild.
+pub use customer_events::projection::Status as ProjectionState;
 
 /// What the stats read model holds: `(kind, name, n)` counts and its state.
 #[derive(Debug, Clone, PartialEq, Eq)]

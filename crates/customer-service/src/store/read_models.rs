@@ -163,7 +163,7 @@ impl ReadModels for SqlStore {
                 Err(error) => return lease.settle_on(Err(error)).map_err(classify),
             };
             if let Some(status) = status {
-                states.push(ProjectionState::from(status));
+                states.push(status);
             }
         }
         lease.settle(true);
@@ -198,20 +198,6 @@ async fn stats_rows(
     }
     Ok(Some(StatsRows {
         counts,
-        state: ProjectionState::from(status),
+        state: status,
     }))
-}
-
-impl From<projection::Status> for ProjectionState {
-    fn from(status: projection::Status) -> ProjectionState {
-        ProjectionState {
-            model: status.model,
-            generation: status.generation,
-            position: status.position,
-            event_at_ms: status.event_at_ms,
-            updated_at_ms: status.updated_at_ms,
-            rebuild: status.rebuild,
-            rebuild_requested: status.rebuild_requested,
-        }
-    }
 }

@@ -35,34 +35,7 @@ pub(super) fn query(
 /// sqlx looks each numbered one up by name in a linear scan (quadratic in a statement's
 /// values: a 1,000-position mark or a 500-row insert).
 pub(super) fn for_backend(backend: Backend, text: Cow<'static, str>) -> Cow<'static, str> {
-    if backend == Backend::Postgres || !text.contains('$') {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    let mut in_string = false;
-    let mut expected = 1;
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            in_string = !in_string;
-        }
-        if c != '$' || in_string || !chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push(c);
-            continue;
-        }
-        let mut number = 0_usize;
-        while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
-            number = number * 10 + digit as usize;
-            chars.next();
-        }
-        debug_assert_eq!(
-            number, expected,
-            "placeholders must appear once each, in order: {text}"
-        );
-        expected += 1;
-        out.push('?');
-    }
-    Cow::Owned(out)
+    customer_events::projection::placeholders(backend != Backend::Postgres, text)
 }
 
 /// The columns a [`crate::domain::Customer`] is read from, in `read_customer`'s order.
