@@ -752,12 +752,26 @@ fn typed(after: i64, raw: &[RawEvent]) -> Result<Vec<LogEvent>, ProjectionError>
             Err(error) => {
                 return Err(ProjectionError::BadEvent {
                     position: event.position,
-                    reason: error.to_string(),
+                    reason: describe(&error),
                 })
             }
         }
     }
     Ok(events)
+}
+
+/// Why an event cannot be read, without any of its values (they may be personal data, and
+/// this ends up in logs): serde's messages quote the offending value.
+fn describe(error: &ReadError) -> String {
+    match error {
+        ReadError::Json(error) => format!(
+            "not a customer event envelope ({:?} error at line {}, column {})",
+            error.classify(),
+            error.line(),
+            error.column()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Drops the tables of one generation (missing ones are fine).
@@ -789,4 +803,56 @@ fn answered(error: &sqlx::Error) -> bool {
             | sqlx::Error::ColumnNotFound(_)
             | sqlx::Error::ColumnIndexOutOfBounds { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_event_is_described_without_its_values() {
+        let payload = r#"{"eventType":"CustomerCreated","eventId":"e","occurredOn":"t","data":{"customerId":"ann@example.com"},"metadata":{}}"#;
+        let raw = [RawEvent {
+            position: 7,
+            payload: payload.to_owned(),
+        }];
+        match typed(6, &raw) {
+            Err(ProjectionError::BadEvent { position, reason }) => {
+                assert_eq!(position, 7);
+                assert!(
+                    reason.starts_with("not a customer event envelope"),
+                    "{reason}"
+                );
+                assert!(!reason.contains("ann@"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let deleted = Envelope::new(
+            CustomerEvent::CustomerDeleted(crate::CustomerDeleted {
+                customer_id: 1,
+                email: "ann@example.com".into(),
+                full_name: "Ann Lee".into(),
+                deleted_at: "2026-01-01T10:00:00.000Z".into(),
+            }),
+            "e".into(),
+            "2026-01-01T10:00:00.000Z".into(),
+            1,
+            2,
+            "c".into(),
+        )
+        .to_json();
+        let unknown = deleted.replace("CustomerDeleted", "CustomerMerged");
+        let raw = [RawEvent {
+            position: 7,
+            payload: unknown,
+        }];
+        assert!(
+            typed(6, &raw).unwrap().is_empty(),
+            "unknown types are passed over"
+        );
+        assert!(
+            matches!(typed(7, &raw), Err(ProjectionError::Source(_))),
+            "out of order"
+        );
+    }
 }

@@ -105,7 +105,7 @@ impl SqlStore {
         self: Arc<Self>,
         settled: watch::Receiver<i64>,
         mut shutdown: watch::Receiver<bool>,
-        on_applied: Arc<dyn Fn(&projection::AppliedBatch) + Send + Sync>,
+        on_applied: projection::OnApplied,
     ) {
         let options = Options {
             on_applied: Some(on_applied),
