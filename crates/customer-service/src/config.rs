@@ -19,6 +19,10 @@ pub struct Config {
     /// only (and from there to `/api/v1/events` and the SSE stream).
     pub redis: Option<RedisConfig>,
     pub relay: RelayConfig,
+    /// `READ_MODELS_ENABLED`: run the read models' runner (customer statistics) in this
+    /// process. Off on an instance that should only serve; another instance (or several)
+    /// keeps them.
+    pub read_models: bool,
     pub log: LogConfig,
     pub auth: AuthConfig,
 }
@@ -122,10 +126,6 @@ pub struct RelayConfig {
     /// `OUTBOX_DEGRADED_AFTER_SECS`: health turns `degraded` on every instance
     /// once the oldest unpublished event is older than this.
     pub degraded_after: Duration,
-    /// `READ_MODELS_ENABLED`: run the read models' runner (customer statistics) in this
-    /// process. Off on an instance that should only serve; another instance (or several)
-    /// keeps them.
-    pub read_models: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -627,8 +627,8 @@ impl Config {
                 gap_grace: millis(s.relay_gap_grace_ms),
                 lease_ttl: millis(s.relay_lease_ttl_ms),
                 degraded_after: secs(s.outbox_degraded_after_secs),
-                read_models: s.read_models_enabled,
             },
+            read_models: s.read_models_enabled,
             auth,
             log: LogConfig {
                 format: s.log_format,

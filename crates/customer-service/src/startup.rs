@@ -30,6 +30,8 @@ pub struct App {
     /// The relay's watermark moves: wakes the read models.
     settled: watch::Receiver<i64>,
     relay_config: RelayConfig,
+    /// Whether this process keeps the read models (`READ_MODELS_ENABLED`).
+    read_models: bool,
     /// The app's registry (the read models record their apply delays in it).
     metrics: Arc<HttpMetrics>,
     server_limits: ServerLimits,
@@ -181,6 +183,7 @@ impl App {
             settled: relay.settled(),
             relay,
             relay_config: config.relay.clone(),
+            read_models: config.read_models,
             metrics,
             server_limits: ServerLimits {
                 header_timeout: config.http.header_timeout,
@@ -245,7 +248,7 @@ impl App {
 
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
-        if self.relay_config.read_models {
+        if self.read_models {
             let metrics = self.metrics.clone();
             background.push(tokio::spawn(self.store.clone().run_read_models(
                 self.settled.clone(),

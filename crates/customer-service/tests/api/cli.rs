@@ -91,11 +91,7 @@ fn a_database_error_names_the_server_says_its_cause_once_and_never_the_password(
 fn an_unreachable_redis_at_start_up_is_one_clear_warning() {
     use std::io::BufRead;
     let (dir, url) = temp_db();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = test_servers::free_port();
     let mut child = Command::new(BIN)
         .env("DATABASE_URL", &url)
         .env("PORT", port.to_string())
@@ -208,11 +204,7 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = test_servers::free_port();
     let mut child = Command::new(BIN)
         .env("DATABASE_URL", &url)
         .env("PORT", port.to_string())

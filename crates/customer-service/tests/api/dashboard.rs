@@ -199,11 +199,7 @@ impl Browser {
             );
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = test_servers::free_port();
         // Its own process group, which the Chromium it starts joins: dropping the browser
         // kills the group, so a failing test leaves no Chromium behind.
         let driver = Command::new(driver)
