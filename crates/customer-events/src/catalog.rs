@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use crate::envelope::{Envelope, Metadata, SOURCE};
 use crate::event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerErased, CustomerImported, CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerErasureCompleted, CustomerErasureRequested, CustomerImported,
+    CustomerUpdated, ErasureConfirmation, EventType, FieldChange,
 };
 use crate::snapshot::{Address, CustomerSnapshot};
 use crate::versions::{v1_0, PUBLISHED_VERSIONS};
@@ -67,6 +68,20 @@ fn description(event_type: EventType, version: &str) -> &'static str {
              event of it, e-mail, names, phone, date of birth and address now read \
              \"[erased]\" (address: null). Erase your copy too. Carries no personal data."
         }
+        (EventType::CustomerErasureRequested, _) => {
+            "The erasure saga asks one participant service to erase a customer (sent after \
+             the customer's erasure here committed). Only the participant named in data \
+             acts: it erases its copy of customerId and answers on the reply stream \
+             (<EVENT_STREAM>:erasure-replies) with sagaId, participant, token and outcome \
+             erased | failed. Repeated with the same token (attempt + 1) until answered. A \
+             saga's event: metadata.aggregateId is the saga's id negated, aggregateType \
+             ErasureSaga. Carries no personal data."
+        }
+        (EventType::CustomerErasureCompleted, _) => {
+            "Every participant confirmed a customer's erasure: the record that it is erased \
+             everywhere, with each confirmation's time. A saga's event (see \
+             CustomerErasureRequested). Carries no personal data."
+        }
     }
 }
 
@@ -102,6 +117,8 @@ fn derived_schema(event_type: EventType, version: &str) -> Value {
         (EventType::CustomerDeactivated, _) => schema_of::<CustomerDeactivated>(),
         (EventType::CustomerDeleted, _) => schema_of::<CustomerDeleted>(),
         (EventType::CustomerErased, _) => schema_of::<CustomerErased>(),
+        (EventType::CustomerErasureRequested, _) => schema_of::<CustomerErasureRequested>(),
+        (EventType::CustomerErasureCompleted, _) => schema_of::<CustomerErasureCompleted>(),
     }
 }
 
@@ -216,6 +233,35 @@ fn example_data(event_type: EventType, version: &str) -> Value {
             full_name: ada.full_name,
             deleted_at: LATER.into(),
         }),
+        (EventType::CustomerErasureRequested, _) => {
+            serde_json::to_value(CustomerErasureRequested {
+                saga_id: 7,
+                customer_id: ada.id,
+                participant: "billing".into(),
+                token: "5f0c9a3e8b7d4c21a6e2f1b0d9c8e7a6".into(),
+                attempt: 1,
+                requested_at: AT.into(),
+                deadline: "2026-01-31T10:00:00.000Z".into(),
+            })
+        }
+        (EventType::CustomerErasureCompleted, _) => {
+            serde_json::to_value(CustomerErasureCompleted {
+                saga_id: 7,
+                customer_id: ada.id,
+                requested_at: AT.into(),
+                completed_at: LATER.into(),
+                confirmations: vec![
+                    ErasureConfirmation {
+                        participant: "billing".into(),
+                        confirmed_at: "2026-01-01T10:00:02.000Z".into(),
+                    },
+                    ErasureConfirmation {
+                        participant: "email".into(),
+                        confirmed_at: LATER.into(),
+                    },
+                ],
+            })
+        }
     };
     value.unwrap_or(Value::Null)
 }
@@ -232,11 +278,20 @@ fn example(event_type: EventType, version: &'static str) -> Value {
             event_type: event_type.as_str().to_owned(),
             occurred_on: AT.to_owned(),
             version: version.to_owned(),
-            aggregate_id: 42,
+            aggregate_id: if event_type.aggregate_type().is_some() {
+                -7
+            } else {
+                42
+            },
+            aggregate_type: event_type.aggregate_type().map(str::to_owned),
             sequence: 1,
             correlation_id: "9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b".to_owned(),
             source: SOURCE.to_owned(),
-            actor: Some("admin@example.com".to_owned()),
+            // A saga's events are caused by no request: no actor.
+            actor: event_type
+                .aggregate_type()
+                .is_none()
+                .then(|| "admin@example.com".to_owned()),
         },
     };
     serde_json::to_value(envelope).unwrap_or(Value::Null)

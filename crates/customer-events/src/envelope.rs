@@ -34,9 +34,14 @@ pub struct Metadata {
     pub occurred_on: String,
     /// Schema version of this event type's `data`.
     pub version: String,
-    /// The customer id.
+    /// The customer id; for a saga's events (those with `aggregate_type`), the saga's id
+    /// negated (saga 7: -7), so that it never equals a customer's.
     pub aggregate_id: i64,
-    /// The customer's event number: 1 for CustomerCreated, then +1 per event, no gaps.
+    /// Absent for a customer's events; the saga's kind (`ErasureSaga`) for a saga's, whose
+    /// `aggregate_id` and `sequence` are then the saga's own numbering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_type: Option<String>,
+    /// The aggregate's event number: 1 for CustomerCreated, then +1 per event, no gaps.
     pub sequence: i64,
     /// The `X-Correlation-ID` of the request that caused the event.
     pub correlation_id: String,
@@ -65,6 +70,7 @@ impl Envelope<CustomerEvent> {
                 occurred_on: occurred_on.clone(),
                 version: event.event_type().schema_version().to_owned(),
                 aggregate_id,
+                aggregate_type: event.event_type().aggregate_type().map(str::to_owned),
                 sequence,
                 correlation_id,
                 source: SOURCE.to_owned(),

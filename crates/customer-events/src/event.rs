@@ -22,12 +22,17 @@ pub enum EventType {
     /// A customer brought over from the original service's database (`customer-service
     /// import`): its first event, in place of CustomerCreated.
     CustomerImported,
+    /// The erasure saga asks one participant (another service) to erase a customer. Not a
+    /// customer's event: its `metadata.aggregateId` is the saga's id, negated.
+    CustomerErasureRequested,
+    /// Every participant confirmed a customer's erasure.
+    CustomerErasureCompleted,
 }
 
 impl EventType {
     /// Every event type this crate knows. A service newer than the crate may publish others:
     /// the consumer acknowledges and skips those (see `consumer.rs`).
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 9] = [
         EventType::CustomerCreated,
         EventType::CustomerImported,
         EventType::CustomerUpdated,
@@ -35,6 +40,8 @@ impl EventType {
         EventType::CustomerDeactivated,
         EventType::CustomerDeleted,
         EventType::CustomerErased,
+        EventType::CustomerErasureRequested,
+        EventType::CustomerErasureCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +53,8 @@ impl EventType {
             EventType::CustomerDeleted => "CustomerDeleted",
             EventType::CustomerErased => "CustomerErased",
             EventType::CustomerImported => "CustomerImported",
+            EventType::CustomerErasureRequested => "CustomerErasureRequested",
+            EventType::CustomerErasureCompleted => "CustomerErasureCompleted",
         }
     }
 
@@ -59,11 +68,25 @@ impl EventType {
         }
     }
 
+    /// The saga aggregate whose events these are (`metadata.aggregateType`), or `None` for a
+    /// customer's event (whose metadata has no such key).
+    pub fn aggregate_type(self) -> Option<&'static str> {
+        match self {
+            EventType::CustomerErasureRequested | EventType::CustomerErasureCompleted => {
+                Some(ERASURE_SAGA)
+            }
+            _ => None,
+        }
+    }
+
     /// The type with wire name `name`, if there is one.
     pub fn parse(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
+
+/// `metadata.aggregateType` of the erasure saga's events.
+pub const ERASURE_SAGA: &str = "ErasureSaga";
 
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +110,8 @@ pub enum CustomerEvent {
     CustomerDeactivated(CustomerDeactivated),
     CustomerDeleted(CustomerDeleted),
     CustomerErased(CustomerErased),
+    CustomerErasureRequested(CustomerErasureRequested),
+    CustomerErasureCompleted(CustomerErasureCompleted),
 }
 
 impl CustomerEvent {
@@ -99,6 +124,8 @@ impl CustomerEvent {
             CustomerEvent::CustomerDeactivated(_) => EventType::CustomerDeactivated,
             CustomerEvent::CustomerDeleted(_) => EventType::CustomerDeleted,
             CustomerEvent::CustomerErased(_) => EventType::CustomerErased,
+            CustomerEvent::CustomerErasureRequested(_) => EventType::CustomerErasureRequested,
+            CustomerEvent::CustomerErasureCompleted(_) => EventType::CustomerErasureCompleted,
         }
     }
 
@@ -125,6 +152,12 @@ impl CustomerEvent {
             }
             EventType::CustomerImported => {
                 CustomerEvent::CustomerImported(serde_json::from_value(data)?)
+            }
+            EventType::CustomerErasureRequested => {
+                CustomerEvent::CustomerErasureRequested(serde_json::from_value(data)?)
+            }
+            EventType::CustomerErasureCompleted => {
+                CustomerEvent::CustomerErasureCompleted(serde_json::from_value(data)?)
             }
         })
     }
@@ -242,6 +275,51 @@ pub struct CustomerDeleted {
 pub struct CustomerErased {
     pub customer_id: i64,
     pub erased_at: String,
+}
+
+/// The erasure saga asks `participant` to erase customer `customer_id` and to answer on the
+/// reply stream with `sagaId`, `participant` and `token`. Asked again (same token, next
+/// `attempt`) while no answer came; a new token after `customer-service sagas retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerErasureRequested {
+    pub saga_id: i64,
+    pub customer_id: i64,
+    pub participant: String,
+    /// Random; a reply must carry it back.
+    pub token: String,
+    /// 1 for the first request with this token, then +1 per reminder.
+    pub attempt: i64,
+    /// When the saga began (the customer's erasure here).
+    pub requested_at: String,
+    /// The saga fails if not every participant has confirmed by then.
+    pub deadline: String,
+}
+
+/// Every participant of an erasure saga confirmed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerErasureCompleted {
+    pub saga_id: i64,
+    pub customer_id: i64,
+    /// When the saga began.
+    pub requested_at: String,
+    pub completed_at: String,
+    /// Each participant and when its confirmation arrived, in the configured order.
+    pub confirmations: Vec<ErasureConfirmation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[serde(rename_all = "camelCase")]
+pub struct ErasureConfirmation {
+    pub participant: String,
+    pub confirmed_at: String,
 }
 
 /// One changed field: its camelCase name and the value before and after.

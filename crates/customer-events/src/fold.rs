@@ -74,6 +74,10 @@ pub fn apply(
             ..customer
         }),
         CustomerEvent::CustomerDeleted(_) | CustomerEvent::CustomerErased(_) => None,
+        // A saga's events, never in a customer's own sequence: nothing changes.
+        CustomerEvent::CustomerErasureRequested(_) | CustomerEvent::CustomerErasureCompleted(_) => {
+            before
+        }
     }
 }
 

@@ -18,6 +18,8 @@
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
 //! - `consumer` (feature `consumer`): a Redis Streams consumer with retries, a dead-letter
 //!   stream, reclaiming and de-duplication.
+//! - `participant` (feature `consumer`): the participant side of the erasure saga: one
+//!   `erase(customer_id)` function, and requests, de-duplication, retries and replies handled.
 //! - `projection` (feature `projection`): read models fed from the event log, checkpointed
 //!   in the model's own transaction, rebuilt blue/green.
 
@@ -30,6 +32,8 @@ pub mod erasure;
 pub mod event;
 pub mod fold;
 pub mod json;
+#[cfg(feature = "consumer")]
+pub mod participant;
 #[cfg(feature = "projection")]
 pub mod projection;
 pub mod snapshot;
@@ -38,7 +42,8 @@ pub mod versions;
 pub use envelope::{new_event_id, Envelope, Metadata, SOURCE};
 pub use event::{
     Changes, CustomerActivated, CustomerCreated, CustomerDeactivated, CustomerDeleted,
-    CustomerErased, CustomerEvent, CustomerImported, CustomerUpdated, EventType, FieldChange,
+    CustomerErased, CustomerErasureCompleted, CustomerErasureRequested, CustomerEvent,
+    CustomerImported, CustomerUpdated, ErasureConfirmation, EventType, FieldChange, ERASURE_SAGA,
 };
 pub use fold::{apply, fold};
 pub use snapshot::{Address, CustomerSnapshot};

@@ -12,7 +12,7 @@ use crate::envelope::Envelope;
 use crate::event::{CustomerEvent, EventType};
 
 /// Every `(eventType, metadata.version)` the service has ever written, oldest first per type.
-pub const PUBLISHED_VERSIONS: [(EventType, &str); 8] = [
+pub const PUBLISHED_VERSIONS: [(EventType, &str); 10] = [
     (EventType::CustomerCreated, "1.0"),
     (EventType::CustomerUpdated, "1.0"),
     (EventType::CustomerActivated, "1.0"),
@@ -21,6 +21,8 @@ pub const PUBLISHED_VERSIONS: [(EventType, &str); 8] = [
     (EventType::CustomerDeleted, "1.0"),
     (EventType::CustomerErased, "1.0"),
     (EventType::CustomerImported, "1.0"),
+    (EventType::CustomerErasureRequested, "1.0"),
+    (EventType::CustomerErasureCompleted, "1.0"),
 ];
 
 /// Data structs of versions that are no longer written.

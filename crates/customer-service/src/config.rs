@@ -23,8 +23,22 @@ pub struct Config {
     /// process. Off on an instance that should only serve; another instance (or several)
     /// keeps them.
     pub read_models: bool,
+    /// `None` unless `ERASURE_PARTICIPANTS` names at least one participant.
+    pub erasure: Option<ErasureConfig>,
     pub log: LogConfig,
     pub auth: AuthConfig,
+}
+
+/// The erasure saga (see docs/architecture.md, "Sagas").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureConfig {
+    /// `ERASURE_PARTICIPANTS`: the services asked to erase each erased customer too, in order.
+    pub participants: Vec<String>,
+    /// `ERASURE_DEADLINE`: how long they have to confirm before the saga fails.
+    pub deadline: Duration,
+    /// `ERASURE_RETRY_AFTER`: the first reminder to a silent participant; then twice as long
+    /// each time, at most a day apart.
+    pub retry_after: Duration,
 }
 
 /// Bearer-token authentication: off unless a key is configured.
@@ -410,6 +424,47 @@ impl<T: std::str::FromStr + PartialOrd + Default> Value for Positive<T> {
     }
 }
 
+/// A duration such as `720h`, `30s`, `15m` or `1h 30m` (humantime's syntax), above zero.
+#[derive(Clone, Copy)]
+struct Span(Duration);
+
+impl Value for Span {
+    const EXPECTED: &'static str = "a duration such as 720h, 30s or 1h 30m";
+    fn parse(raw: &str) -> Option<Self> {
+        humantime::parse_duration(raw)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(Span)
+    }
+}
+
+/// `ERASURE_PARTICIPANTS`: comma-separated names of lower-case letters, digits, `-` and `_`
+/// (they are stream consumer groups and parts of key names), each once.
+struct Participants(Vec<String>);
+
+impl Value for Participants {
+    const EXPECTED: &'static str = "names of lower-case letters, digits, - and _ (at most 64 \
+         characters each), separated by commas, each once";
+    fn parse(raw: &str) -> Option<Self> {
+        let names: Vec<String> = raw
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        let valid = names.iter().all(|name| {
+            name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        });
+        let unique = names
+            .iter()
+            .enumerate()
+            .all(|(i, name)| !names[..i].contains(name));
+        (valid && unique).then_some(Participants(names))
+    }
+}
+
 /// A share, 0 to 1.
 #[derive(Clone, Copy)]
 struct Ratio(f64);
@@ -543,6 +598,13 @@ settings! {
         "keep the read models (customer statistics) up to date in this process";
     outbox_degraded_after_secs: Positive<u64> = "OUTBOX_DEGRADED_AFTER_SECS", Some("10"),
         "health is degraded while the oldest unpublished event is older";
+    erasure_participants: Option<Participants> = "ERASURE_PARTICIPANTS", None,
+        "services that must confirm every erasure, e.g. billing,email (needs REDIS_URL) \
+         [default: none: no erasure saga]";
+    erasure_deadline: Span = "ERASURE_DEADLINE", Some("720h"),
+        "an erasure saga not confirmed by every participant by then fails";
+    erasure_retry_after: Span = "ERASURE_RETRY_AFTER", Some("15m"),
+        "first reminder to a silent participant; then doubling, at most a day apart";
     auth_jwt_secret: Option<Secret> = "AUTH_JWT_SECRET", None,
         "HS256 secret, at least 32 bytes: writes need a bearer token [default: none: no \
          authentication]";
@@ -598,6 +660,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let s = Settings::read(&lookup)?;
         let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
+        let erasure = erasure_config(&s, redis.is_some())?;
         let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
         let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
@@ -629,6 +692,7 @@ impl Config {
                 degraded_after: secs(s.outbox_degraded_after_secs),
             },
             read_models: s.read_models_enabled,
+            erasure,
             auth,
             log: LogConfig {
                 format: s.log_format,
@@ -637,6 +701,28 @@ impl Config {
             },
         })
     }
+}
+
+fn erasure_config(s: &Settings, broker: bool) -> Result<Option<ErasureConfig>, ConfigError> {
+    let Some(Participants(participants)) = &s.erasure_participants else {
+        return Ok(None);
+    };
+    if participants.is_empty() {
+        return Ok(None);
+    }
+    if !broker {
+        return Err(invalid(
+            "ERASURE_PARTICIPANTS",
+            "needs a message broker: participants get their erasure requests on the event \
+             stream and answer on <EVENT_STREAM>:erasure-replies. Set REDIS_URL (or \
+             REDIS_HOST), or unset ERASURE_PARTICIPANTS",
+        ));
+    }
+    Ok(Some(ErasureConfig {
+        participants: participants.clone(),
+        deadline: s.erasure_deadline.0,
+        retry_after: s.erasure_retry_after.0,
+    }))
 }
 
 fn redis_config(s: &Settings) -> Option<RedisConfig> {
@@ -937,6 +1023,54 @@ mod tests {
             config(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().var,
             "DATABASE_POOL_SIZE"
         );
+    }
+
+    #[test]
+    fn the_erasure_saga_needs_a_broker_and_valid_names() {
+        assert!(config(&[]).unwrap().erasure.is_none());
+        let refused = config(&[("ERASURE_PARTICIPANTS", "billing,email")]).unwrap_err();
+        assert_eq!(refused.var, "ERASURE_PARTICIPANTS");
+        assert!(
+            refused.message.starts_with(
+                "ERASURE_PARTICIPANTS needs a message broker: participants get their erasure \
+                 requests on the event stream"
+            ),
+            "{}",
+            refused.message
+        );
+        assert!(refused.message.contains("Set REDIS_URL (or REDIS_HOST)"));
+        let redis = ("REDIS_URL", "redis://cache:6379");
+        let c = config(&[redis, ("ERASURE_PARTICIPANTS", " billing , email-v2,")]).unwrap();
+        let erasure = c.erasure.unwrap();
+        assert_eq!(erasure.participants, ["billing", "email-v2"]);
+        assert_eq!(erasure.deadline, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(erasure.retry_after, Duration::from_secs(15 * 60));
+        let c = config(&[
+            redis,
+            ("ERASURE_PARTICIPANTS", "billing"),
+            ("ERASURE_DEADLINE", "30s"),
+            ("ERASURE_RETRY_AFTER", "1h 30m"),
+        ])
+        .unwrap();
+        let erasure = c.erasure.unwrap();
+        assert_eq!(erasure.deadline, Duration::from_secs(30));
+        assert_eq!(erasure.retry_after, Duration::from_secs(5400));
+        for (var, value) in [
+            ("ERASURE_PARTICIPANTS", "Billing"),
+            ("ERASURE_PARTICIPANTS", "billing,billing"),
+            ("ERASURE_PARTICIPANTS", "bill ing"),
+            ("ERASURE_DEADLINE", "30"),
+            ("ERASURE_DEADLINE", "0s"),
+            ("ERASURE_RETRY_AFTER", "soon"),
+        ] {
+            let error =
+                config(&[(var, value), redis, ("ERASURE_PARTICIPANTS", "billing")]).unwrap_err();
+            assert_eq!(error.var, var, "{value}");
+        }
+        assert!(config(&[("ERASURE_PARTICIPANTS", " , ")])
+            .unwrap()
+            .erasure
+            .is_none());
     }
 
     #[test]

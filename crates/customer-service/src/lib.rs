@@ -6,6 +6,7 @@
 //! - [`application`]: one use case per file, and the ports they need ([`application::CustomerStore`]).
 //! - [`store`]: the store on PostgreSQL and SQLite, with migrations per backend.
 //! - [`outbox`]: the relay that publishes the event log; [`sinks`]: Redis.
+//! - [`orchestrator`]: runs the sagas (GDPR erasure across services) on the relay's leader.
 //! - [`http`]: the axum router, envelopes, errors, OpenAPI.
 //! - [`config`], [`telemetry`], [`startup`]: reading settings, logging, wiring it together.
 //! - [`cli`]: the subcommands of the `customer-service` binary.
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod orchestrator;
 pub mod outbox;
 pub mod sinks;
 pub mod startup;

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::projections::ProjectionsCommand,
     },
+    /// Sagas: each erased customer's erasure across the participating services.
+    Sagas {
+        #[command(subcommand)]
+        command: cli::sagas::SagasCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Projections { command } => cli::projections::run(config, command).await,
+            Command::Sagas { command } => cli::sagas::run(config, command).await,
         }
     });
     // The last spans go out while the runtime (which the gRPC channel runs on) still exists.

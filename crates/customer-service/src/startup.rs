@@ -10,13 +10,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::application::{EventLog, StoreError, SystemClock};
+use crate::application::{ErasureSaga, EventLog, SagaStore, Sagas, StoreError, SystemClock};
 use crate::config::{Config, RelayConfig};
+use crate::domain::saga::RetryPolicy;
+use crate::http::SagaContext;
 use crate::http::{
     self, AppState, Authenticator, HttpMetrics, RateLimiter, RouterOptions, ServerLimits,
 };
+use crate::orchestrator::{Orchestrator, OrchestratorStatus};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
 use crate::sinks::{EventSink, RedisSettings, RedisSink};
+use crate::sinks::{RedisReplies, ReplySource};
 use crate::store::{
     describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
 };
@@ -40,7 +44,29 @@ pub struct App {
     redis: Option<(Arc<RedisSink>, String)>,
     /// Set to true to stop everything; created at build so the router can watch it.
     stop: Arc<watch::Sender<bool>>,
+    /// The sagas this configuration runs, and where their answers arrive (`None` without
+    /// any saga).
+    sagas: SagaContext,
+    replies: Option<Arc<dyn ReplySource>>,
 }
+
+/// The sagas `config` asks for: the erasure saga when `ERASURE_PARTICIPANTS` is set.
+pub fn saga_definitions(config: &Config) -> Sagas {
+    let Some(erasure) = &config.erasure else {
+        return Sagas::default();
+    };
+    Sagas::new(vec![Arc::new(ErasureSaga {
+        participants: erasure.participants.clone(),
+        deadline: erasure.deadline,
+        policy: RetryPolicy {
+            first: erasure.retry_after,
+            max: erasure.retry_after.max(MAX_REMINDER_GAP),
+        },
+    })])
+}
+
+/// Reminders to a silent participant are at most a day apart (unless the first is later).
+const MAX_REMINDER_GAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// How long start-up waits for Redis to answer its first `PING` before it warns.
 const REDIS_START_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -132,6 +158,25 @@ impl App {
         if let Some(redis) = &redis {
             sinks.push(redis.clone());
         }
+        let definitions = saga_definitions(config);
+        let replies: Option<Arc<dyn ReplySource>> = match &config.redis {
+            Some(redis) if !definitions.is_empty() => {
+                let streams = definitions
+                    .definitions()
+                    .map(|d| format!("{}:{}", redis.stream, d.reply_suffix()))
+                    .collect();
+                Some(Arc::new(RedisReplies::new(
+                    crate::sinks::client(redis)?,
+                    streams,
+                )))
+            }
+            _ => None,
+        };
+        let sagas = SagaContext {
+            store: store.clone() as Arc<dyn SagaStore>,
+            definitions,
+            status: Arc::new(OrchestratorStatus::default()),
+        };
         let log: Arc<dyn EventLog> = store.clone();
         let relay = Arc::new(
             Relay::new(log.clone(), sinks, config.relay.batch_size)
@@ -157,6 +202,7 @@ impl App {
             idempotency_ttl: config.http.idempotency_ttl,
             outbox_degraded_after: config.relay.degraded_after,
             shutdown: stopped,
+            sagas: sagas.clone(),
         };
         let authenticator = Authenticator::from_config(&config.auth)?.map(Arc::new);
         if authenticator.is_none() {
@@ -193,6 +239,8 @@ impl App {
             database_url: config.database.url.clone(),
             redis: redis_check,
             stop: Arc::new(stop),
+            sagas,
+            replies,
         })
     }
 
@@ -286,6 +334,18 @@ impl App {
                 }
                 Backend::Sqlite => Leadership::Sole,
             };
+            if let Some(replies) = self.replies.clone() {
+                let orchestrator = Orchestrator {
+                    store: self.sagas.store.clone(),
+                    sagas: self.sagas.definitions.clone(),
+                    replies,
+                    clock: Arc::new(SystemClock),
+                    status: self.sagas.status.clone(),
+                };
+                background.push(tokio::spawn(
+                    orchestrator.run(leadership.clone(), stopped.clone()),
+                ));
+            }
             background.push(tokio::spawn(outbox::run(
                 self.relay.clone(),
                 leadership,

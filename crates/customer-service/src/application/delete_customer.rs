@@ -8,7 +8,8 @@ use crate::domain::CustomerId;
 
 use super::error::ApplicationError;
 use super::new_event::{retry_on_conflict, Precondition, WriteContext};
-use super::ports::{CustomerStore, Rewrite, StoredEvent};
+use super::ports::{CustomerStore, Rewrite, SagaStart, StoredEvent};
+use super::sagas::{first_events, start_saga, SagaDefinition};
 
 #[tracing::instrument(name = "delete_customer", skip_all, fields(customer.id = %id))]
 pub async fn delete_customer(
@@ -36,13 +37,16 @@ pub async fn delete_customer(
 /// DELETE /customers/:id?erase=true: deletes the customer if it still exists, then erases
 /// its personal data from every stored event (GDPR) and appends CustomerErased — one
 /// transaction. Also for a customer deleted earlier; `NotFound` if it never existed or is
-/// erased already.
+/// erased already. With `saga` (the erasure saga's definition, when participants are
+/// configured), the same transaction starts the saga that asks every participant to erase
+/// the customer too.
 #[tracing::instrument(name = "erase_customer", skip_all, fields(customer.id = %id))]
 pub async fn erase_customer(
     store: &dyn CustomerStore,
     ctx: &WriteContext,
     id: CustomerId,
     precondition: Option<Precondition>,
+    saga: Option<&dyn SagaDefinition>,
 ) -> Result<(), ApplicationError> {
     retry_on_conflict(move || async move {
         let current = store.find_by_id(id).await?;
@@ -88,8 +92,22 @@ pub async fn erase_customer(
                 })
             })
             .collect();
+        let started = saga.map(|definition| {
+            let (saga, effects) = start_saga(definition, id.get(), ctx.now);
+            let stored = saga.clone();
+            let correlation = ctx.correlation_id.clone();
+            let now = ctx.now;
+            let events = move |saga_id: i64| {
+                first_events(definition, &saga, &effects, saga_id, now, &correlation)
+            };
+            (stored, events)
+        });
+        let start = started.as_ref().map(|(saga, events)| SagaStart {
+            saga,
+            events: events as &(dyn Fn(i64) -> Vec<_> + Send + Sync),
+        });
         store
-            .erase(id, expected_version, &events, &rewrites)
+            .erase(id, expected_version, &events, &rewrites, start)
             .await?;
         tracing::info!("customer erased");
         Ok(())
@@ -118,7 +136,8 @@ fn erased_payload(event: &StoredEvent) -> String {
                 event_type: event.event_type.as_str().to_owned(),
                 occurred_on,
                 version: String::new(),
-                aggregate_id: event.customer_id.get(),
+                aggregate_id: event.aggregate.log_key(),
+                aggregate_type: None,
                 sequence: event.sequence,
                 correlation_id: String::new(),
                 source: SOURCE.to_owned(),

@@ -14,6 +14,7 @@ mod ports;
 mod query_customers;
 mod read_events;
 mod read_models;
+mod sagas;
 mod update_customer;
 mod verify_log;
 
@@ -26,11 +27,13 @@ pub use import_customers::{
     verify_import, Checked, Difference, Import, ImportTally, Rejected, RowCheck, SourceCustomer,
 };
 pub use new_event::{Precondition, WriteContext};
+pub use ports::Aggregate;
 pub use ports::{
     ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,
     EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListPosition, ListQuery, NewEvent,
     OutboxStatus, PoolUsage, ProjectionState, ReadModels, RelayLease, Responder, Rewrite,
-    StatsRows, StoreError, StoredEvent, StoredResponse, SystemClock,
+    SagaStart, SagaStore, SagaSummary, StatsRows, StoreError, StoredEvent, StoredResponse,
+    SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,
@@ -42,6 +45,11 @@ pub use read_events::{
 };
 pub use read_models::{
     customer_stats, projection_lag, projection_states, CustomerStats, ProjectionLag, SIGNUP_DAYS,
+};
+pub use sagas::{
+    advance_due_sagas, cancel_saga, erasure_of, handle_reply, list_sagas, new_token, retry_saga,
+    saga_summary, seal_saga_events, ErasureSaga, Reply, SagaActionError, SagaDefinition, SagaPage,
+    Sagas, ERASURE,
 };
 pub use update_customer::update_customer;
 pub use verify_log::{verify_log, Mismatch, Verification};

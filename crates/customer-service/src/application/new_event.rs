@@ -6,7 +6,7 @@ use customer_events::{new_event_id, CustomerEvent, Envelope};
 use crate::domain::{CustomerId, Timestamp};
 
 use super::error::ApplicationError;
-use super::ports::{NewEvent, StoreError};
+use super::ports::{Aggregate, NewEvent, StoreError};
 
 /// What every write needs besides its input: when it happens and which request caused it.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl WriteContext {
                 NewEvent {
                     event_id,
                     event_type,
-                    customer_id: id,
+                    aggregate: Aggregate::Customer(id),
                     sequence,
                     occurred_at: self.now,
                     payload,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use customer_events::EventType;
 
+use crate::domain::saga::{Saga, SagaState};
 use crate::domain::{Customer, CustomerChange, CustomerDraft, CustomerId, Timestamp};
 
 /// The time, as the use cases see it. A port so tests can pin "now".
@@ -22,13 +23,49 @@ impl Clock for SystemClock {
     }
 }
 
+/// Whose event a log row is. The log's `customer_id` column holds a customer's id, or the
+/// negated id of a saga (see [`Aggregate::log_key`]): customer ids are positive, so no
+/// customer's history, sequence or erasure ever meets a saga's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Customer(CustomerId),
+    /// A saga's id (positive).
+    Saga(i64),
+}
+
+impl Aggregate {
+    /// The value of the log's `customer_id` column.
+    pub fn log_key(self) -> i64 {
+        match self {
+            Aggregate::Customer(id) => id.get(),
+            Aggregate::Saga(id) => -id,
+        }
+    }
+
+    pub fn from_log_key(key: i64) -> Option<Aggregate> {
+        match key {
+            key if key > 0 => CustomerId::new(key).map(Aggregate::Customer),
+            key if key < 0 => key.checked_neg().map(Aggregate::Saga),
+            _ => None,
+        }
+    }
+
+    /// The customer, for a customer's event.
+    pub fn customer(self) -> Option<CustomerId> {
+        match self {
+            Aggregate::Customer(id) => Some(id),
+            Aggregate::Saga(_) => None,
+        }
+    }
+}
+
 /// An event ready to append to the log: everything but its log position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub event_id: String,
     pub event_type: EventType,
-    pub customer_id: CustomerId,
-    /// The customer's event number (1, 2, 3 … without gaps).
+    pub aggregate: Aggregate,
+    /// The aggregate's event number (1, 2, 3 … without gaps).
     pub sequence: i64,
     pub occurred_at: Timestamp,
     /// The compact envelope JSON every sink carries unchanged.
@@ -42,7 +79,7 @@ pub struct StoredEvent {
     pub position: i64,
     pub event_id: String,
     pub event_type: EventType,
-    pub customer_id: CustomerId,
+    pub aggregate: Aggregate,
     pub sequence: i64,
     pub occurred_at: Timestamp,
     pub payload: String,
@@ -212,13 +249,15 @@ pub trait CustomerStore: Send + Sync {
     /// given (compare-and-set), appends `events` (a sequence taken meanwhile is a
     /// [`StoreError::VersionConflict`]), replaces the payloads of `rewrites` (the customer's
     /// earlier events, erased), and tombstones its idempotency keys: a retry of the request
-    /// that created it is answered 410, never replayed or re-run.
+    /// that created it is answered 410, never replayed or re-run. With `saga`, also starts
+    /// that saga (its requests go out if and only if the erasure committed).
     async fn erase(
         &self,
         id: CustomerId,
         expected_version: Option<i64>,
         events: &[NewEvent],
         rewrites: &[Rewrite],
+        saga: Option<SagaStart<'_>>,
     ) -> Result<(), StoreError>;
     /// The stored request and answer of an idempotency key, if any.
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
@@ -367,4 +406,45 @@ pub trait ReadModels: Send + Sync {
     async fn projection_states(&self) -> Result<Vec<ProjectionState>, StoreError>;
     /// Asks the running service to rebuild `model`; `false` for a model never started.
     async fn request_rebuild(&self, model: &str) -> Result<bool, StoreError>;
+}
+
+/// A saga started inside another write's transaction (the erasure's): its row and steps,
+/// and its first events, which need the id the database gives it.
+pub struct SagaStart<'a> {
+    /// Stored as it is (its `id` is assigned).
+    pub saga: &'a Saga,
+    /// The saga's first events, given its id.
+    pub events: &'a (dyn Fn(i64) -> Vec<NewEvent> + Send + Sync),
+}
+
+/// What the metrics and the health check show of the sagas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SagaSummary {
+    /// Every state, with 0 where none is.
+    pub by_state: Vec<(SagaState, i64)>,
+    /// When the oldest open saga began.
+    pub oldest_open_started_at: Option<Timestamp>,
+    /// Open sagas with more than half of the time to their deadline gone.
+    pub past_half_deadline: i64,
+}
+
+/// Sagas and their steps, in the service's database.
+#[async_trait]
+pub trait SagaStore: Send + Sync {
+    async fn find_saga(&self, id: i64) -> Result<Option<Saga>, StoreError>;
+    /// The newest saga of `kind` about `subject_id`.
+    async fn find_saga_of(&self, kind: &str, subject_id: i64) -> Result<Option<Saga>, StoreError>;
+    /// Newest first, with ids below `before` if given; at most `limit`.
+    async fn list_sagas(
+        &self,
+        state: Option<SagaState>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Saga>, StoreError>;
+    /// Ids of open sagas whose next reminder or deadline is due at `now`; at most `limit`.
+    async fn due_sagas(&self, now: Timestamp, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Stores `saga`, read at `saga.version` ([`StoreError::VersionConflict`] if it changed
+    /// since), and appends its `events`, in one transaction.
+    async fn save_saga(&self, saga: &Saga, events: &[NewEvent]) -> Result<(), StoreError>;
+    async fn saga_summary(&self, now: Timestamp) -> Result<SagaSummary, StoreError>;
 }

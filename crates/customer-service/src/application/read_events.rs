@@ -256,7 +256,8 @@ mod tests {
                     [
                         "type must be one of the following values: CustomerCreated, \
                          CustomerImported, CustomerUpdated, CustomerActivated, \
-                         CustomerDeactivated, CustomerDeleted, CustomerErased"
+                         CustomerDeactivated, CustomerDeleted, CustomerErased, \
+                         CustomerErasureRequested, CustomerErasureCompleted"
                     ]
                 );
                 assert_eq!(

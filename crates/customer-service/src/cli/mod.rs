@@ -6,6 +6,7 @@ pub mod healthcheck;
 pub mod import;
 pub mod migrate;
 pub mod projections;
+pub mod sagas;
 pub mod seed;
 pub mod serve;
 

@@ -12,6 +12,7 @@ mod email;
 mod person_name;
 mod phone;
 mod preferences;
+pub mod saga;
 mod timestamp;
 mod validation;
 

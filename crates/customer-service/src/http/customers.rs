@@ -575,7 +575,14 @@ pub(crate) async fn delete_customer(
     };
     let ctx = write_context(&state, correlation, actor);
     if erase {
-        application::erase_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
+        application::erase_customer(
+            &*state.store,
+            &ctx,
+            id,
+            precondition(&headers),
+            state.sagas.definitions.erasure(),
+        )
+        .await?;
     } else {
         application::delete_customer(&*state.store, &ctx, id, precondition(&headers)).await?;
     }

@@ -92,6 +92,31 @@ pub(crate) struct Checks {
     database: Check,
     redis: Check,
     outbox: OutboxCheck,
+    sagas: SagasCheck,
+}
+
+/// A note on the sagas (issue #17): never changes the overall status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SagasCheck {
+    /// "ok"; "attention" while an open saga is past half its deadline or one has failed;
+    /// "error" when they cannot be read; "disabled" without `ERASURE_PARTICIPANTS`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<i64>,
+    /// Open sagas with more than half of the time to their deadline gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    past_half_deadline: Option<i64>,
+    /// Age of the oldest open saga in milliseconds (`null` when none is open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oldest_open_age_ms: Option<Option<i64>>,
+    /// The orchestrator's current failure on this instance, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -162,10 +187,11 @@ impl Health {
 /// The health report: what `GET /api/v1/health` answers and the dashboard shows.
 pub(crate) async fn report(state: &AppState) -> Health {
     // The checks run concurrently: the answer takes the slowest one, not their sum.
-    let (database, redis, outbox) = tokio::join!(
+    let (database, redis, outbox, sagas) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
         redis_check(state),
         tokio::time::timeout(CHECK_TIMEOUT, state.events.outbox_status()),
+        sagas_check(state),
     );
     let database = match database {
         Ok(Ok(())) => Check::ok(),
@@ -227,9 +253,77 @@ pub(crate) async fn report(state: &AppState) -> Health {
             database,
             redis,
             outbox,
+            sagas,
         },
         uptime: state.started_at.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+async fn sagas_check(state: &AppState) -> SagasCheck {
+    let none = SagasCheck {
+        status: "disabled",
+        open: None,
+        failed: None,
+        past_half_deadline: None,
+        oldest_open_age_ms: None,
+        last_error: None,
+        message: Some("no saga configured (ERASURE_PARTICIPANTS)".to_owned()),
+    };
+    if state.sagas.definitions.is_empty() {
+        return none;
+    }
+    let now = state.clock.now();
+    let summary = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        crate::application::saga_summary(&*state.sagas.store, now),
+    )
+    .await;
+    let Ok(Ok(summary)) = summary else {
+        return SagasCheck {
+            status: "error",
+            message: Some("sagas unavailable".to_owned()),
+            ..none
+        };
+    };
+    let count = |wanted| {
+        summary
+            .by_state
+            .iter()
+            .find(|(state, _)| *state == wanted)
+            .map_or(0, |(_, n)| *n)
+    };
+    let (open, failed) = (
+        count(crate::domain::saga::SagaState::Open),
+        count(crate::domain::saga::SagaState::Failed),
+    );
+    let past_half = summary.past_half_deadline;
+    let mut notes = Vec::new();
+    if past_half > 0 {
+        notes.push(format!(
+            "{past_half} open saga{} past half {} deadline",
+            if past_half == 1 { "" } else { "s" },
+            if past_half == 1 { "its" } else { "their" }
+        ));
+    }
+    if failed > 0 {
+        notes.push(format!(
+            "{failed} failed saga{} (see GET /api/v1/sagas?state=failed)",
+            if failed == 1 { "" } else { "s" }
+        ));
+    }
+    SagasCheck {
+        status: if notes.is_empty() { "ok" } else { "attention" },
+        open: Some(open),
+        failed: Some(failed),
+        past_half_deadline: Some(past_half),
+        oldest_open_age_ms: Some(
+            summary
+                .oldest_open_started_at
+                .map(|at| (now.millis() - at.millis()).max(0)),
+        ),
+        last_error: state.sagas.status.last_error(),
+        message: (!notes.is_empty()).then(|| notes.join("; ")),
     }
 }
 

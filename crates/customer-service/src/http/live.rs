@@ -164,5 +164,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// Whether `event` passes `filter` (as the log's query would filter it).
 pub(crate) fn matches(filter: &EventFilter, event: &StoredEvent) -> bool {
     filter.event_type.is_none_or(|t| t == event.event_type)
-        && filter.customer_id.is_none_or(|c| c == event.customer_id)
+        && filter
+            .customer_id
+            .is_none_or(|c| event.aggregate.customer() == Some(c))
 }

@@ -298,6 +298,53 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             register(&scrape, vec);
         }
     }
+    if !state.sagas.definitions.is_empty() {
+        let summary = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            crate::application::saga_summary(&*state.sagas.store, now),
+        )
+        .await;
+        if let Ok(Ok(summary)) = summary {
+            if let Ok(vec) = IntGaugeVec::new(Opts::new("sagas", "Sagas by state."), &["state"]) {
+                for (saga_state, n) in &summary.by_state {
+                    vec.with_label_values(&[saga_state.as_str()]).set(*n);
+                }
+                register(&scrape, vec);
+            }
+            gauge(
+                &scrape,
+                "saga_oldest_open_age_seconds",
+                "Age of the oldest open saga (0 when none is open).",
+                summary.oldest_open_started_at.map_or(0.0, |at| {
+                    (now.millis() - at.millis()).max(0) as f64 / 1000.0
+                }),
+            );
+            int_gauge(
+                &scrape,
+                "sagas_past_half_deadline",
+                "Open sagas with more than half of the time to their deadline gone.",
+                summary.past_half_deadline,
+            );
+        }
+        let status = &state.sagas.status;
+        counter(
+            &scrape,
+            "saga_replies_recorded_total",
+            "Participants' answers this instance recorded (repeats included).",
+            status
+                .replies_recorded
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        counter(
+            &scrape,
+            "saga_replies_refused_total",
+            "Participants' answers this instance refused (unknown saga or participant, a \
+             token of no open request, a saga that has ended).",
+            status
+                .replies_refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
     let database_up = matches!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))

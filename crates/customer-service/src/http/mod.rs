@@ -22,6 +22,7 @@ mod metrics;
 mod openapi;
 mod rate_limit;
 mod request_context;
+mod sagas;
 mod server;
 
 pub use auth::{Actor, Authenticator};
@@ -77,6 +78,17 @@ pub struct AppState {
     /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
     /// graceful shutdown open forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The sagas: their store, the definitions this configuration runs (none without
+    /// `ERASURE_PARTICIPANTS`), and the orchestrator's counters.
+    pub sagas: SagaContext,
+}
+
+/// What the saga routes, health and metrics need.
+#[derive(Clone)]
+pub struct SagaContext {
+    pub store: Arc<dyn crate::application::SagaStore>,
+    pub definitions: crate::application::Sagas,
+    pub status: Arc<crate::orchestrator::OrchestratorStatus>,
 }
 
 /// Limits, CORS and authentication settings of the router.
@@ -98,7 +110,8 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(events::router())
         .merge(catalog::router())
         .merge(dashboard::router())
-        .merge(health::router());
+        .merge(health::router())
+        .merge(sagas::router());
     let metrics = state.metrics.clone();
     let routes = Router::new()
         .nest("/api/v1", api)

@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{catalog, customers, dashboard, events, health, metrics, AppState};
+use super::{catalog, customers, dashboard, events, health, metrics, sagas, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use super::{catalog, customers, dashboard, events, health, metrics, AppState};
         customers::customer_history,
         customers::update_customer,
         customers::delete_customer,
+        sagas::customer_erasure,
+        sagas::list_sagas,
         customers::liveness,
         health::health,
         health::livez,
@@ -35,6 +37,7 @@ use super::{catalog, customers, dashboard, events, health, metrics, AppState};
     ),
     tags((name = "customers", description = "Customer records: every change publishes an event"),
          (name = "events", description = "The event log, live events and the event catalog"),
+         (name = "sagas", description = "Changes other services must make too (GDPR erasure), tracked until each confirmed"),
          (name = "health", description = "Probes, health, live status and metrics"))
 )]
 struct ApiDoc;

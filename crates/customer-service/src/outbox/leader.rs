@@ -17,7 +17,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::application::RelayLease;
 
-/// Who may publish.
+/// Who may publish (and run the sagas: the orchestrator shares the relay's lease).
+#[derive(Clone)]
 pub enum Leadership {
     /// The only possible publisher (SQLite).
     Sole,

@@ -251,11 +251,13 @@ impl Relay {
     async fn erase_published(&self, batch: &[StoredEvent]) -> Result<(), RelayError> {
         let erased = batch
             .iter()
-            .filter(|e| e.event_type == EventType::CustomerErased);
-        for event in erased {
+            .filter(|e| e.event_type == EventType::CustomerErased)
+            .filter_map(|e| e.aggregate.customer());
+        for customer in erased {
             // CustomerErased itself stays: it carries no personal data, and consumers that
-            // were away need it to erase their own copies.
-            let mut events = self.log.customer_events(event.customer_id).await?;
+            // were away need it to erase their own copies. So do the erasure saga's
+            // requests (a saga's events, not the customer's): participants act on them.
+            let mut events = self.log.customer_events(customer).await?;
             events.retain(|e| e.event_type != EventType::CustomerErased);
             for sink in &self.sinks {
                 sink.erase(&events).await?;

@@ -6,8 +6,10 @@
 //! can resume from any position and works on every instance, not only the leader's.
 
 mod redis;
+mod replies;
 
 pub use redis::{append_to_stream, client, connection_config, RedisSettings, RedisSink};
+pub use replies::{RedisReplies, ReplyMessage, ReplySource, REPLY_GROUP};
 
 use async_trait::async_trait;
 

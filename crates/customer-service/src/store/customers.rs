@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::application::{
     ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
-    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, Rewrite, StoreError, StoredEvent,
+    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, Rewrite, SagaStart, StoreError, StoredEvent,
     StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
@@ -114,9 +114,10 @@ impl CustomerStore for SqlStore {
         expected_version: Option<i64>,
         events: &[NewEvent],
         rewrites: &[Rewrite],
+        saga: Option<SagaStart<'_>>,
     ) -> Result<(), StoreError> {
         self.on_writer(async |lease| {
-            self.erase_on(lease, id, expected_version, events, rewrites)
+            self.erase_on(lease, id, expected_version, events, rewrites, saga)
                 .await
         })
         .await

@@ -17,6 +17,7 @@ mod pool;
 mod postgres;
 mod read_models;
 mod row;
+mod sagas;
 mod sql;
 mod sql_store;
 mod sqlite;

@@ -8,7 +8,7 @@ use sqlx::{Any, Row};
 
 use customer_events::EventType;
 
-use crate::application::{StoreError, StoredEvent};
+use crate::application::{Aggregate, StoreError, StoredEvent};
 use crate::domain::{
     Address, BirthDate, Customer, CustomerFields, CustomerId, Email, PersonName, Phone,
     Preferences, Timestamp,
@@ -30,8 +30,8 @@ pub(super) fn read_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
             event_type: EventType::parse(&event_type).ok_or_else(|| {
                 sqlx::Error::Decode(format!("unknown event type {event_type:?}").into())
             })?,
-            customer_id: CustomerId::new(customer_id).ok_or_else(|| {
-                sqlx::Error::Decode(format!("customer id {customer_id} is not positive").into())
+            aggregate: Aggregate::from_log_key(customer_id).ok_or_else(|| {
+                sqlx::Error::Decode(format!("log key {customer_id} names no aggregate").into())
             })?,
             sequence: row.try_get(4)?,
             occurred_at: Timestamp::from_millis(row.try_get(5)?),

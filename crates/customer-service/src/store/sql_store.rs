@@ -148,7 +148,7 @@ impl SqlStore {
             self.query(sql::APPEND_EVENT)
                 .bind(&event.event_id)
                 .bind(event.event_type.as_str())
-                .bind(event.customer_id.get())
+                .bind(event.aggregate.log_key())
                 .bind(event.sequence)
                 .bind(event.occurred_at.millis())
                 .bind(&event.payload)

@@ -85,6 +85,10 @@ fn fold(
         }
     };
     for event in events {
+        if event.envelope.metadata.aggregate_type.is_some() {
+            // A saga's event: its aggregate is no customer.
+            continue;
+        }
         let id = event.envelope.metadata.aggregate_id;
         let before = customers.get(&id).cloned();
         let after = match (&event.envelope.data, before.clone()) {
@@ -209,7 +213,10 @@ impl ReadModel for CustomerStatsModel {
         // The stored rows this batch needs: customers whose first event here is not their
         // creation. (A replay of a log of sign-ups reads nothing back.)
         let mut first_is_creation: HashMap<i64, bool> = HashMap::new();
-        for event in events {
+        for event in events
+            .iter()
+            .filter(|e| e.envelope.metadata.aggregate_type.is_none())
+        {
             first_is_creation
                 .entry(event.envelope.metadata.aggregate_id)
                 .or_insert(matches!(

@@ -3,7 +3,9 @@
 
 use sqlx::{AnyConnection, Connection, Row};
 
-use crate::application::{Complete, CompleteBulk, IdempotencyClaim, NewEvent, Rewrite, StoreError};
+use crate::application::{
+    Complete, CompleteBulk, IdempotencyClaim, NewEvent, Rewrite, SagaStart, StoreError,
+};
 use crate::domain::{Customer, CustomerDraft, CustomerId};
 
 use super::error::{classify, classify_customer_write, classify_idempotency_claim};
@@ -176,7 +178,7 @@ impl SqlStore {
                 append = append
                     .bind(event.event_id.clone())
                     .bind(event.event_type.as_str())
-                    .bind(event.customer_id.get())
+                    .bind(event.aggregate.log_key())
                     .bind(event.sequence)
                     .bind(event.occurred_at.millis())
                     .bind(event.payload.clone());
@@ -324,12 +326,16 @@ impl SqlStore {
         expected_version: Option<i64>,
         events: &[NewEvent],
         rewrites: &[Rewrite],
+        saga: Option<SagaStart<'_>>,
     ) -> Result<(), StoreError> {
         let mut tx = connection.begin().await.map_err(classify)?;
         if let Some(version) = expected_version {
             self.delete_row(&mut tx, id, version).await?;
         }
         self.append(&mut tx, events).await?;
+        if let Some(saga) = &saga {
+            self.insert_saga(&mut tx, saga).await?;
+        }
         for rewrite in rewrites {
             self.query(sql::REWRITE_PAYLOAD)
                 .bind(&rewrite.payload)

@@ -111,11 +111,19 @@ async fn every_documented_example_request_succeeds(app: TestApp) {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        // A customer's erasure saga exists only after an erasure with ERASURE_PARTICIPANTS
+        // set (the examples delete without erasing): its documented 404 here, its 200 in
+        // sagas.rs.
+        let expected = if template == "/api/v1/customers/{id}/erasure" {
+            "4"
+        } else {
+            "2"
+        };
         let documented: Vec<&String> = operation["responses"]
             .as_object()
             .unwrap()
             .keys()
-            .filter(|code| code.starts_with('2'))
+            .filter(|code| code.starts_with(expected))
             .collect();
         let text = response.text().await.unwrap();
         assert!(

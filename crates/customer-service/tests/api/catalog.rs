@@ -36,6 +36,8 @@ async fn the_catalog_lists_every_version_with_a_schema_its_example_satisfies() {
             ("CustomerDeleted", "1.0", true),
             ("CustomerErased", "1.0", true),
             ("CustomerImported", "1.0", true),
+            ("CustomerErasureRequested", "1.0", true),
+            ("CustomerErasureCompleted", "1.0", true),
         ]
     );
     for entry in entries {
@@ -134,7 +136,7 @@ async fn the_asyncapi_document_describes_the_configured_channels() {
         .unwrap()
         .keys()
         .collect();
-    assert_eq!(messages.len(), 7);
+    assert_eq!(messages.len(), 9);
     // Every reference resolves.
     for (_, op) in doc["operations"].as_object().unwrap() {
         for message in op["messages"].as_array().unwrap() {

@@ -677,3 +677,82 @@ async fn with_protected_reads_the_page_asks_for_a_token_and_then_goes_live() {
         "{errors:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_and_failed_erasure_sagas_are_listed_on_the_dashboard() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.redis = Some(unique_redis(url));
+        c.erasure = Some(customer_service::config::ErasureConfig {
+            participants: vec!["billing".into(), "email".into()],
+            deadline: Duration::from_secs(2),
+            retry_after: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    let erase = |id: i64| {
+        app.send(
+            app.client
+                .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
+        )
+    };
+    let late = app.create_id(&minimal("late@example.com")).await;
+    assert_eq!(erase(late).await.status(), 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while crate::test_app::json_of(app.get("/api/v1/sagas?state=failed").await, 200).await["data"]
+        ["sagas"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the saga never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waiting = app.create_id(&minimal("waiting@example.com")).await;
+    assert_eq!(erase(waiting).await.status(), 204);
+
+    browser.open(&app.url("/dashboard")).await;
+    let rows = browser
+        .wait_for(
+            "the open and the failed saga in the table",
+            "const rows = [...document.querySelectorAll('#sagas tbody tr')]; \
+             return rows.length === 2 ? rows.map(r => [...r.cells].map(c => c.textContent)) : null",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[0][1], late.to_string());
+    assert_eq!(rows[0][2], "failed");
+    assert_eq!(rows[0][4], "billing waiting · email waiting");
+    assert_eq!(
+        rows[0][5],
+        "the deadline passed before billing, email confirmed"
+    );
+    assert_eq!(rows[1][1], waiting.to_string());
+    assert_eq!(rows[1][2], "open");
+    assert_eq!(rows[1][5], "");
+    let card = browser
+        .wait_for(
+            "the Erasures card",
+            "const t = id => document.getElementById(id).textContent; \
+             return t('sagas-open') === '1' ? [t('sagas-failed'), \
+               document.getElementById('card-sagas').dataset.level] : null",
+        )
+        .await;
+    assert_eq!(card, json!(["1", "bad"]));
+    assert!(
+        browser
+            .run("return document.getElementById('sagas-empty').hidden")
+            .await
+            == true
+    );
+    assert_eq!(browser.errors().await, Vec::<Value>::new());
+    browser.close().await;
+}

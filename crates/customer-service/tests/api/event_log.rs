@@ -107,7 +107,7 @@ async fn the_events_api_pages_every_published_event_in_position_order_with_filte
     let of_b = page_through(&app, &format!("&customerId={}", ids[1]), 10).await;
     let expected: Vec<i64> = stored
         .iter()
-        .filter(|e| e.customer_id.get() == ids[1])
+        .filter(|e| e.aggregate.customer().map(|c| c.get()) == Some(ids[1]))
         .map(|e| e.position)
         .collect();
     assert_eq!(of_b.iter().map(|(p, _)| *p).collect::<Vec<_>>(), expected);
@@ -124,7 +124,7 @@ async fn the_events_api_pages_every_published_event_in_position_order_with_filte
         json!({
             "after": ["after must not be less than 0"],
             "limit": ["limit must not be less than 1"],
-            "type": ["type must be one of the following values: CustomerCreated, CustomerImported, CustomerUpdated, CustomerActivated, CustomerDeactivated, CustomerDeleted, CustomerErased"],
+            "type": ["type must be one of the following values: CustomerCreated, CustomerImported, CustomerUpdated, CustomerActivated, CustomerDeactivated, CustomerDeleted, CustomerErased, CustomerErasureRequested, CustomerErasureCompleted"],
             "customerId": ["customerId must not be less than 1"]
         })
     );

@@ -33,5 +33,6 @@ mod read_models;
 mod redis_outage;
 mod redis_tls;
 mod robustness;
+mod sagas;
 mod trace_export;
 mod update_customer;

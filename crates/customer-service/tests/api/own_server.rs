@@ -16,6 +16,14 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the binary with `env` on a free port and waits for its health route.
     pub async fn start(env: &[(&str, String)]) -> ServiceProcess {
+        ServiceProcess::start_logging(env, None).await
+    }
+
+    /// [`ServiceProcess::start`], with its log (`RUST_LOG=info`) appended to `log` if given.
+    pub async fn start_logging(
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> ServiceProcess {
         let port = test_servers::free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_customer-service"));
         command
@@ -23,6 +31,14 @@ impl ServiceProcess {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(path) = log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("the log file opens");
+            command.env("RUST_LOG", "info").stderr(file);
+        }
         for (key, value) in env {
             command.env(key, value);
         }

@@ -259,6 +259,16 @@ function onStatus(status) {
   );
   setLevel("card-dlq", depth === null || depth === undefined ? "off" : depth === 0 ? "ok" : "warn");
 
+  const sagas = checks.sagas || { status: "disabled" };
+  const configured = sagas.status !== "disabled" && sagas.status !== "error";
+  setText("sagas-open", configured ? number(sagas.open) : sagas.status === "error" ? "?" : "Off");
+  setText("sagas-failed", configured ? number(sagas.failed) : "–");
+  setText("sagas-late", configured ? number(sagas.pastHalfDeadline) : "–");
+  setLevel(
+    "card-sagas",
+    !configured ? "off" : sagas.failed > 0 ? "bad" : sagas.pastHalfDeadline > 0 ? "warn" : "ok",
+  );
+
   state.samples.push({ at: Date.now(), published: status.relay.publishedTotal, requests: status.http.requestsTotal });
   while (state.samples.length > RATE_SECONDS + 2) state.samples.shift();
   const httpRate = rate("requests");
@@ -650,6 +660,47 @@ async function refreshStats() {
   }
 }
 
+// ---------------------------------------------------------------- erasure sagas
+
+const SAGAS_EVERY_MS = 5000;
+
+function participantsText(saga) {
+  return saga.participants
+    .map((p) => {
+      if (p.state === "confirmed") return `${p.name} ✓`;
+      if (p.state === "failed") return `${p.name} ✗`;
+      return p.attempts > 1 ? `${p.name} waiting (asked ${p.attempts}×)` : `${p.name} waiting`;
+    })
+    .join(" · ");
+}
+
+async function refreshSagas() {
+  try {
+    const [open, failed] = await Promise.all([
+      getJson("/api/v1/sagas?state=open&limit=20"),
+      getJson("/api/v1/sagas?state=failed&limit=20"),
+    ]);
+    if (open.status !== 200 || failed.status !== 200) return;
+    const sagas = [...failed.body.data.sagas, ...open.body.data.sagas];
+    const rows = sagas.map((saga) =>
+      el(
+        "tr",
+        { dataset: { sagaId: saga.sagaId, state: saga.state } },
+        el("td", {}, `#${saga.sagaId}`),
+        el("td", {}, String(saga.customerId)),
+        el("td", { class: saga.state === "failed" ? "bad" : "" }, saga.state),
+        el("td", {}, dateTime(saga.deadline)),
+        el("td", {}, participantsText(saga)),
+        el("td", {}, saga.reason || ""),
+      ),
+    );
+    $("sagas").querySelector("tbody").replaceChildren(...rows);
+    $("sagas-empty").hidden = rows.length > 0;
+  } catch (error) {
+    console.error("sagas", error);
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 follow("/api/v1/health/stream", {
@@ -667,4 +718,6 @@ follow("/api/v1/health/stream", {
 setInterval(drawChart, 1000);
 refreshStats();
 setInterval(refreshStats, STATS_EVERY_MS);
+refreshSagas();
+setInterval(refreshSagas, SAGAS_EVERY_MS);
 renderEvents();
