@@ -95,18 +95,23 @@ impl Orchestrator {
         tracing::info!("saga orchestrator stopped");
     }
 
-    /// Reads and records a batch of answers; `false` after a failure.
+    /// Reads and records a batch of answers; `false` after a failure, after which the next
+    /// read starts again from the answers read but not acknowledged.
     pub async fn step_replies(&self) -> bool {
         let messages = match self.replies.read(100, TICK).await {
             Ok(messages) => messages,
             Err(error) => {
                 self.status.failed("reading saga replies", &error);
+                // Answers delivered just before the connection failed are pending.
+                self.replies.rewind();
                 return false;
             }
         };
         for message in messages {
             if !self.record(&message).await {
-                // Not acknowledged: read again after the pause.
+                // Not acknowledged (the database or Redis failed): read again after the
+                // pause, before anything new.
+                self.replies.rewind();
                 return false;
             }
         }
@@ -166,5 +171,122 @@ impl Orchestrator {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::application::{NewEvent, Reply, SagaSummary, StoreError, SystemClock};
+    use crate::domain::saga::{Saga, SagaState};
+    use crate::domain::Timestamp;
+    use crate::sinks::SinkError;
+
+    /// One answer, pending until acknowledged; a read gives it while it is pending and the
+    /// reader has rewound (or never read it).
+    #[derive(Default)]
+    struct OneReply {
+        delivered: AtomicBool,
+        acked: AtomicBool,
+        reads: AtomicU64,
+    }
+
+    fn message() -> ReplyMessage {
+        ReplyMessage {
+            stream: "s:erasure-replies".into(),
+            id: "1-0".into(),
+            reply: Reply {
+                saga_id: Some(7),
+                participant: "billing".into(),
+                token: "t".into(),
+                outcome: "erased".into(),
+                reason: None,
+            },
+        }
+    }
+
+    #[async_trait]
+    impl ReplySource for OneReply {
+        async fn read(&self, _: usize, _: Duration) -> Result<Vec<ReplyMessage>, SinkError> {
+            if self.acked.load(Ordering::SeqCst) || self.delivered.swap(true, Ordering::SeqCst) {
+                return Ok(Vec::new());
+            }
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![message()])
+        }
+        async fn ack(&self, _: &ReplyMessage) -> Result<(), SinkError> {
+            self.acked.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn rewind(&self) {
+            self.delivered.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A database that fails its first read and then knows no saga.
+    #[derive(Default)]
+    struct FlakyStore {
+        failed: AtomicBool,
+    }
+
+    #[async_trait]
+    impl SagaStore for FlakyStore {
+        async fn find_saga(&self, _: i64) -> Result<Option<Saga>, StoreError> {
+            if self.failed.swap(true, Ordering::SeqCst) {
+                Ok(None)
+            } else {
+                Err(StoreError::Unavailable("down".into()))
+            }
+        }
+        async fn find_saga_of(&self, _: &str, _: i64) -> Result<Option<Saga>, StoreError> {
+            Ok(None)
+        }
+        async fn list_sagas(
+            &self,
+            _: Option<SagaState>,
+            _: Option<i64>,
+            _: i64,
+        ) -> Result<Vec<Saga>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn due_sagas(&self, _: Timestamp, _: i64) -> Result<Vec<i64>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn save_saga(&self, _: &Saga, _: &[NewEvent]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn saga_summary(&self, _: Timestamp) -> Result<SagaSummary, StoreError> {
+            Ok(SagaSummary::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_could_not_be_recorded_is_read_again_before_new_ones() {
+        let replies = Arc::new(OneReply::default());
+        let orchestrator = Orchestrator {
+            store: Arc::new(FlakyStore::default()),
+            sagas: Sagas::default(),
+            replies: replies.clone(),
+            clock: Arc::new(SystemClock),
+            status: Arc::default(),
+        };
+        assert!(!orchestrator.step_replies().await, "the database failed");
+        assert!(!replies.acked.load(Ordering::SeqCst));
+        assert_eq!(
+            orchestrator.status.last_error().as_deref(),
+            Some("recording a saga reply failed")
+        );
+        assert!(orchestrator.step_replies().await);
+        assert_eq!(replies.reads.load(Ordering::SeqCst), 2, "read again");
+        assert!(replies.acked.load(Ordering::SeqCst));
+        // Recorded as refused: there is no saga 7.
+        assert_eq!(
+            orchestrator.status.replies_refused.load(Ordering::Relaxed),
+            1
+        );
     }
 }

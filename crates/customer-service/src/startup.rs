@@ -13,14 +13,13 @@ use tokio::sync::watch;
 use crate::application::{ErasureSaga, EventLog, SagaStore, Sagas, StoreError, SystemClock};
 use crate::config::{Config, RelayConfig};
 use crate::domain::saga::RetryPolicy;
-use crate::http::SagaContext;
 use crate::http::{
-    self, AppState, Authenticator, HttpMetrics, RateLimiter, RouterOptions, ServerLimits,
+    self, AppState, Authenticator, HttpMetrics, RateLimiter, RouterOptions, SagaContext,
+    ServerLimits,
 };
 use crate::orchestrator::{Orchestrator, OrchestratorStatus};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
-use crate::sinks::{EventSink, RedisSettings, RedisSink};
-use crate::sinks::{RedisReplies, ReplySource};
+use crate::sinks::{EventSink, RedisReplies, RedisSettings, RedisSink, ReplySource};
 use crate::store::{
     describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
 };
@@ -44,9 +43,9 @@ pub struct App {
     redis: Option<(Arc<RedisSink>, String)>,
     /// Set to true to stop everything; created at build so the router can watch it.
     stop: Arc<watch::Sender<bool>>,
-    /// The sagas this configuration runs, and where their answers arrive (`None` without
-    /// any saga).
+    /// The sagas this configuration runs (none without `ERASURE_PARTICIPANTS`).
     sagas: SagaContext,
+    /// Where their answers arrive; `None` without any saga.
     replies: Option<Arc<dyn ReplySource>>,
 }
 

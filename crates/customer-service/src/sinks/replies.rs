@@ -39,7 +39,7 @@ pub trait ReplySource: Send + Sync {
     /// Done with `message`: not read again.
     async fn ack(&self, message: &ReplyMessage) -> Result<(), SinkError>;
     /// Read what is pending (read before, never acknowledged) first again: called when
-    /// this instance becomes the leader.
+    /// this instance becomes the leader, and after a failure left answers unacknowledged.
     fn rewind(&self);
 }
 

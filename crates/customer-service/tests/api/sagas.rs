@@ -990,3 +990,44 @@ async fn a_killed_orchestrator_resumes_where_it_was_without_asking_twice(backend
     drop(second);
     drop(first);
 }
+
+#[tokio::test]
+async fn participants_without_a_broker_stop_the_service_at_start_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("cs_test_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = crate::test_app::TempDir(dir.clone());
+    let database = format!("sqlite://{}", dir.join("customers.db").display());
+    let port = test_servers::free_port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
+            .env("DATABASE_URL", database)
+            .env("PORT", port)
+            .env("ERASURE_PARTICIPANTS", "billing,email")
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_HOST")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        // A service that started after all would serve forever: give it 10 s.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "ERASURE_PARTICIPANTS needs a message broker: participants get their erasure \
+             requests on the event stream and answer on <EVENT_STREAM>:erasure-replies. Set \
+             REDIS_URL (or REDIS_HOST), or unset ERASURE_PARTICIPANTS"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.join("customers.db").exists(), "nothing was started");
+}
