@@ -20,7 +20,7 @@ use crate::domain::saga::{
 use crate::domain::Timestamp;
 
 use super::error::ApplicationError;
-use super::new_event::retry_on_conflict;
+use super::new_event::{retry_on_conflict, MAX_WRITE_ATTEMPTS};
 use super::ports::{Aggregate, NewEvent, SagaStore, SagaSummary, StoreError};
 
 /// What one kind of saga asks of its participants and announces.
@@ -343,7 +343,8 @@ pub async fn retry_saga(
     id: i64,
     now: Timestamp,
 ) -> Result<Saga, SagaActionError> {
-    loop {
+    // Bounded like every compare-and-set retry (see `retry_on_conflict`).
+    for _ in 0..MAX_WRITE_ATTEMPTS {
         let mut saga = store
             .find_saga(id)
             .await?
@@ -370,6 +371,7 @@ pub async fn retry_saga(
         saga.version += 1;
         return Ok(saga);
     }
+    Err(StoreError::VersionConflict.into())
 }
 
 /// `sagas cancel <id>`: ends the saga `cancelled` with `reason`.
@@ -379,7 +381,8 @@ pub async fn cancel_saga(
     reason: &str,
     now: Timestamp,
 ) -> Result<Saga, SagaActionError> {
-    loop {
+    // Bounded like every compare-and-set retry (see `retry_on_conflict`).
+    for _ in 0..MAX_WRITE_ATTEMPTS {
         let mut saga = store
             .find_saga(id)
             .await?
@@ -398,6 +401,7 @@ pub async fn cancel_saga(
         saga.version += 1;
         return Ok(saga);
     }
+    Err(StoreError::VersionConflict.into())
 }
 
 /// A page of sagas, newest first.
