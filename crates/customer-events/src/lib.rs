@@ -20,6 +20,7 @@
 //!   stream, reclaiming and de-duplication.
 //! - `participant` (feature `consumer`): the participant side of the erasure saga: one
 //!   `erase(customer_id)` function, and requests, de-duplication, retries and replies handled.
+//! - `jetstream` (feature `jetstream`): the same consumer on a NATS JetStream stream.
 //! - `projection` (feature `projection`): read models fed from the event log, checkpointed
 //!   in the model's own transaction, rebuilt blue/green.
 
@@ -31,7 +32,11 @@ pub mod envelope;
 pub mod erasure;
 pub mod event;
 pub mod fold;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 pub mod json;
+#[cfg(any(feature = "consumer", feature = "jetstream"))]
+pub mod outcome;
 #[cfg(feature = "consumer")]
 pub mod participant;
 #[cfg(feature = "projection")]

@@ -18,6 +18,8 @@ pub struct Config {
     /// `None` when neither `REDIS_URL` nor `REDIS_HOST` is set: events then go to the log
     /// only (and from there to `/api/v1/events` and the SSE stream).
     pub redis: Option<RedisConfig>,
+    /// `None` unless `NATS_URL` is set: events then also go to a JetStream stream.
+    pub nats: Option<NatsConfig>,
     pub relay: RelayConfig,
     /// `READ_MODELS_ENABLED`: run the read models' runner (customer statistics) in this
     /// process. Off on an instance that should only serve; another instance (or several)
@@ -28,6 +30,47 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
 }
+
+/// The NATS JetStream sink (see docs/architecture.md, "The NATS JetStream sink").
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// `NATS_URL`: `nats://[USER:PASSWORD@]HOST:PORT` or `tls://…`; several servers
+    /// separated by commas.
+    pub url: String,
+    /// `NATS_CREDS_FILE`: a `.creds` file (JWT and nkey seed) to authenticate with.
+    pub creds_file: Option<std::path::PathBuf>,
+    /// `NATS_CA_FILE`: a PEM CA certificate to trust for TLS (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `NATS_SUBJECT_PREFIX`: subjects are `<prefix>.<eventType>.<customerId>`.
+    pub subject_prefix: String,
+    /// `NATS_STREAM`: the JetStream stream, created if missing.
+    pub stream: String,
+    /// `NATS_STREAM_REPLICAS`.
+    pub replicas: usize,
+    /// `NATS_STREAM_MAX_AGE`: how long the stream keeps a message.
+    pub max_age: Duration,
+    /// `NATS_DUPLICATE_WINDOW`: JetStream drops a message whose `Nats-Msg-Id` it stored
+    /// this recently; longer than the relay's longest retry.
+    pub duplicate_window: Duration,
+}
+
+/// Never shows the URL (it may carry a password).
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("max_age", &self.max_age)
+            .field("duplicate_window", &self.duplicate_window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest `NATS_DUPLICATE_WINDOW`: a batch is published again after a failed mark
+/// (at once), a relay failure (back-off up to 5 s), a leader change (the lease's 3 s) or a
+/// restart; a minute covers all of them with room.
+pub const MIN_NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The erasure saga (see docs/architecture.md, "Sagas").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -509,24 +552,28 @@ impl Value for Origins {
 struct Url<const KIND: u8>(String);
 const DATABASE: u8 = 0;
 const REDIS: u8 = 1;
+const NATS: u8 = 2;
 
 impl<const KIND: u8> Value for Url<KIND> {
-    const EXPECTED: &'static str = if KIND == DATABASE {
-        "a sqlite:, postgres:// or mysql:// URL"
-    } else {
-        "a redis:// or rediss:// URL"
+    const EXPECTED: &'static str = match KIND {
+        DATABASE => "a sqlite:, postgres:// or mysql:// URL",
+        REDIS => "a redis:// or rediss:// URL",
+        _ => "nats:// or tls:// URLs, separated by commas",
     };
     const SHOW: bool = false;
     fn parse(raw: &str) -> Option<Self> {
-        let schemes: &[&str] = if KIND == DATABASE {
-            &["sqlite:", "postgres://", "postgresql://", "mysql://"]
-        } else {
-            &["redis://", "rediss://"]
+        let schemes: &[&str] = match KIND {
+            DATABASE => &["sqlite:", "postgres://", "postgresql://", "mysql://"],
+            REDIS => &["redis://", "rediss://"],
+            _ => &["nats://", "tls://"],
         };
-        schemes
-            .iter()
-            .any(|scheme| raw.starts_with(scheme))
-            .then(|| Url(raw.to_owned()))
+        let one = |url: &str| schemes.iter().any(|scheme| url.trim().starts_with(scheme));
+        let valid = if KIND == NATS {
+            raw.split(',').all(one)
+        } else {
+            one(raw)
+        };
+        valid.then(|| Url(raw.to_owned()))
     }
 }
 
@@ -586,6 +633,21 @@ settings! {
     event_ttl_seconds: Positive<u64> = "EVENT_TTL_SECONDS", Some("86400"), "lifetime of the event keys";
     event_stream_maxlen: Positive<u64> = "EVENT_STREAM_MAXLEN", Some("1000000"),
         "approximate cap of the stream";
+    nats_url: Option<Url<NATS>> = "NATS_URL", None,
+        "nats://[USER:PASSWORD@]HOST:PORT (tls:// for TLS; several separated by commas): \
+         publish to a JetStream stream too [default: none]";
+    nats_creds_file: Option<std::path::PathBuf> = "NATS_CREDS_FILE", None,
+        "a NATS .creds file to authenticate with";
+    nats_ca_file: Option<std::path::PathBuf> = "NATS_CA_FILE", None,
+        "PEM CA certificate for TLS to a private CA [default: the system's roots]";
+    nats_subject_prefix: String = "NATS_SUBJECT_PREFIX", Some("customer-service.events"),
+        "subjects are <prefix>.<eventType>.<customerId>";
+    nats_stream: String = "NATS_STREAM", Some("CUSTOMER_EVENTS"), "JetStream stream (created if missing)";
+    nats_stream_replicas: Positive<usize> = "NATS_STREAM_REPLICAS", Some("1"), "replicas of a created stream";
+    nats_stream_max_age: Span = "NATS_STREAM_MAX_AGE", Some("720h"), "how long the stream keeps a message";
+    nats_duplicate_window: Span = "NATS_DUPLICATE_WINDOW", Some("10m"),
+        "JetStream drops a repeated Nats-Msg-Id within this (at least 1m: longer than the \
+         relay's longest retry)";
     relay_enabled: bool = "RELAY_ENABLED", Some("true"), "publish the event log";
     relay_batch_size: Positive<i64> = "RELAY_BATCH_SIZE", Some("1000"), "events per publish round trip";
     relay_poll_interval_ms: Positive<u64> = "RELAY_POLL_INTERVAL_MS", Some("10"),
@@ -661,6 +723,7 @@ impl Config {
         let s = Settings::read(&lookup)?;
         let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
         let erasure = erasure_config(&s, redis.is_some())?;
+        let nats = nats_config(&s)?;
         let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
         let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
@@ -683,6 +746,7 @@ impl Config {
                 acquire_timeout: millis(s.database_acquire_timeout_ms),
             },
             redis,
+            nats,
             relay: RelayConfig {
                 enabled: s.relay_enabled,
                 batch_size: s.relay_batch_size.0,
@@ -701,6 +765,43 @@ impl Config {
             },
         })
     }
+}
+
+fn nats_config(s: &Settings) -> Result<Option<NatsConfig>, ConfigError> {
+    let Some(url) = &s.nats_url else {
+        return Ok(None);
+    };
+    let duplicate_window = s.nats_duplicate_window.0;
+    if duplicate_window < MIN_NATS_DUPLICATE_WINDOW {
+        return Err(invalid(
+            "NATS_DUPLICATE_WINDOW",
+            "must be at least 1m: it has to outlast the relay's longest retry of a batch, or \
+             a repeated publish is stored twice",
+        ));
+    }
+    if s.nats_stream.is_empty() || s.nats_stream.contains(['.', '*', '>', ' ']) {
+        return Err(invalid(
+            "NATS_STREAM",
+            "must be a stream name without '.', '*', '>' or spaces",
+        ));
+    }
+    let prefix = s.nats_subject_prefix.trim_matches('.');
+    if prefix.is_empty() || prefix.contains(['*', '>', ' ']) || prefix.contains("..") {
+        return Err(invalid(
+            "NATS_SUBJECT_PREFIX",
+            "must be subject tokens separated by dots, without wildcards or spaces",
+        ));
+    }
+    Ok(Some(NatsConfig {
+        url: url.0.clone(),
+        creds_file: s.nats_creds_file.clone(),
+        ca_file: s.nats_ca_file.clone(),
+        subject_prefix: prefix.to_owned(),
+        stream: s.nats_stream.clone(),
+        replicas: s.nats_stream_replicas.0,
+        max_age: s.nats_stream_max_age.0,
+        duplicate_window,
+    }))
 }
 
 fn erasure_config(s: &Settings, broker: bool) -> Result<Option<ErasureConfig>, ConfigError> {
@@ -1071,6 +1172,39 @@ mod tests {
             .unwrap()
             .erasure
             .is_none());
+    }
+
+    #[test]
+    fn nats_settings_are_checked() {
+        assert!(config(&[]).unwrap().nats.is_none());
+        let c = config(&[("NATS_URL", "nats://a:4222, tls://b:4223")]).unwrap();
+        let nats = c.nats.unwrap();
+        assert_eq!(nats.subject_prefix, "customer-service.events");
+        assert_eq!(nats.stream, "CUSTOMER_EVENTS");
+        assert_eq!(nats.duplicate_window, Duration::from_secs(600));
+        assert_eq!(nats.max_age, Duration::from_secs(720 * 3600));
+        for (var, value) in [
+            ("NATS_URL", "http://a:4222"),
+            ("NATS_URL", "nats://a:4222,redis://b"),
+            ("NATS_DUPLICATE_WINDOW", "30s"),
+            ("NATS_STREAM", "CUSTOMER.EVENTS"),
+            ("NATS_SUBJECT_PREFIX", "events.>"),
+            ("NATS_STREAM_REPLICAS", "0"),
+        ] {
+            let error = config(&[(var, value), ("NATS_URL", "nats://a:4222")]).unwrap_err();
+            assert_eq!(error.var, var, "{value}");
+        }
+        let error = config(&[
+            ("NATS_URL", "nats://u:secret@a:4222"),
+            ("NATS_DUPLICATE_WINDOW", "5s"),
+        ])
+        .unwrap_err();
+        assert!(error.message.contains("at least 1m"), "{}", error.message);
+        assert!(!format!(
+            "{:?}",
+            config(&[("NATS_URL", "nats://u:secret@a")]).unwrap()
+        )
+        .contains("secret"));
     }
 
     #[test]

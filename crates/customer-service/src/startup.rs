@@ -19,7 +19,7 @@ use crate::http::{
 };
 use crate::orchestrator::{Orchestrator, OrchestratorStatus};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
-use crate::sinks::{EventSink, RedisReplies, RedisSettings, RedisSink, ReplySource};
+use crate::sinks::{EventSink, NatsSink, RedisReplies, RedisSettings, RedisSink, ReplySource};
 use crate::store::{
     describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
 };
@@ -41,6 +41,8 @@ pub struct App {
     database_url: String,
     /// The Redis sink and where it points, checked once at start-up.
     redis: Option<(Arc<RedisSink>, String)>,
+    /// The NATS sink, checked once at start-up.
+    nats: Option<Arc<NatsSink>>,
     /// Set to true to stop everything; created at build so the router can watch it.
     stop: Arc<watch::Sender<bool>>,
     /// The sagas this configuration runs (none without `ERASURE_PARTICIPANTS`).
@@ -153,9 +155,16 @@ impl App {
         let redis_check = redis
             .clone()
             .zip(config.redis.as_ref().map(|r| redis_host(&r.url)));
+        let nats = config
+            .nats
+            .clone()
+            .map(|nats| Arc::new(NatsSink::new(nats)));
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(redis) = &redis {
             sinks.push(redis.clone());
+        }
+        if let Some(nats) = &nats {
+            sinks.push(nats.clone());
         }
         let definitions = saga_definitions(config);
         let replies: Option<Arc<dyn ReplySource>> = match &config.redis {
@@ -197,6 +206,7 @@ impl App {
             started_at,
             relay: relay.status(),
             redis,
+            nats: nats.clone(),
             metrics: metrics.clone(),
             idempotency_ttl: config.http.idempotency_ttl,
             outbox_degraded_after: config.relay.degraded_after,
@@ -237,6 +247,7 @@ impl App {
             },
             database_url: config.database.url.clone(),
             redis: redis_check,
+            nats,
             stop: Arc::new(stop),
             sagas,
             replies,
@@ -312,6 +323,20 @@ impl App {
                     tracing::warn!(
                         "Redis at {host} does not answer (REDIS_URL): events wait in the \
                          database and are published when it does; health says degraded until then"
+                    );
+                }
+            });
+        }
+        if let Some(nats) = self.nats.clone() {
+            tokio::spawn(async move {
+                let answered = tokio::time::timeout(REDIS_START_CHECK * 3, nats.ping()).await;
+                if !matches!(answered, Ok(Ok(()))) {
+                    tracing::warn!(
+                        "NATS at {} does not answer (NATS_URL), or its JetStream stream {} \
+                         cannot be created: events wait in the database and are published \
+                         when it does; health says degraded until then",
+                        nats.address(),
+                        nats.config().stream
                     );
                 }
             });

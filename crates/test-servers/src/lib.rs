@@ -4,8 +4,8 @@
 //! - [`Server::url`]: the server of a `TEST_*` variable when it is set; otherwise one this
 //!   test binary starts on first use (a throwaway PostgreSQL cluster, MariaDB data directory
 //!   or `redis-server` in a temp dir, on a free port) and shares among its tests.
-//! - [`OwnPostgres`], [`OwnRedis`]: a server of one test's own, which it may stop and start
-//!   (the fault tests).
+//! - [`OwnPostgres`], [`OwnRedis`], [`OwnNats`]: a server of one test's own, which it may
+//!   stop and start (the fault tests).
 //! - Nothing is left behind: each server has a watchdog (a shell in its own process group)
 //!   that stops it and removes its directory as soon as the test binary has exited — also
 //!   when it was killed. [`OwnPostgres`] and [`OwnRedis`] clean up on drop as well.
@@ -25,6 +25,8 @@ pub enum Server {
     Postgres,
     MariaDb,
     Redis,
+    /// `nats-server` with JetStream.
+    Nats,
 }
 
 impl Server {
@@ -34,6 +36,7 @@ impl Server {
             Server::Postgres => "TEST_DATABASE_URL",
             Server::MariaDb => "TEST_MYSQL_URL",
             Server::Redis => "TEST_REDIS_URL",
+            Server::Nats => "TEST_NATS_URL",
         }
     }
 
@@ -48,6 +51,7 @@ impl Server {
         static POSTGRES: OnceLock<Result<OwnPostgres, String>> = OnceLock::new();
         static MARIADB: OnceLock<Result<OwnMariaDb, String>> = OnceLock::new();
         static REDIS: OnceLock<Result<OwnRedis, String>> = OnceLock::new();
+        static NATS: OnceLock<Result<OwnNats, String>> = OnceLock::new();
         match self {
             Server::Postgres => POSTGRES
                 .get_or_init(OwnPostgres::start)
@@ -61,6 +65,7 @@ impl Server {
                 .get_or_init(OwnRedis::start)
                 .as_ref()
                 .map(OwnRedis::url),
+            Server::Nats => NATS.get_or_init(OwnNats::start).as_ref().map(OwnNats::url),
         }
         .map_err(Clone::clone)
     }
@@ -529,6 +534,90 @@ impl OwnRedis {
 }
 
 impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `nats-server` with JetStream on its own port; its store stays in its directory across
+/// [`OwnNats::restart`] (so a restart loses nothing JetStream acknowledged).
+pub struct OwnNats {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
+}
+
+impl OwnNats {
+    /// `Err` (why) when `nats-server` is not installed.
+    pub fn installed() -> Result<PathBuf, String> {
+        find_on_path("nats-server")
+            .ok_or_else(|| "nats-server is not installed; install it or set TEST_NATS_URL".into())
+    }
+
+    /// A new server, started. `Err` when `nats-server` is not installed.
+    pub fn start() -> Result<OwnNats, String> {
+        OwnNats::installed()?;
+        let mut nats = OwnNats {
+            port: free_port(),
+            dir: temp_dir("cs_nats", None),
+            child: None,
+            watchdog: None,
+        };
+        nats.restart();
+        Ok(nats)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and store, and waits until it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let program = OwnNats::installed().expect("nats-server was there at start");
+        let log = self.dir.join("nats.log");
+        let child = Command::new(program)
+            .current_dir(&self.dir)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.join("store"))
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        self.watchdog = Some(Watchdog::start(&kill_and_remove(
+            child.id(),
+            &self.dir,
+            &self.dir,
+        )));
+        self.child = Some(child);
+        wait_for_port(self.port, "nats-server", &log);
+    }
+
+    /// Kills the server (an outage); its store stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.watchdog = None;
+    }
+}
+
+impl Drop for OwnNats {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);

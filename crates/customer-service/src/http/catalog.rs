@@ -39,7 +39,7 @@ pub(crate) async fn event_catalog() -> impl IntoResponse {
 /// AsyncAPI 3.0 document of the channels this instance publishes to.
 #[utoipa::path(get, path = "/api/v1/events/asyncapi.json", tag = "events",
     summary = "AsyncAPI document",
-    description = "The channels this instance publishes events to (Redis Pub/Sub and Stream when configured, Server-Sent Events always) as an AsyncAPI 3.0 document.",
+    description = "The channels this instance publishes events to (Redis Pub/Sub and Stream, NATS JetStream, when configured; Server-Sent Events always) as an AsyncAPI 3.0 document.",
     responses((status = 200, description = "AsyncAPI 3.0.0 document", body = Object)))]
 pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse {
     let current: Vec<&CatalogEntry> = entries().iter().filter(|e| e.current).collect();
@@ -127,6 +127,32 @@ pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse
             "appendToStream".into(),
             json!({"action": "send", "channel": {"$ref": "#/channels/stream"},
                    "messages": operation_messages("stream")}),
+        );
+    }
+    if let Some(nats) = &state.nats {
+        let config = nats.config();
+        servers.insert(
+            "nats".into(),
+            json!({"host": nats.address(), "protocol": "nats",
+                   "description": format!("JetStream stream {}: events are published here by the relay, in log order, each with Nats-Msg-Id = eventId (de-duplicated within {} s).", config.stream, config.duplicate_window.as_secs())}),
+        );
+        channels.insert(
+            "jetstream".into(),
+            json!({
+                "address": format!("{}.{{eventType}}.{{customerId}}", config.subject_prefix),
+                "description": "NATS JetStream subject per event: the event type and the customer id (a saga's events: its id negated). Subscribe to <prefix>.> or filter by type or customer; CustomerErased purges the customer's earlier messages.",
+                "parameters": {
+                    "eventType": {"description": "The envelope's eventType."},
+                    "customerId": {"description": "metadata.aggregateId: the customer's id, or a saga's id negated."}
+                },
+                "servers": [{"$ref": "#/servers/nats"}],
+                "messages": message_refs
+            }),
+        );
+        operations.insert(
+            "publishToJetStream".into(),
+            json!({"action": "send", "channel": {"$ref": "#/channels/jetstream"},
+                   "messages": operation_messages("jetstream")}),
         );
     }
     Json(json!({

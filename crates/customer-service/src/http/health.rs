@@ -91,6 +91,8 @@ pub(crate) struct Health {
 pub(crate) struct Checks {
     database: Check,
     redis: Check,
+    /// "disabled" without `NATS_URL`.
+    nats: Check,
     outbox: OutboxCheck,
     sagas: SagasCheck,
 }
@@ -187,9 +189,10 @@ impl Health {
 /// The health report: what `GET /api/v1/health` answers and the dashboard shows.
 pub(crate) async fn report(state: &AppState) -> Health {
     // The checks run concurrently: the answer takes the slowest one, not their sum.
-    let (database, redis, outbox, sagas) = tokio::join!(
+    let (database, redis, nats, outbox, sagas) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
         redis_check(state),
+        nats_check(state),
         tokio::time::timeout(CHECK_TIMEOUT, state.events.outbox_status()),
         sagas_check(state),
     );
@@ -240,10 +243,10 @@ pub(crate) async fn report(state: &AppState) -> Health {
         },
     };
     let is_healthy = database.status == "ok";
-    let status = match (is_healthy, redis.status, outbox.status) {
-        (false, _, _) => "unhealthy",
-        (true, "error", _) | (true, _, "stalled") => "degraded",
-        (true, _, _) => "healthy",
+    let status = match (is_healthy, redis.status, nats.status, outbox.status) {
+        (false, _, _, _) => "unhealthy",
+        (true, "error", _, _) | (true, _, "error", _) | (true, _, _, "stalled") => "degraded",
+        (true, _, _, _) => "healthy",
     };
     Health {
         status,
@@ -252,6 +255,7 @@ pub(crate) async fn report(state: &AppState) -> Health {
         checks: Checks {
             database,
             redis,
+            nats,
             outbox,
             sagas,
         },
@@ -324,6 +328,20 @@ async fn sagas_check(state: &AppState) -> SagasCheck {
         ),
         last_error: state.sagas.status.last_error(),
         message: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+async fn nats_check(state: &AppState) -> Check {
+    match &state.nats {
+        None => Check {
+            status: "disabled",
+            message: Some("no NATS configured".to_owned()),
+        },
+        Some(nats) => match tokio::time::timeout(CHECK_TIMEOUT, nats.ping()).await {
+            Ok(Ok(())) => Check::ok(),
+            Ok(Err(_)) => Check::error("nats unreachable; events wait in the log"),
+            Err(_) => Check::error("nats did not answer in time; events wait in the log"),
+        },
     }
 }
 

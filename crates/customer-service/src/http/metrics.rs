@@ -355,6 +355,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         "1 if the database answered this scrape.",
         i64::from(database_up),
     );
+    if let Some(nats) = &state.nats {
+        let up = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, nats.ping()).await,
+            Ok(Ok(()))
+        );
+        int_gauge(
+            &scrape,
+            "nats_up",
+            "1 if NATS (and its JetStream stream) answered this scrape.",
+            i64::from(up),
+        );
+    }
     if let Some(redis) = &state.redis {
         let up = matches!(
             tokio::time::timeout(PROBE_TIMEOUT, redis.ping()).await,

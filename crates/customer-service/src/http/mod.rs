@@ -67,6 +67,8 @@ pub struct AppState {
     pub relay: Arc<RelayStatus>,
     /// For the health check; `None` when no Redis is configured.
     pub redis: Option<Arc<RedisSink>>,
+    /// For the health check; `None` when no NATS is configured.
+    pub nats: Option<Arc<crate::sinks::NatsSink>>,
     /// How long an Idempotency-Key's answer is kept.
     pub idempotency_ttl: Duration,
     /// Health is degraded while the oldest unpublished event is older than this.

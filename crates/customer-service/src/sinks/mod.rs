@@ -1,13 +1,16 @@
 //! Where published events go. Sinks move envelopes; they never look inside them.
 //!
 //! - [`RedisSink`]: `PUBLISH` + 24 h key + stream entry, idempotently, one script per batch.
+//! - [`NatsSink`]: a JetStream stream, `Nats-Msg-Id` = eventId, acknowledged per batch.
 //!
 //! The SSE stream is not a sink: it reads the settled log (see `outbox/watermark.rs`), so it
 //! can resume from any position and works on every instance, not only the leader's.
 
+mod nats;
 mod redis;
 mod replies;
 
+pub use nats::NatsSink;
 pub use redis::{append_to_stream, client, connection_config, RedisSettings, RedisSink};
 pub use replies::{RedisReplies, ReplyMessage, ReplySource, REPLY_GROUP};
 

@@ -23,6 +23,7 @@ mod history;
 mod http_basics;
 mod idempotency;
 mod import;
+mod nats;
 mod openapi_conformance;
 mod operations;
 mod own_server;
