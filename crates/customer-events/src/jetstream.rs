@@ -46,6 +46,8 @@ pub struct JetStreamConfig {
     pub subject_prefix: String,
     /// The durable consumer's name: one per application; its processes share the events.
     pub durable: String,
+    /// The subjects read [default: `<prefix>.*.*`, every event].
+    pub filter_subject: Option<String>,
     /// Handler calls per event before it goes to the dead-letter subject.
     pub max_attempts: u32,
     /// Wait before the second attempt; doubles per attempt, up to `max_backoff`.
@@ -71,6 +73,7 @@ impl JetStreamConfig {
             stream: stream.into(),
             subject_prefix: subject_prefix.into(),
             durable: durable.into(),
+            filter_subject: None,
             max_attempts: 5,
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -91,9 +94,9 @@ impl JetStreamConfig {
         format!("{}_{}_SEEN", self.stream, self.durable)
     }
 
-    /// The subject recording that `event_id` was handled.
-    fn seen_subject(&self, event_id: &str) -> String {
-        format!("{}-seen.{}.{event_id}", self.subject_prefix, self.durable)
+    /// The subject recording `key` (an event id, or another token of the application's).
+    fn seen_subject(&self, key: &str) -> String {
+        format!("{}-seen.{}.{key}", self.subject_prefix, self.durable)
     }
 }
 
@@ -137,7 +140,10 @@ impl JetStreamConsumer {
                 &config.durable,
                 pull::Config {
                     durable_name: Some(config.durable.clone()),
-                    filter_subject: format!("{}.*.*", config.subject_prefix),
+                    filter_subject: config
+                        .filter_subject
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.*.*", config.subject_prefix)),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: config.ack_wait,
@@ -169,6 +175,10 @@ impl JetStreamConsumer {
 
     pub fn config(&self) -> &JetStreamConfig {
         &self.config
+    }
+
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.context
     }
 
     /// Handles events until `shutdown` completes (checked between fetches and events).
@@ -250,7 +260,7 @@ impl JetStreamConsumer {
             // Unreadable: no retry can help.
             Err(error) => return self.dead_letter(message, &error.to_string(), 1).await,
         };
-        if self.handled_before(&envelope.event_id).await? {
+        if self.recorded(&envelope.event_id).await? {
             message.ack().await.map_err(failed)?;
             return Ok(Outcome::Duplicate);
         }
@@ -259,13 +269,7 @@ impl JetStreamConsumer {
         loop {
             match handler(envelope.clone()).await {
                 Ok(()) => {
-                    self.context
-                        .publish(self.config.seen_subject(&envelope.event_id), "".into())
-                        .await
-                        .map_err(failed)?
-                        .into_future()
-                        .await
-                        .map_err(failed)?;
+                    self.record(&envelope.event_id).await?;
                     message.ack().await.map_err(failed)?;
                     return Ok(Outcome::Handled);
                 }
@@ -283,10 +287,23 @@ impl JetStreamConsumer {
         }
     }
 
-    async fn handled_before(&self, event_id: &str) -> Result<bool, JetStreamError> {
+    /// Remembers `key` (subject-safe: letters, digits, `-`, `_`) for `dedupe_ttl`.
+    pub(crate) async fn record(&self, key: &str) -> Result<(), JetStreamError> {
+        self.context
+            .publish(self.config.seen_subject(key), "".into())
+            .await
+            .map_err(failed)?
+            .into_future()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Whether `key` was recorded (within `dedupe_ttl`).
+    pub(crate) async fn recorded(&self, key: &str) -> Result<bool, JetStreamError> {
         match self
             .seen
-            .get_last_raw_message_by_subject(&self.config.seen_subject(event_id))
+            .get_last_raw_message_by_subject(&self.config.seen_subject(key))
             .await
         {
             Ok(_) => Ok(true),

@@ -37,7 +37,7 @@ pub mod jetstream;
 pub mod json;
 #[cfg(any(feature = "consumer", feature = "jetstream"))]
 pub mod outcome;
-#[cfg(feature = "consumer")]
+#[cfg(any(feature = "consumer", feature = "jetstream"))]
 pub mod participant;
 #[cfg(feature = "projection")]
 pub mod projection;

@@ -1,6 +1,7 @@
-//! The participant side of the erasure saga (feature `consumer`): a service that keeps its
-//! own copy of customers implements one `erase(customer_id)` function, and [`Participant`]
-//! does the rest.
+//! The participant side of the erasure saga: a service that keeps its own copy of customers
+//! implements one `erase(customer_id)` function, and [`Participant`] (Redis, feature
+//! `consumer`) or [`nats::NatsParticipant`] (NATS JetStream, feature `jetstream`) does the
+//! rest.
 //!
 //! - Reads the service's stream in its own consumer group (`erasure-<participant>`), with
 //!   everything [`crate::consumer::Consumer`] brings: at-least-once delivery, a dead
@@ -39,10 +40,47 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "consumer")]
 use redis::aio::MultiplexedConnection;
 
+#[cfg(feature = "consumer")]
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, Outcome};
+#[cfg(feature = "consumer")]
 use crate::event::{CustomerErasureRequested, CustomerEvent};
+
+#[cfg(feature = "jetstream")]
+#[path = "participant_nats.rs"]
+pub mod nats;
+
+/// Calls `erase` up to `max_attempts` times with exponential back-off: `None` once it
+/// succeeded, else the last error (cut to [`MAX_REASON_CHARS`]), the answer's reason.
+pub(crate) async fn erase_with_retries<F, Fut, E>(
+    erase: &F,
+    customer_id: i64,
+    max_attempts: u32,
+    mut backoff: Duration,
+    max_backoff: Duration,
+) -> Option<String>
+where
+    F: Fn(i64) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let mut attempt = 1;
+    loop {
+        match erase(customer_id).await {
+            Ok(()) => return None,
+            Err(error) if attempt >= max_attempts => {
+                return Some(error.to_string().chars().take(MAX_REASON_CHARS).collect())
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+                attempt += 1;
+            }
+        }
+    }
+}
 
 /// The stream participants answer on: `<stream>:erasure-replies`.
 pub fn reply_stream(stream: &str) -> String {
@@ -52,6 +90,7 @@ pub fn reply_stream(stream: &str) -> String {
 /// The longest `reason` sent (characters); a longer error is cut.
 pub const MAX_REASON_CHARS: usize = 500;
 
+#[cfg(feature = "consumer")]
 /// How a participant behaves; [`ParticipantConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct ParticipantConfig {
@@ -69,6 +108,7 @@ pub struct ParticipantConfig {
     pub remember: Duration,
 }
 
+#[cfg(feature = "consumer")]
 impl ParticipantConfig {
     pub fn new(
         stream: impl Into<String>,
@@ -99,6 +139,7 @@ impl ParticipantConfig {
     }
 }
 
+#[cfg(feature = "consumer")]
 /// One erasure participant.
 pub struct Participant {
     consumer: Consumer,
@@ -106,6 +147,7 @@ pub struct Participant {
     config: ParticipantConfig,
 }
 
+#[cfg(feature = "consumer")]
 impl Participant {
     pub fn new(redis_url: &str, config: ParticipantConfig) -> Result<Participant, ConsumerError> {
         Ok(Participant {
@@ -179,19 +221,14 @@ impl Participant {
             );
             return self.reply(&mut connection, &request, None).await;
         }
-        let mut backoff = self.config.backoff;
-        let mut attempt = 1;
-        let failure = loop {
-            match erase(request.customer_id).await {
-                Ok(()) => break None,
-                Err(error) if attempt >= self.config.max_attempts => break Some(error.to_string()),
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                    attempt += 1;
-                }
-            }
-        };
+        let failure = erase_with_retries(
+            erase,
+            request.customer_id,
+            self.config.max_attempts,
+            self.config.backoff,
+            self.config.max_backoff,
+        )
+        .await;
         if failure.is_none() {
             let _: redis::Value = redis::cmd("SET")
                 .arg(&done)
@@ -213,11 +250,7 @@ impl Participant {
         request: &CustomerErasureRequested,
         failure: Option<&str>,
     ) -> Result<(), String> {
-        let reason: String = failure
-            .unwrap_or_default()
-            .chars()
-            .take(MAX_REASON_CHARS)
-            .collect();
+        let reason = failure.unwrap_or_default();
         let _: String = redis::cmd("XADD")
             .arg(self.config.reply_stream())
             .arg("*")

@@ -722,8 +722,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let s = Settings::read(&lookup)?;
         let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
-        let erasure = erasure_config(&s, redis.is_some())?;
         let nats = nats_config(&s)?;
+        let erasure = erasure_config(&s, redis.is_some() || nats.is_some())?;
         let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
         let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
@@ -814,9 +814,10 @@ fn erasure_config(s: &Settings, broker: bool) -> Result<Option<ErasureConfig>, C
     if !broker {
         return Err(invalid(
             "ERASURE_PARTICIPANTS",
-            "needs a message broker: participants get their erasure requests on the event \
-             stream and answer on <EVENT_STREAM>:erasure-replies. Set REDIS_URL (or \
-             REDIS_HOST), or unset ERASURE_PARTICIPANTS",
+            "needs a message broker: participants get their erasure requests with the \
+             events and answer on <EVENT_STREAM>:erasure-replies (Redis) or \
+             <NATS_SUBJECT_PREFIX>.erasure-replies (NATS). Set REDIS_URL (or REDIS_HOST) or \
+             NATS_URL, or unset ERASURE_PARTICIPANTS",
         ));
     }
     Ok(Some(ErasureConfig {
@@ -1134,12 +1135,19 @@ mod tests {
         assert!(
             refused.message.starts_with(
                 "ERASURE_PARTICIPANTS needs a message broker: participants get their erasure \
-                 requests on the event stream"
+                 requests with the events"
             ),
             "{}",
             refused.message
         );
-        assert!(refused.message.contains("Set REDIS_URL (or REDIS_HOST)"));
+        assert!(refused
+            .message
+            .contains("Set REDIS_URL (or REDIS_HOST) or NATS_URL"));
+        let nats_only = config(&[
+            ("ERASURE_PARTICIPANTS", "billing"),
+            ("NATS_URL", "nats://a:4222"),
+        ]);
+        assert!(nats_only.unwrap().erasure.is_some());
         let redis = ("REDIS_URL", "redis://cache:6379");
         let c = config(&[redis, ("ERASURE_PARTICIPANTS", " billing , email-v2,")]).unwrap();
         let erasure = c.erasure.unwrap();

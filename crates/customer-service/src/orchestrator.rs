@@ -57,7 +57,8 @@ impl OrchestratorStatus {
 pub struct Orchestrator {
     pub store: Arc<dyn SagaStore>,
     pub sagas: Sagas,
-    pub replies: Arc<dyn ReplySource>,
+    /// Every channel answers arrive on (Redis streams, NATS subjects).
+    pub replies: Vec<Arc<dyn ReplySource>>,
     pub clock: Arc<dyn Clock>,
     pub status: Arc<OrchestratorStatus>,
 }
@@ -77,7 +78,9 @@ impl Orchestrator {
             }
             if !leading {
                 // A previous leader may have read answers it never acknowledged.
-                self.replies.rewind();
+                for replies in &self.replies {
+                    replies.rewind();
+                }
                 leading = true;
                 tracing::info!("saga orchestrator active");
             }
@@ -98,27 +101,36 @@ impl Orchestrator {
     /// Reads and records a batch of answers; `false` after a failure, after which the next
     /// read starts again from the answers read but not acknowledged.
     pub async fn step_replies(&self) -> bool {
-        let messages = match self.replies.read(100, TICK).await {
+        let mut all_ok = true;
+        let tick = TICK / u32::try_from(self.replies.len().max(1)).unwrap_or(1);
+        for replies in &self.replies {
+            all_ok &= self.step_source(&**replies, tick).await;
+        }
+        all_ok
+    }
+
+    async fn step_source(&self, replies: &dyn ReplySource, tick: Duration) -> bool {
+        let messages = match replies.read(100, tick).await {
             Ok(messages) => messages,
             Err(error) => {
                 self.status.failed("reading saga replies", &error);
                 // Answers delivered just before the connection failed are pending.
-                self.replies.rewind();
+                replies.rewind();
                 return false;
             }
         };
         for message in messages {
-            if !self.record(&message).await {
-                // Not acknowledged (the database or Redis failed): read again after the
-                // pause, before anything new.
-                self.replies.rewind();
+            if !self.record(replies, &message).await {
+                // Not acknowledged (the database or the broker failed): read again after
+                // the pause, before anything new.
+                replies.rewind();
                 return false;
             }
         }
         true
     }
 
-    async fn record(&self, message: &ReplyMessage) -> bool {
+    async fn record(&self, replies: &dyn ReplySource, message: &ReplyMessage) -> bool {
         let reply = &message.reply;
         let decision = match handle_reply(&*self.store, &self.sagas, reply, self.clock.now()).await
         {
@@ -155,7 +167,7 @@ impl Orchestrator {
                 );
             }
         }
-        if let Err(error) = self.replies.ack(message).await {
+        if let Err(error) = replies.ack(message).await {
             self.status.failed("acknowledging a saga reply", &error);
             return false;
         }
@@ -270,7 +282,7 @@ mod tests {
         let orchestrator = Orchestrator {
             store: Arc::new(FlakyStore::default()),
             sagas: Sagas::default(),
-            replies: replies.clone(),
+            replies: vec![replies.clone()],
             clock: Arc::new(SystemClock),
             status: Arc::default(),
         };

@@ -19,7 +19,9 @@ use crate::http::{
 };
 use crate::orchestrator::{Orchestrator, OrchestratorStatus};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
-use crate::sinks::{EventSink, NatsSink, RedisReplies, RedisSettings, RedisSink, ReplySource};
+use crate::sinks::{
+    EventSink, NatsReplies, NatsSink, RedisReplies, RedisSettings, RedisSink, ReplySource,
+};
 use crate::store::{
     describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
 };
@@ -47,8 +49,8 @@ pub struct App {
     stop: Arc<watch::Sender<bool>>,
     /// The sagas this configuration runs (none without `ERASURE_PARTICIPANTS`).
     sagas: SagaContext,
-    /// Where their answers arrive; `None` without any saga.
-    replies: Option<Arc<dyn ReplySource>>,
+    /// Where their answers arrive (Redis, NATS); none without any saga.
+    replies: Vec<Arc<dyn ReplySource>>,
 }
 
 /// The sagas `config` asks for: the erasure saga when `ERASURE_PARTICIPANTS` is set.
@@ -167,19 +169,24 @@ impl App {
             sinks.push(nats.clone());
         }
         let definitions = saga_definitions(config);
-        let replies: Option<Arc<dyn ReplySource>> = match &config.redis {
-            Some(redis) if !definitions.is_empty() => {
-                let streams = definitions
-                    .definitions()
-                    .map(|d| format!("{}:{}", redis.stream, d.reply_suffix()))
-                    .collect();
-                Some(Arc::new(RedisReplies::new(
-                    crate::sinks::client(redis)?,
-                    streams,
-                )))
-            }
-            _ => None,
-        };
+        let mut replies: Vec<Arc<dyn ReplySource>> = Vec::new();
+        if let (Some(redis), false) = (&config.redis, definitions.is_empty()) {
+            let streams = definitions
+                .definitions()
+                .map(|d| format!("{}:{}", redis.stream, d.reply_suffix()))
+                .collect();
+            replies.push(Arc::new(RedisReplies::new(
+                crate::sinks::client(redis)?,
+                streams,
+            )));
+        }
+        if let (Some(nats), false) = (&nats, definitions.is_empty()) {
+            let suffixes = definitions
+                .definitions()
+                .map(|d| d.reply_suffix())
+                .collect();
+            replies.push(Arc::new(NatsReplies::new(nats.clone(), suffixes)));
+        }
         let sagas = SagaContext {
             store: store.clone() as Arc<dyn SagaStore>,
             definitions,
@@ -358,11 +365,11 @@ impl App {
                 }
                 Backend::Sqlite => Leadership::Sole,
             };
-            if let Some(replies) = self.replies.clone() {
+            if !self.replies.is_empty() {
                 let orchestrator = Orchestrator {
                     store: self.sagas.store.clone(),
                     sagas: self.sagas.definitions.clone(),
-                    replies,
+                    replies: self.replies.clone(),
                     clock: Arc::new(SystemClock),
                     status: self.sagas.status.clone(),
                 };

@@ -10,7 +10,7 @@ mod nats;
 mod redis;
 mod replies;
 
-pub use nats::NatsSink;
+pub use nats::{NatsReplies, NatsSink};
 pub use redis::{append_to_stream, client, connection_config, RedisSettings, RedisSink};
 pub use replies::{RedisReplies, ReplyMessage, ReplySource, REPLY_GROUP};
 

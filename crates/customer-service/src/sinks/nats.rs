@@ -111,7 +111,8 @@ impl NatsSink {
         Ok(context)
     }
 
-    async fn context(&self) -> Result<jetstream::Context, SinkError> {
+    /// The JetStream context, connected and the stream ensured.
+    pub(crate) async fn context(&self) -> Result<jetstream::Context, SinkError> {
         let mut slot = self.context.lock().await;
         if let Some(context) = slot.as_ref() {
             return Ok(context.clone());
@@ -213,6 +214,126 @@ impl EventSink for NatsSink {
         }
         purged
     }
+}
+
+/// Participants' answers on NATS: `<prefix>.<suffix>` (`…erasure-replies`), JSON
+/// `{"sagaId","participant","token","outcome","reason"}`, stored by the events' stream (its
+/// subjects are `<prefix>.>`) and read by the durable consumer
+/// `customer-service-sagas-<suffix>`. An answer not acknowledged (the orchestrator failed, or
+/// died) is delivered again after [`REPLY_ACK_WAIT`]; recording is idempotent.
+pub struct NatsReplies {
+    sink: std::sync::Arc<NatsSink>,
+    suffixes: Vec<&'static str>,
+    consumers: Mutex<Vec<jetstream::consumer::PullConsumer>>,
+}
+
+/// How long an answer read but not acknowledged waits before it is delivered again.
+pub const REPLY_ACK_WAIT: Duration = Duration::from_secs(5);
+
+impl NatsReplies {
+    pub fn new(sink: std::sync::Arc<NatsSink>, suffixes: Vec<&'static str>) -> NatsReplies {
+        NatsReplies {
+            sink,
+            suffixes,
+            consumers: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn consumers(&self) -> Result<Vec<jetstream::consumer::PullConsumer>, SinkError> {
+        let mut slot = self.consumers.lock().await;
+        if slot.is_empty() {
+            let context = self.sink.context().await?;
+            let stream = context
+                .get_stream(&self.sink.config.stream)
+                .await
+                .map_err(unavailable)?;
+            for suffix in &self.suffixes {
+                let name = format!("customer-service-sagas-{suffix}");
+                let consumer = stream
+                    .get_or_create_consumer(
+                        &name,
+                        jetstream::consumer::pull::Config {
+                            durable_name: Some(name.clone()),
+                            filter_subject: format!("{}.{suffix}", self.sink.config.subject_prefix),
+                            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                            ack_wait: REPLY_ACK_WAIT,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                slot.push(consumer);
+            }
+        }
+        Ok(slot.clone())
+    }
+}
+
+/// A JSON answer read; anything unreadable becomes a reply without saga (refused, logged).
+fn read_reply(payload: &[u8]) -> crate::application::Reply {
+    let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+    let text = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    crate::application::Reply {
+        saga_id: value["sagaId"].as_i64(),
+        participant: text("participant"),
+        token: text("token"),
+        outcome: text("outcome"),
+        reason: Some(text("reason")).filter(|r| !r.is_empty()),
+    }
+}
+
+#[async_trait]
+impl super::ReplySource for NatsReplies {
+    async fn read(
+        &self,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<super::ReplyMessage>, SinkError> {
+        use futures_util::StreamExt;
+        let consumers = self.consumers().await?;
+        let per_subject = block / u32::try_from(consumers.len().max(1)).unwrap_or(1);
+        let mut out = Vec::new();
+        for consumer in consumers {
+            let fetched = consumer
+                .fetch()
+                .max_messages(count)
+                .expires(per_subject)
+                .messages()
+                .await;
+            let mut messages = match fetched {
+                Ok(messages) => messages,
+                Err(error) => {
+                    self.consumers.lock().await.clear();
+                    return Err(unavailable(error));
+                }
+            };
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(unavailable)?;
+                let Some(ack) = message.reply.clone() else {
+                    continue;
+                };
+                out.push(super::ReplyMessage {
+                    stream: message.subject.to_string(),
+                    id: ack.to_string(),
+                    reply: read_reply(&message.payload),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// An empty message to the delivery's reply subject: JetStream's acknowledgement.
+    async fn ack(&self, message: &super::ReplyMessage) -> Result<(), SinkError> {
+        let context = self.sink.context().await?;
+        context
+            .client()
+            .publish(message.id.clone(), "".into())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Nothing to do: the server delivers an unacknowledged answer again by itself.
+    fn rewind(&self) {}
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ use crate::test_app::{
     json_of, minimal, redis_url, spawn_app_with, streamed_payloads, unique_redis, Backend, TestApp,
 };
 
-crate::for_every_backend!(every_event_reaches_the_stream_once_with_its_message_id);
+crate::for_every_backend!(
+    every_event_reaches_the_stream_once_with_its_message_id,
+    the_erasure_saga_runs_with_nats_as_its_only_broker,
+);
 
 /// NATS settings no other test uses, on the server at `url`.
 fn unique_nats(url: &str) -> NatsConfig {
@@ -295,4 +298,147 @@ async fn the_asyncapi_document_lists_the_jetstream_channel_when_configured() {
     );
     assert!(doc["operations"]["publishToJetStream"].is_object());
     assert!(!doc.to_string().contains("secret"));
+}
+
+/// A NATS participant in this process: the customer ids its `erase` was called with.
+fn nats_participant(
+    nats: &NatsConfig,
+    client: async_nats::Client,
+    name: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    use customer_events::participant::nats::{NatsParticipant, NatsParticipantConfig};
+    let mut config = NatsParticipantConfig::new(&nats.stream, &nats.subject_prefix, name);
+    config.consumer.block = Duration::from_millis(100);
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let recorded = calls.clone();
+    let task = tokio::spawn(async move {
+        let participant = NatsParticipant::new(client, config).await.unwrap();
+        participant
+            .run(
+                |customer_id| {
+                    recorded.lock().unwrap().push(customer_id);
+                    async { Ok::<(), String>(()) }
+                },
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )
+            .await
+            .unwrap();
+    });
+    (calls, stop, task)
+}
+
+async fn the_erasure_saga_runs_with_nats_as_its_only_broker(backend: Backend) {
+    let Some(url) = Server::Nats.url_or_skip() else {
+        return;
+    };
+    let nats = unique_nats(&url);
+    let app = spawn_app_with(backend, |c| {
+        c.nats = Some(nats.clone());
+        c.redis = None;
+        c.erasure = Some(customer_service::config::ErasureConfig {
+            participants: vec!["billing".into(), "email".into()],
+            deadline: Duration::from_secs(3600),
+            retry_after: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    let id = app.create_id(&minimal("erase.me@example.com")).await;
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    // The stream exists once the service published to it.
+    app.wait_until_published().await;
+    let (billing_calls, billing_stop, billing) = nats_participant(&nats, client.clone(), "billing");
+    let (email_calls, email_stop, email) = nats_participant(&nats, client.clone(), "email");
+    let response = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/customers/{id}?erase=true"))),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        let record = json_of(
+            app.get(&format!("/api/v1/customers/{id}/erasure")).await,
+            200,
+        )
+        .await["data"]
+            .clone();
+        if record["state"] == "completed" {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "never completed: {record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let saga = record["sagaId"].as_i64().unwrap();
+    assert_eq!(*billing_calls.lock().unwrap(), [id]);
+    assert_eq!(*email_calls.lock().unwrap(), [id]);
+    let messages = stream_messages(&nats).await;
+    let prefix = &nats.subject_prefix;
+    let subjects: Vec<&str> = messages.iter().map(|m| m.subject.as_str()).collect();
+    let requests = format!("{prefix}.CustomerErasureRequested.-{saga}");
+    assert_eq!(subjects.iter().filter(|s| **s == requests).count(), 2);
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == format!("{prefix}.CustomerErasureCompleted.-{saga}"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == format!("{prefix}.erasure-replies"))
+            .count(),
+        2,
+        "one answer each"
+    );
+
+    // A forged answer is refused (and acknowledged: it does not come back).
+    let forged =
+        json!({"sagaId": saga, "participant": "billing", "token": "forged", "outcome": "erased"});
+    jetstream::new(client.clone())
+        .publish(
+            format!("{prefix}.erasure-replies"),
+            forged.to_string().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.lines().any(|l| l == "saga_replies_refused_total 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the forged answer was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = json_of(
+        app.get(&format!("/api/v1/customers/{id}/erasure")).await,
+        200,
+    )
+    .await;
+    assert_eq!(after["data"], record);
+    for stop in [billing_stop, email_stop] {
+        let _ = stop.send(true);
+    }
+    let _ = (billing.await, email.await);
+    delete_stream(&nats).await;
+    for durable in ["erasure-billing", "erasure-email"] {
+        let _ = jetstream::new(client.clone())
+            .delete_stream(format!("{}_{durable}_SEEN", nats.stream))
+            .await;
+    }
 }

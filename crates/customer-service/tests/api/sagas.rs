@@ -1005,6 +1005,7 @@ async fn participants_without_a_broker_stop_the_service_at_start_with_a_clear_me
             .env("ERASURE_PARTICIPANTS", "billing,email")
             .env_remove("REDIS_URL")
             .env_remove("REDIS_HOST")
+            .env_remove("NATS_URL")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -1024,8 +1025,9 @@ async fn participants_without_a_broker_stop_the_service_at_start_with_a_clear_me
     assert!(
         stderr.contains(
             "ERASURE_PARTICIPANTS needs a message broker: participants get their erasure \
-             requests on the event stream and answer on <EVENT_STREAM>:erasure-replies. Set \
-             REDIS_URL (or REDIS_HOST), or unset ERASURE_PARTICIPANTS"
+             requests with the events and answer on <EVENT_STREAM>:erasure-replies (Redis) or \
+             <NATS_SUBJECT_PREFIX>.erasure-replies (NATS). Set REDIS_URL (or REDIS_HOST) or \
+             NATS_URL, or unset ERASURE_PARTICIPANTS"
         ),
         "{stderr}"
     );
