@@ -231,6 +231,11 @@ pub struct DatabaseConfig {
     /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a
     /// connection before it gets a 503 while the database is down or saturated.
     pub acquire_timeout: Duration,
+    /// `DATABASE_READ_URL`: a PostgreSQL streaming replica of `url` for the reads that may
+    /// lag (see docs/architecture.md, "Read replicas").
+    pub read_url: Option<String>,
+    /// `DATABASE_READ_MAX_LAG_MS`: reads fall back to the primary while the replica lags more.
+    pub read_max_lag: Duration,
 }
 
 /// The URL may carry a password: show only its scheme.
@@ -241,6 +246,8 @@ impl fmt::Debug for DatabaseConfig {
             .field("url", &format_args!("{scheme}://<redacted>"))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("read_replica", &self.read_url.is_some())
+            .field("read_max_lag", &self.read_max_lag)
             .finish()
     }
 }
@@ -601,6 +608,11 @@ settings! {
     database_pool_size: Positive<u32> = "DATABASE_POOL_SIZE", Some("10"), "database connections";
     database_acquire_timeout_ms: Positive<u64> = "DATABASE_ACQUIRE_TIMEOUT_MS", Some("3000"),
         "wait for a connection before answering 503";
+    database_read_url: Option<Url<DATABASE>> = "DATABASE_READ_URL", None,
+        "postgres://… of a streaming replica of DATABASE_URL: reads that may lag go there \
+         [default: none: every read on the primary]";
+    database_read_max_lag_ms: Positive<u64> = "DATABASE_READ_MAX_LAG_MS", Some("1000"),
+        "reads fall back to the primary while the replica lags more";
     frontend_url: Option<Origins> = "FRONTEND_URL", None,
         "CORS origin(s), comma-separated [default: none: no CORS headers]";
     request_timeout_secs: Positive<u64> = "REQUEST_TIMEOUT_SECS", Some("30"),
@@ -724,6 +736,7 @@ impl Config {
         let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
         let nats = nats_config(&s)?;
         let erasure = erasure_config(&s, redis.is_some() || nats.is_some())?;
+        let read_url = read_replica_url(&s)?;
         let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
         let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
@@ -741,6 +754,8 @@ impl Config {
                 max_connections: s.http_max_connections.0,
             },
             database: DatabaseConfig {
+                read_url,
+                read_max_lag: millis(s.database_read_max_lag_ms),
                 url: s.database_url.0,
                 max_connections: s.database_pool_size.0,
                 acquire_timeout: millis(s.database_acquire_timeout_ms),
@@ -765,6 +780,20 @@ impl Config {
             },
         })
     }
+}
+
+fn read_replica_url(s: &Settings) -> Result<Option<String>, ConfigError> {
+    let Some(url) = &s.database_read_url else {
+        return Ok(None);
+    };
+    let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+    if !postgres(&url.0) || !postgres(&s.database_url.0) {
+        return Err(invalid(
+            "DATABASE_READ_URL",
+            "is supported for a PostgreSQL replica of a PostgreSQL DATABASE_URL only",
+        ));
+    }
+    Ok(Some(url.0.clone()))
 }
 
 fn nats_config(s: &Settings) -> Result<Option<NatsConfig>, ConfigError> {
@@ -1180,6 +1209,33 @@ mod tests {
             .unwrap()
             .erasure
             .is_none());
+    }
+
+    #[test]
+    fn a_read_replica_is_a_postgresql_replica_of_a_postgresql_primary() {
+        let primary = ("DATABASE_URL", "postgres://u:p@primary/db");
+        let c = config(&[primary, ("DATABASE_READ_URL", "postgres://u:p@replica/db")]).unwrap();
+        assert_eq!(
+            c.database.read_url.as_deref(),
+            Some("postgres://u:p@replica/db")
+        );
+        assert_eq!(c.database.read_max_lag, Duration::from_secs(1));
+        assert!(!format!("{:?}", c.database).contains("replica/db"));
+        for vars in [
+            vec![("DATABASE_READ_URL", "postgres://u:p@replica/db")],
+            vec![
+                ("DATABASE_URL", "mysql://root@primary/db"),
+                ("DATABASE_READ_URL", "mysql://root@replica/db"),
+            ],
+            vec![primary, ("DATABASE_READ_URL", "redis://replica")],
+        ] {
+            assert_eq!(
+                config(&vars).unwrap_err().var,
+                "DATABASE_READ_URL",
+                "{vars:?}"
+            );
+        }
+        assert!(config(&[]).unwrap().database.read_url.is_none());
     }
 
     #[test]

@@ -135,7 +135,24 @@ impl App {
     /// port) and builds the relay with its sink: Redis, when configured.
     pub async fn build(config: &Config) -> anyhow::Result<App> {
         let started_at = Instant::now();
-        let store = Arc::new(connect_store(config).await?);
+        let mut store = connect_store(config).await?;
+        if let Some(url) = &config.database.read_url {
+            let options = StoreOptions {
+                url: url.clone(),
+                create_if_missing: false,
+                ..store_options(config, false)
+            };
+            store = store
+                .with_read_replica(&options, config.database.read_max_lag)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to the read replica {} (DATABASE_READ_URL)",
+                        describe_url(url)
+                    )
+                })?;
+        }
+        let store = Arc::new(store);
         store
             .migrate()
             .await
@@ -313,6 +330,9 @@ impl App {
 
         let wake = self.store.commit_signal();
         let mut background = Vec::new();
+        background.push(tokio::spawn(
+            self.store.clone().watch_replica(stopped.clone()),
+        ));
         if self.read_models {
             let metrics = self.metrics.clone();
             background.push(tokio::spawn(self.store.clone().run_read_models(

@@ -315,6 +315,61 @@ impl OwnPostgres {
         Ok(cluster)
     }
 
+    /// A streaming replica of this cluster (`pg_basebackup -R`: a standby that follows it),
+    /// started on a port of its own; it applies each commit `apply_delay` late (a lagging
+    /// replica, `recovery_min_apply_delay`).
+    pub fn start_replica(&self, apply_delay: Duration) -> OwnPostgres {
+        let dir = temp_dir("cs_pg", Some("postgres:postgres"));
+        let data = dir.join("data");
+        let watchdog = Watchdog::start(&format!(
+            "{} -D {} -m immediate stop; rm -rf {}",
+            postgres_command(&self.bin.join("pg_ctl")),
+            quoted(&data.display().to_string()),
+            quoted(&dir.display().to_string())
+        ));
+        run_quietly(
+            as_user("postgres", &self.bin.join("pg_basebackup"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-R", "-X", "stream", "--no-sync"]),
+            "pg_basebackup",
+        );
+        {
+            use std::io::Write;
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.auto.conf"))
+                .expect("pg_basebackup -R wrote postgresql.auto.conf");
+            writeln!(
+                conf,
+                "recovery_min_apply_delay = '{}ms'",
+                apply_delay.as_millis()
+            )
+            .expect("writing postgresql.auto.conf");
+        }
+        let replica = OwnPostgres {
+            bin: self.bin.clone(),
+            dir,
+            port: free_port(),
+            _watchdog: watchdog,
+        };
+        replica.restart();
+        replica
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The directory holding the cluster (removed on drop, or by the watchdog).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -14,6 +14,7 @@ mod ports;
 mod query_customers;
 mod read_events;
 mod read_models;
+pub mod read_scope;
 mod sagas;
 mod update_customer;
 mod verify_log;
@@ -31,8 +32,8 @@ pub use ports::Aggregate;
 pub use ports::{
     ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,
     EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListPosition, ListQuery, NewEvent,
-    OutboxStatus, PoolUsage, ProjectionState, ReadModels, RelayLease, Responder, Rewrite,
-    SagaStart, SagaStore, SagaSummary, StatsRows, StoreError, StoredEvent, StoredResponse,
+    OutboxStatus, PoolUsage, ProjectionState, ReadModels, RelayLease, ReplicaStatus, Responder,
+    Rewrite, SagaStart, SagaStore, SagaSummary, StatsRows, StoreError, StoredEvent, StoredResponse,
     SystemClock,
 };
 pub use query_customers::{
@@ -46,6 +47,7 @@ pub use read_events::{
 pub use read_models::{
     customer_stats, projection_lag, projection_states, CustomerStats, ProjectionLag, SIGNUP_DAYS,
 };
+pub use read_scope::{reading, ReadScope};
 pub use sagas::{
     advance_due_sagas, cancel_saga, erasure_of, handle_reply, list_sagas, new_token, retry_saga,
     saga_summary, seal_saga_events, ErasureSaga, Reply, SagaActionError, SagaDefinition, SagaPage,

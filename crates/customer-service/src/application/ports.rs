@@ -170,6 +170,21 @@ pub struct IdempotencyClaim<'a> {
     pub expired_before: Timestamp,
 }
 
+/// What health and metrics show of the replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// It answered the last check.
+    pub up: bool,
+    /// How far it is behind the primary.
+    pub lag: Duration,
+    /// Reads may go to it (up, and not lagging more than allowed).
+    pub serving: bool,
+    pub max_lag: Duration,
+    /// Reads served by it and, of those that could have been, by the primary, since start.
+    pub reads_replica: u64,
+    pub reads_primary: u64,
+}
+
 /// A connection pool's state, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
@@ -309,6 +324,10 @@ pub trait CustomerStore: Send + Sync {
     /// Each connection pool by name, for metrics (none by default).
     fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
         Vec::new()
+    }
+    /// The read replica's state, when one is configured.
+    fn replica_status(&self) -> Option<ReplicaStatus> {
+        None
     }
 }
 

@@ -93,8 +93,55 @@ pub(crate) struct Checks {
     redis: Check,
     /// "disabled" without `NATS_URL`.
     nats: Check,
+    /// "disabled" without `DATABASE_READ_URL`; "error" (down) or "lagging": reads go to the
+    /// primary, and the status is `degraded`.
+    replica: ReplicaCheck,
     outbox: OutboxCheck,
     sagas: SagasCheck,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReplicaCheck {
+    status: &'static str,
+    /// How far the replica is behind the primary, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn replica_check(state: &AppState) -> ReplicaCheck {
+    let Some(replica) = state.store.replica_status() else {
+        return ReplicaCheck {
+            status: "disabled",
+            lag_ms: None,
+            message: Some("no read replica configured".to_owned()),
+        };
+    };
+    let lag_ms = u64::try_from(replica.lag.as_millis()).unwrap_or(u64::MAX);
+    let (status, message) = if !replica.up {
+        (
+            "error",
+            Some("read replica unreachable; reads go to the primary".to_owned()),
+        )
+    } else if !replica.serving {
+        (
+            "lagging",
+            Some(format!(
+                "read replica more than {} ms behind (DATABASE_READ_MAX_LAG_MS); reads go to \
+                 the primary",
+                replica.max_lag.as_millis()
+            )),
+        )
+    } else {
+        ("ok", None)
+    };
+    ReplicaCheck {
+        status,
+        lag_ms: Some(lag_ms),
+        message,
+    }
 }
 
 /// A note on the sagas (issue #17): never changes the overall status.
@@ -243,9 +290,12 @@ pub(crate) async fn report(state: &AppState) -> Health {
         },
     };
     let is_healthy = database.status == "ok";
+    let replica = replica_check(state);
+    let replica_failing = matches!(replica.status, "error" | "lagging");
     let status = match (is_healthy, redis.status, nats.status, outbox.status) {
         (false, _, _, _) => "unhealthy",
         (true, "error", _, _) | (true, _, "error", _) | (true, _, _, "stalled") => "degraded",
+        (true, _, _, _) if replica_failing => "degraded",
         (true, _, _, _) => "healthy",
     };
     Health {
@@ -256,6 +306,7 @@ pub(crate) async fn report(state: &AppState) -> Health {
             database,
             redis,
             nats,
+            replica,
             outbox,
             sagas,
         },

@@ -355,6 +355,35 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         "1 if the database answered this scrape.",
         i64::from(database_up),
     );
+    if let Some(replica) = state.store.replica_status() {
+        int_gauge(
+            &scrape,
+            "database_replica_up",
+            "1 if the read replica answered its last check.",
+            i64::from(replica.up),
+        );
+        gauge(
+            &scrape,
+            "database_replica_lag_seconds",
+            "How far the read replica is behind the primary (lists and counts served by it lag this much).",
+            replica.lag.as_secs_f64(),
+        );
+        if let Ok(reads) = prometheus::IntCounterVec::new(
+            Opts::new(
+                "database_replica_reads_total",
+                "Reads that could go to the replica, by where they went.",
+            ),
+            &["target"],
+        ) {
+            reads
+                .with_label_values(&["replica"])
+                .inc_by(replica.reads_replica);
+            reads
+                .with_label_values(&["primary"])
+                .inc_by(replica.reads_primary);
+            register(&scrape, reads);
+        }
+    }
     if let Some(nats) = &state.nats {
         let up = matches!(
             tokio::time::timeout(PROBE_TIMEOUT, nats.ping()).await,

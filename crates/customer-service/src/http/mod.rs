@@ -21,6 +21,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod replica;
 mod request_context;
 mod sagas;
 mod server;
@@ -113,7 +114,9 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(catalog::router())
         .merge(dashboard::router())
         .merge(health::router())
-        .merge(sagas::router());
+        .merge(sagas::router())
+        // After routing (the route template decides), around every handler.
+        .layer(axum::middleware::from_fn(replica::read_scope));
     let metrics = state.metrics.clone();
     let routes = Router::new()
         .nest("/api/v1", api)

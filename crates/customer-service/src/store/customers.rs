@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use crate::application::{
     ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
-    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, Rewrite, SagaStart, StoreError, StoredEvent,
-    StoredResponse,
+    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, ReplicaStatus, Rewrite, SagaStart,
+    StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
 
@@ -84,8 +84,11 @@ impl CustomerStore for SqlStore {
         claim: Option<IdempotencyClaim<'_>>,
         complete: Complete<'_>,
     ) -> Result<Customer, StoreError> {
-        self.on_writer(async |lease| self.insert_on(lease, draft, claim, complete).await)
-            .await
+        let customer = self
+            .on_writer(async |lease| self.insert_on(lease, draft, claim, complete).await)
+            .await?;
+        self.note_write(customer.id.get()).await;
+        Ok(customer)
     }
 
     #[tracing::instrument(name = "store.insert_many", skip_all, fields(count = drafts.len()))]
@@ -120,7 +123,9 @@ impl CustomerStore for SqlStore {
             self.erase_on(lease, id, expected_version, events, rewrites, saga)
                 .await
         })
-        .await
+        .await?;
+        self.note_write(id.get()).await;
+        Ok(())
     }
 
     async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -157,7 +162,9 @@ impl CustomerStore for SqlStore {
             self.update_on(lease, expected_version, customer, events)
                 .await
         })
-        .await
+        .await?;
+        self.note_write(customer.id.get()).await;
+        Ok(())
     }
 
     #[tracing::instrument(name = "store.delete", skip_all, fields(customer.id = %id))]
@@ -168,7 +175,9 @@ impl CustomerStore for SqlStore {
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
         self.on_writer(async |lease| self.delete_on(lease, id, expected_version, events).await)
-            .await
+            .await?;
+        self.note_write(id.get()).await;
+        Ok(())
     }
 
     async fn find_by_id(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -270,14 +279,22 @@ impl CustomerStore for SqlStore {
     }
 
     fn pool_usage(&self) -> Vec<(&'static str, PoolUsage)> {
-        match self.backend {
+        let mut pools = match self.backend {
             // One pool serves both.
             Backend::Postgres | Backend::MySql => vec![("main", self.readers.usage())],
             Backend::Sqlite => vec![
                 ("readers", self.readers.usage()),
                 ("writer", self.writer.usage()),
             ],
+        };
+        if let Some(replica) = &self.replica {
+            pools.push(("replica", replica.pool.usage()));
         }
+        pools
+    }
+
+    fn replica_status(&self) -> Option<ReplicaStatus> {
+        self.replica.as_ref().map(|replica| replica.status())
     }
 
     async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError> {

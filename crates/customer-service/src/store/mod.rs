@@ -16,6 +16,7 @@ mod original;
 mod pool;
 mod postgres;
 mod read_models;
+mod replica;
 mod row;
 mod sagas;
 mod sql;

@@ -10,12 +10,13 @@ use sqlx::query::Query;
 use sqlx::{Any, Connection, Executor, Row};
 use tokio::sync::Notify;
 
-use crate::application::{CustomerStream, NewEvent, StoreError};
+use crate::application::{read_scope, CustomerStream, NewEvent, ReadScope, StoreError};
 use crate::domain::Customer;
 
 use super::count_cache::{CountCache, Lookup};
 use super::error::{classify, classify_append};
 use super::pool::{Lease, Pool};
+use super::replica::{self, Replica};
 use super::row::read_customer;
 use super::{mysql, postgres, sql, sqlite, Backend, StoreOptions};
 
@@ -31,6 +32,8 @@ pub struct SqlStore {
     committed: Arc<Notify>,
     /// The customer count, shared by every list page until the next local commit.
     pub(super) count_cache: Arc<CountCache>,
+    /// A streaming replica for the reads that allow one (`DATABASE_READ_URL`).
+    pub(super) replica: Option<Arc<Replica>>,
 }
 
 impl SqlStore {
@@ -63,7 +66,74 @@ impl SqlStore {
             writer,
             committed: Arc::new(Notify::new()),
             count_cache: Arc::default(),
+            replica: None,
         })
+    }
+
+    /// Sends the reads that allow it (see `application::read_scope`) to the PostgreSQL
+    /// streaming replica at `options.url` while it lags at most `max_lag`.
+    pub async fn with_read_replica(
+        mut self,
+        options: &StoreOptions,
+        max_lag: std::time::Duration,
+    ) -> Result<SqlStore, StoreError> {
+        if self.backend != Backend::Postgres
+            || Backend::of_url(&options.url) != Some(Backend::Postgres)
+        {
+            return Err(StoreError::Other(
+                "a read replica is supported for PostgreSQL only".into(),
+            ));
+        }
+        let pool = postgres::connect(options).await.map_err(classify)?;
+        self.replica = Some(Arc::new(Replica::new(pool, max_lag)));
+        Ok(self)
+    }
+
+    /// Compares the replica's position with the primary's every 100 ms until `stop`
+    /// (nothing to do without a replica).
+    pub async fn watch_replica(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(replica) = self.replica.clone() else {
+            return;
+        };
+        // Started after the migrations: the replica serves once it has them.
+        while let Err(error) = replica.start_at_primary(&self.writer).await {
+            tracing::warn!(%error, "reading the primary's WAL position failed; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        while !*stop.borrow() {
+            replica.check(&self.writer).await;
+            tokio::select! {
+                () = tokio::time::sleep(replica::POLL) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Where a read goes: the replica when one is configured, the running read's scope
+    /// allows it and the replica serves it; else the primary's readers.
+    pub(super) fn read_pool(&self) -> &Pool {
+        if let (Some(replica), Some(scope)) = (&self.replica, read_scope::current()) {
+            if replica.serves(&scope) {
+                return &replica.pool;
+            }
+        }
+        &self.readers
+    }
+
+    /// After a committed write of customer `id`: its reads by id stay on the primary until
+    /// the replica has replayed it (read-your-writes on this instance).
+    pub(super) async fn note_write(&self, id: i64) {
+        if let Some(replica) = &self.replica {
+            match replica::primary_position(&self.writer).await {
+                Ok(Some(position)) => replica.wrote(id, position),
+                // Unknown: the replica may not have it; keep this customer on the primary
+                // until it has replayed everything there is now and later.
+                _ => replica.wrote(id, u64::MAX),
+            }
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -137,6 +207,9 @@ impl SqlStore {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+        if let Some(replica) = &self.replica {
+            replica.pool.close().await;
+        }
     }
 
     pub(super) async fn append(
@@ -178,7 +251,8 @@ impl SqlStore {
         // A few dozen rows in flight: enough to keep the connection busy while the
         // response is written, small enough to keep memory flat.
         let (rows_out, rows_in) = tokio::sync::mpsc::channel(64);
-        let readers = self.readers.clone();
+        // Chosen here: the task below runs outside the read's scope.
+        let readers = self.read_pool().clone();
         tokio::spawn(async move {
             let mut connection = match readers.acquire().await {
                 Ok(connection) => connection,
@@ -229,7 +303,7 @@ impl SqlStore {
         &self,
         query: Query<'q, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, StoreError> {
-        let mut connection = self.readers.acquire().await.map_err(classify)?;
+        let mut connection = self.read_pool().acquire().await.map_err(classify)?;
         let result = query.fetch_all(&mut *connection).await;
         connection.settle_on(result).map_err(classify)
     }
@@ -238,7 +312,7 @@ impl SqlStore {
         &self,
         query: Query<'q, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, StoreError> {
-        let mut connection = self.readers.acquire().await.map_err(classify)?;
+        let mut connection = self.read_pool().acquire().await.map_err(classify)?;
         let result = query.fetch_optional(&mut *connection).await;
         connection.settle_on(result).map_err(classify)
     }
@@ -250,6 +324,10 @@ impl SqlStore {
         key: &str,
         query: Query<'static, Any, AnyArguments>,
     ) -> Result<i64, StoreError> {
+        if read_scope::current() == Some(ReadScope::Primary) {
+            // The client asked for the primary: no total counted elsewhere or earlier.
+            return self.fetch_scalar(query).await;
+        }
         let generation = match self.count_cache.lookup(key) {
             Lookup::Fresh(count) | Lookup::Previous(count) => return Ok(count),
             Lookup::Refresh {

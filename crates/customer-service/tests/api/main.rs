@@ -33,6 +33,7 @@ mod read_customers;
 mod read_models;
 mod redis_outage;
 mod redis_tls;
+mod replica;
 mod robustness;
 mod sagas;
 mod trace_export;

@@ -1,0 +1,62 @@
+//! Which reads may go to a read replica (`DATABASE_READ_URL`): a middleware on the API routes
+//! that runs each request in its read scope (`application::read_scope`). Get, list, search,
+//! `/active`, `/count`, `/email/:email`, history and the events API may; every other route —
+//! and a request with `Cache-Control: no-cache` — reads the primary. Without a replica the
+//! scope changes nothing.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::application::{reading, ReadScope};
+
+/// The read scope of a request, by its route.
+fn scope_of(request: &Request) -> Option<ReadScope> {
+    if request.method() != Method::GET {
+        return None;
+    }
+    let route = request.extensions().get::<MatchedPath>()?.as_str();
+    let no_cache = request
+        .headers()
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"));
+    // The segment after `customers` (the URI here may have lost the `/api/v1` prefix).
+    let after_customers = || {
+        let mut segments = request.uri().path().split('/');
+        segments.find(|s| *s == "customers")?;
+        segments.next()
+    };
+    let scope = match route {
+        "/api/v1/customers/{id}" | "/api/v1/customers/{id}/history" => {
+            // An id the handler will refuse reads nothing.
+            ReadScope::Customer(after_customers()?.parse().ok()?)
+        }
+        "/api/v1/customers/email/{email}" => ReadScope::Email(
+            request
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        "/api/v1/customers"
+        | "/api/v1/customers/active"
+        | "/api/v1/customers/count"
+        | "/api/v1/events" => ReadScope::Any,
+        _ => return None,
+    };
+    Some(if no_cache { ReadScope::Primary } else { scope })
+}
+
+pub(crate) async fn read_scope(request: Request, next: Next) -> Response {
+    match scope_of(&request) {
+        Some(scope) => reading(scope, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
