@@ -139,6 +139,12 @@ pub struct RedisConfig {
     /// `REDIS_CA_FILE`: a PEM file of the CA that signed the server's certificate, for a
     /// `rediss://` URL to a server with a private CA; without it, the system's roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// `REDIS_CLUSTER_NODES`: the seed nodes of a Redis Cluster, as URLs (`url` is the
+    /// first); empty for a single server.
+    pub cluster_nodes: Vec<String>,
+    /// `REDIS_MIN_REPLICAS`: replicas that must acknowledge a batch's writes (`WAIT`) before
+    /// it is marked published; `None`: 1 when the cluster has replicas, else 0.
+    pub min_replicas: Option<u32>,
 }
 
 /// The URL may carry a password: show only where it points.
@@ -639,6 +645,12 @@ settings! {
     redis_password: Option<Secret> = "REDIS_PASSWORD", None, "with REDIS_HOST: Redis password";
     redis_ca_file: Option<std::path::PathBuf> = "REDIS_CA_FILE", None,
         "PEM CA certificate for rediss:// to a private CA [default: the system's roots]";
+    redis_cluster_nodes: Option<String> = "REDIS_CLUSTER_NODES", None,
+        "host:port,host:port,… seed nodes of a Redis Cluster, instead of REDIS_URL (password: \
+         REDIS_PASSWORD, or redis[s]://… entries) [default: none]";
+    redis_min_replicas: Option<u32> = "REDIS_MIN_REPLICAS", None,
+        "with a cluster: replicas that must have a batch before it counts as published \
+         [default: 1 when the cluster has replicas]";
     redis_key_prefix: String = "REDIS_KEY_PREFIX", Some("customer"), "prefix of the event keys";
     event_channel: String = "EVENT_CHANNEL", Some("customer-service-events"), "Redis Pub/Sub channel";
     event_stream: String = "EVENT_STREAM", Some("customer-service-events:stream"), "Redis stream";
@@ -733,7 +745,7 @@ impl Config {
     /// Reads variables through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let s = Settings::read(&lookup)?;
-        let (redis, auth, otlp) = (redis_config(&s), auth_config(&s)?, otlp_config(&s)?);
+        let (redis, auth, otlp) = (redis_config(&s)?, auth_config(&s)?, otlp_config(&s)?);
         let nats = nats_config(&s)?;
         let erasure = erasure_config(&s, redis.is_some() || nats.is_some())?;
         let read_url = read_replica_url(&s)?;
@@ -856,19 +868,40 @@ fn erasure_config(s: &Settings, broker: bool) -> Result<Option<ErasureConfig>, C
     }))
 }
 
-fn redis_config(s: &Settings) -> Option<RedisConfig> {
-    let url = match (&s.redis_url, &s.redis_host) {
-        (Some(url), _) => url.0.clone(),
-        (None, Some(host)) => {
-            let auth = s
-                .redis_password
-                .as_ref()
-                .map_or_else(String::new, |p| format!(":{}@", percent_encode(&p.0)));
-            format!("redis://{auth}{host}:{}", s.redis_port.0)
-        }
-        (None, None) => return None,
+fn redis_config(s: &Settings) -> Result<Option<RedisConfig>, ConfigError> {
+    let auth = || {
+        s.redis_password
+            .as_ref()
+            .map_or_else(String::new, |p| format!(":{}@", percent_encode(&p.0)))
     };
-    Some(RedisConfig {
+    let cluster_nodes: Vec<String> = match &s.redis_cluster_nodes {
+        None => Vec::new(),
+        Some(_) if s.redis_url.is_some() || s.redis_host.is_some() => {
+            return Err(invalid(
+                "REDIS_CLUSTER_NODES",
+                "and REDIS_URL (or REDIS_HOST) cannot both be set: a cluster or one server",
+            ))
+        }
+        Some(nodes) => nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(|node| {
+                if node.starts_with("redis://") || node.starts_with("rediss://") {
+                    node.to_owned()
+                } else {
+                    format!("redis://{}{node}", auth())
+                }
+            })
+            .collect(),
+    };
+    let url = match (&s.redis_url, &s.redis_host, cluster_nodes.first()) {
+        (_, _, Some(first)) => first.clone(),
+        (Some(url), _, None) => url.0.clone(),
+        (None, Some(host), None) => format!("redis://{}{host}:{}", auth(), s.redis_port.0),
+        (None, None, None) => return Ok(None),
+    };
+    Ok(Some(RedisConfig {
         url,
         key_prefix: s.redis_key_prefix.clone(),
         channel: s.event_channel.clone(),
@@ -876,7 +909,9 @@ fn redis_config(s: &Settings) -> Option<RedisConfig> {
         ttl_secs: s.event_ttl_seconds.0,
         stream_max_len: s.event_stream_maxlen.0,
         ca_file: s.redis_ca_file.clone(),
-    })
+        cluster_nodes,
+        min_replicas: s.redis_min_replicas,
+    }))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (for a URL password).

@@ -159,8 +159,8 @@ impl App {
             .context("applying database migrations")?;
 
         let redis = match &config.redis {
-            Some(redis) => Some(Arc::new(RedisSink::new(
-                crate::sinks::client(redis)?,
+            Some(redis) => Some(Arc::new(RedisSink::from_config(
+                redis,
                 RedisSettings {
                     key_prefix: redis.key_prefix.clone(),
                     channel: redis.channel.clone(),
@@ -168,7 +168,7 @@ impl App {
                     ttl_secs: redis.ttl_secs,
                     stream_max_len: redis.stream_max_len,
                 },
-            ))),
+            )?)),
             None => None,
         };
         let redis_check = redis

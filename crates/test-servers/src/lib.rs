@@ -678,3 +678,161 @@ impl Drop for OwnNats {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A Redis Cluster of three masters with one replica each (`redis-server --cluster-enabled
+/// yes`, `redis-cli --cluster create … --cluster-replicas 1`), on free ports, keeping nothing
+/// on disk. A node can be killed (a master's failure: its replica takes over within about
+/// two seconds, `cluster-node-timeout` 1000 ms).
+pub struct OwnRedisCluster {
+    dir: PathBuf,
+    nodes: Vec<(u16, Option<Child>)>,
+    _watchdogs: Vec<Watchdog>,
+}
+
+impl OwnRedisCluster {
+    /// Six nodes, the cluster created and every slot served. `Err` when `redis-server` or
+    /// `redis-cli` is not installed.
+    pub fn start() -> Result<OwnRedisCluster, String> {
+        OwnRedis::installed()?;
+        find_on_path("redis-cli").ok_or("redis-cli is not installed")?;
+        let dir = temp_dir("cs_redis_cluster", None);
+        let mut nodes = Vec::new();
+        let mut watchdogs = Vec::new();
+        for _ in 0..6 {
+            let (port, bus) = (free_port(), free_port());
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("creating a node's directory");
+            let log = node_dir.join("redis.log");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-node-timeout", "1000", "--cluster-config-file"])
+                .arg(node_dir.join("nodes.conf"))
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&node_dir)
+                .arg("--logfile")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting redis-server");
+            watchdogs.push(Watchdog::start(&kill_and_remove(
+                child.id(),
+                &node_dir,
+                &node_dir,
+            )));
+            wait_for_port(port, "redis-server (cluster node)", &log);
+            nodes.push((port, Some(child)));
+        }
+        let cluster = OwnRedisCluster {
+            dir,
+            nodes,
+            _watchdogs: watchdogs,
+        };
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for (port, _) in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        run_quietly(
+            create.args(["--cluster-replicas", "1", "--cluster-yes"]),
+            "redis-cli --cluster create",
+        );
+        cluster.wait_until_ok();
+        Ok(cluster)
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node started.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A node that still runs.
+    fn live_port(&self) -> u16 {
+        self.nodes
+            .iter()
+            .find(|(_, child)| child.is_some())
+            .map(|(port, _)| *port)
+            .expect("a node runs")
+    }
+
+    /// Waits until the cluster says `cluster_state:ok` (every slot served).
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .cli(self.live_port(), &["cluster", "info"])
+            .contains("cluster_state:ok")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster never became ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The port of the master serving `key` now; `None` while none does (a failover).
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let slot: u16 = self
+            .cli(self.live_port(), &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("a slot number");
+        let nodes = self.cli(self.live_port(), &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (low, high) = range.split_once('-').unwrap_or((range, range));
+                matches!((low.parse::<u16>(), high.parse::<u16>()), (Ok(l), Ok(h)) if (l..=h).contains(&slot))
+            });
+            if serves {
+                let address = fields[1].split('@').next().unwrap_or_default();
+                return address.rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+        }
+        None
+    }
+
+    /// Kills the node on `port` (`kill -9`).
+    pub fn kill(&mut self, port: u16) {
+        if let Some((_, child)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for OwnRedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

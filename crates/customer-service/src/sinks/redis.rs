@@ -2,14 +2,26 @@
 //! and only if that key was new, `PUBLISH` on the channel and `XADD` to the capped stream.
 //! One Lua script runs a whole batch atomically, so a relay that crashed after publishing and
 //! before marking re-runs it without duplicating anything in Redis.
+//!
+//! On a Redis Cluster (`REDIS_CLUSTER_NODES`) no script may touch keys of two slots, and the
+//! 24 h keys are spread over every slot. There the script runs in the stream's slot only:
+//! its keys are the stream, `{<stream>}:relay-epoch` and `{<stream>}:published` (the hash
+//! tag `{<stream>}` puts them in the stream's own slot), and the last holds the event ids
+//! published in the last 24 h (a sorted set by time): an event is `XADD`ed and `PUBLISH`ed
+//! only if `ZADD NX` of its id added it — atomically with the `XADD`, so a batch run again
+//! after a crash adds nothing to the stream or the channel. The 24 h keys are then set one
+//! by one with `NX` (idempotent by themselves), and `WAIT` on every master makes the batch
+//! count only once `REDIS_MIN_REPLICAS` replicas have it. See docs/architecture.md.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use customer_events::EventType;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::Mutex;
 
 use crate::application::StoredEvent;
@@ -37,6 +49,37 @@ for i = 3, #KEYS do
   local base = 4 + (i - 3) * 3
   local event_type, event_id, envelope = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   if redis.call('SET', KEYS[i], envelope, 'EX', ARGV[1], 'NX') then
+    redis.call('PUBLISH', ARGV[2], envelope)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
+               'type', event_type, 'id', event_id, 'event', envelope)
+    published = published + 1
+  end
+end
+return published
+";
+
+/// The batch script of a Redis Cluster (see the module's documentation): KEYS[1] = stream,
+/// KEYS[2] = the relay's fence, KEYS[3] = the ids published in the last 24 h; ARGV[1] = ttl,
+/// ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = epoch (empty: unfenced), then
+/// per event: type, id, envelope. Returns how many events were new.
+const PUBLISH_BATCH_CLUSTER: &str = r"
+local epoch = tonumber(ARGV[4])
+if epoch then
+  local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if epoch < newest then
+    return redis.error_reply('FENCED relay lease epoch ' .. ARGV[4] .. ' is superseded')
+  end
+  if epoch > newest then
+    redis.call('SET', KEYS[2], ARGV[4])
+  end
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]) * 1000)
+local published = 0
+for base = 5, #ARGV, 3 do
+  local event_type, event_id, envelope = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  if redis.call('ZADD', KEYS[3], 'NX', now, event_id) == 1 then
     redis.call('PUBLISH', ARGV[2], envelope)
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
                'type', event_type, 'id', event_id, 'event', envelope)
@@ -100,14 +143,67 @@ pub async fn append_to_stream(
         .map_err(unavailable)
 }
 
+/// Where the sink writes.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per sink, made once at start-up"
+)]
+enum Target {
+    Single(redis::Client),
+    /// A Redis Cluster, from its seed nodes (`host:port` each, for documents and logs).
+    Cluster(redis::cluster::ClusterClient, Vec<String>),
+}
+
+/// A connection to one server or to a cluster (which routes each command to its slot's
+/// master, following slot moves and failovers by itself).
+#[derive(Clone)]
+pub enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisSink {
-    client: redis::Client,
+    target: Target,
     settings: RedisSettings,
     script: redis::Script,
+    cluster_script: redis::Script,
+    /// `REDIS_MIN_REPLICAS` (cluster); `None`: 1 for each master that has a replica.
+    min_replicas: Option<u32>,
     /// The live connection, dropped after any failure and re-made on the next call, so the
     /// sink reconnects by itself after Redis restarts.
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: Mutex<Option<Connection>>,
 }
+
+/// How long `WAIT` waits for the replicas of a batch's masters.
+const REPLICATION_WAIT: Duration = Duration::from_millis(1000);
 
 /// A client for `config`'s server: `redis://`, or `rediss://` (TLS) verified against the
 /// system's roots or, with `REDIS_CA_FILE`, that CA alone.
@@ -147,26 +243,86 @@ fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> S
 impl RedisSink {
     /// A sink for `client`'s server (see [`client`]). Connects lazily.
     pub fn new(client: redis::Client, settings: RedisSettings) -> RedisSink {
+        RedisSink::with_target(Target::Single(client), settings, None)
+    }
+
+    /// The sink of `config`: its cluster (`REDIS_CLUSTER_NODES`) or its server.
+    pub fn from_config(config: &RedisConfig, settings: RedisSettings) -> anyhow::Result<RedisSink> {
+        if config.cluster_nodes.is_empty() {
+            return Ok(RedisSink::new(client(config)?, settings));
+        }
+        let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+            .connection_timeout(REDIS_TIMEOUT)
+            .response_timeout(REDIS_TIMEOUT);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            });
+        }
+        let cluster = builder
+            .build()
+            .context("REDIS_CLUSTER_NODES (or REDIS_CA_FILE) cannot be used")?;
+        let seeds = config
+            .cluster_nodes
+            .iter()
+            .map(|url| {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                rest.rsplit_once('@')
+                    .map_or(rest, |(_, host)| host)
+                    .to_owned()
+            })
+            .collect();
+        Ok(RedisSink::with_target(
+            Target::Cluster(cluster, seeds),
+            settings,
+            config.min_replicas,
+        ))
+    }
+
+    fn with_target(target: Target, settings: RedisSettings, min_replicas: Option<u32>) -> Self {
         RedisSink {
-            client,
+            target,
             settings,
             script: redis::Script::new(PUBLISH_BATCH),
+            cluster_script: redis::Script::new(PUBLISH_BATCH_CLUSTER),
+            min_replicas,
             connection: Mutex::new(None),
         }
+    }
+
+    /// Whether it writes to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(..))
     }
 
     pub fn settings(&self) -> &RedisSettings {
         &self.settings
     }
 
-    /// `host:port` of the server, without credentials (for documents and logs).
+    /// `host:port` of the server (a cluster's seed nodes), without credentials (for
+    /// documents and logs).
     pub fn address(&self) -> String {
-        self.client.get_connection_info().addr().to_string()
+        match &self.target {
+            Target::Single(client) => client.get_connection_info().addr().to_string(),
+            Target::Cluster(_, seeds) => seeds.join(", "),
+        }
     }
 
-    /// The newest relay lease epoch that published to this stream: `<stream>:relay-epoch`.
+    /// The newest relay lease epoch that published to this stream: `<stream>:relay-epoch`;
+    /// on a cluster `{<stream>}:relay-epoch`, in the stream's slot.
     pub fn fence_key(&self) -> String {
-        format!("{}:relay-epoch", self.settings.stream)
+        match self.target {
+            Target::Single(_) => format!("{}:relay-epoch", self.settings.stream),
+            Target::Cluster(..) => format!("{{{}}}:relay-epoch", self.settings.stream),
+        }
+    }
+
+    /// On a cluster, the ids of the events published in the last 24 h, in the stream's slot.
+    fn published_key(&self) -> String {
+        format!("{{{}}}:published", self.settings.stream)
     }
 
     /// The event key of one event.
@@ -177,29 +333,34 @@ impl RedisSink {
         )
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, SinkError> {
+    async fn connection(&self) -> Result<Connection, SinkError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
-        let connection = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            self.client
-                .get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT)),
-        )
-        .await
-        .map_err(|_| unavailable("connecting timed out"))?
-        .map_err(unavailable)?;
+        let connecting = async {
+            match &self.target {
+                Target::Single(client) => client
+                    .get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT))
+                    .await
+                    .map(Connection::Single),
+                Target::Cluster(cluster, _) => cluster
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster),
+            }
+        };
+        let connection = tokio::time::timeout(REDIS_TIMEOUT, connecting)
+            .await
+            .map_err(|_| unavailable("connecting timed out"))?
+            .map_err(unavailable)?;
         *slot = Some(connection.clone());
         Ok(connection)
     }
 
     /// Runs `command` on the connection within [`REDIS_TIMEOUT`]; forgets the connection on
     /// failure.
-    async fn run<T, F>(
-        &self,
-        command: impl FnOnce(MultiplexedConnection) -> F,
-    ) -> Result<T, SinkError>
+    async fn run<T, F>(&self, command: impl FnOnce(Connection) -> F) -> Result<T, SinkError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -234,6 +395,153 @@ impl RedisSink {
         )
         .await
     }
+}
+
+impl RedisSink {
+    /// A batch on a cluster (see the module's documentation): the script in the stream's
+    /// slot, the 24 h keys one by one, then `WAIT` on every master.
+    async fn publish_to_cluster(
+        &self,
+        batch: &[StoredEvent],
+        fence: Option<i64>,
+    ) -> Result<(), SinkError> {
+        let mut invocation = self.cluster_script.prepare_invoke();
+        invocation
+            .key(&self.settings.stream)
+            .key(self.fence_key())
+            .key(self.published_key());
+        invocation
+            .arg(self.settings.ttl_secs)
+            .arg(&self.settings.channel)
+            .arg(self.settings.stream_max_len)
+            .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
+        for event in batch {
+            invocation
+                .arg(event.event_type.as_str())
+                .arg(&event.event_id)
+                .arg(&event.payload);
+        }
+        let published: i64 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        // One command per key, all in flight at once (a cluster pipeline must stay in one
+        // slot; the keys are spread over all of them).
+        let sets: Vec<Cmd> = batch
+            .iter()
+            .map(|event| {
+                let mut set = redis::cmd("SET");
+                set.arg(self.event_key(event.event_type, &event.event_id))
+                    .arg(&event.payload)
+                    .arg("EX")
+                    .arg(self.settings.ttl_secs)
+                    .arg("NX");
+                set
+            })
+            .collect();
+        self.run(|connection| async move {
+            futures_util::future::try_join_all(sets.into_iter().map(|set| {
+                let mut connection = connection.clone();
+                async move { set.query_async::<Value>(&mut connection).await }
+            }))
+            .await
+            .map(drop)
+        })
+        .await?;
+        self.wait_for_replicas().await?;
+        tracing::debug!(
+            outbox.batch_size = batch.len(),
+            redis.new_events = published,
+            "published to the Redis Cluster"
+        );
+        Ok(())
+    }
+
+    /// `WAIT <n> <ms>` on every master, each on the connection that carried this batch's
+    /// writes to it: those writes reached `n` replicas, or the batch is not published yet.
+    /// `n` is `REDIS_MIN_REPLICAS` when set (a master with fewer replicas holds publishing
+    /// up), else 1 for a master that has a replica and nothing for one that has none (a
+    /// replica promoted after its master died, until a new one joins).
+    async fn wait_for_replicas(&self) -> Result<(), SinkError> {
+        let configured = self.min_replicas;
+        let nodes: String = self
+            .run(
+                |mut c| async move { redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await },
+            )
+            .await?;
+        let waits: Vec<(String, u16, u32)> = masters_and_replicas(&nodes)
+            .into_iter()
+            .filter_map(|(host, port, replicas)| {
+                let wanted = configured.unwrap_or(u32::from(replicas > 0));
+                (wanted > 0).then_some((host, port, wanted))
+            })
+            .collect();
+        if waits.is_empty() {
+            return Ok(());
+        }
+        let timeout = u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(u64::MAX);
+        let short = self
+            .run(|connection| async move {
+                let Connection::Cluster(cluster) = connection else {
+                    return Ok(Vec::new());
+                };
+                let acknowledged = futures_util::future::try_join_all(waits.into_iter().map(
+                    |(host, port, wanted)| {
+                        let mut cluster = cluster.clone();
+                        let mut wait = redis::cmd("WAIT");
+                        wait.arg(wanted).arg(timeout);
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        async move {
+                            let value = cluster.route_command(wait, routing).await?;
+                            Ok::<_, redis::RedisError>((format!("{host}:{port}"), wanted, value))
+                        }
+                    },
+                ))
+                .await?;
+                Ok(acknowledged
+                    .into_iter()
+                    .filter(|(_, wanted, value)| {
+                        !matches!(value, Value::Int(n) if *n >= i64::from(*wanted))
+                    })
+                    .map(|(node, wanted, value)| format!("{node} (WAIT {wanted}: {value:?})"))
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        if short.is_empty() {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "replicas did not acknowledge the batch in time: {}",
+                short.join(", ")
+            )))
+        }
+    }
+}
+
+/// Each master of `CLUSTER NODES` that is not failing: its host, port and how many replicas
+/// that are not failing follow it.
+fn masters_and_replicas(nodes: &str) -> Vec<(String, u16, usize)> {
+    let lines: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|line| line.split(' ').collect::<Vec<_>>())
+        .filter(|fields| fields.len() >= 8)
+        .collect();
+    let healthy = |flags: &str| !flags.split(',').any(|f| f == "fail" || f == "fail?");
+    lines
+        .iter()
+        .filter(|f| f[2].split(',').any(|flag| flag == "master") && healthy(f[2]))
+        .filter_map(|master| {
+            let address = master[1].split('@').next()?;
+            let (host, port) = address.rsplit_once(':')?;
+            let replicas = lines
+                .iter()
+                .filter(|f| f[3] == master[0] && healthy(f[2]))
+                .count();
+            Some((host.to_owned(), port.parse().ok()?, replicas))
+        })
+        .collect()
 }
 
 /// Stream entries read per round trip while looking for an erased customer's entries.
@@ -295,6 +603,9 @@ impl EventSink for RedisSink {
         if batch.is_empty() {
             return Ok(());
         }
+        if self.is_cluster() {
+            return self.publish_to_cluster(batch, fence).await;
+        }
         let mut invocation = self.script.prepare_invoke();
         invocation.key(&self.settings.stream).key(self.fence_key());
         invocation
@@ -333,11 +644,44 @@ impl EventSink for RedisSink {
         let ids: std::collections::HashSet<&str> =
             events.iter().map(|e| e.event_id.as_str()).collect();
         let stream = &self.settings.stream;
-        let mut delete = redis::cmd("DEL");
-        delete.arg(&keys);
-        self.run(|mut c| async move { delete.query_async::<i64>(&mut c).await })
-            .await?;
+        // One DEL per key: on a cluster the keys live in different slots.
+        self.run(|connection| async move {
+            futures_util::future::try_join_all(keys.iter().map(|key| {
+                let mut connection = connection.clone();
+                let mut delete = redis::cmd("DEL");
+                delete.arg(key);
+                async move { delete.query_async::<i64>(&mut connection).await }
+            }))
+            .await
+            .map(drop)
+        })
+        .await?;
         self.delete_entries(stream, &ids).await?;
         self.delete_entries(&format!("{stream}:dlq"), &ids).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masters_and_replicas;
+
+    #[test]
+    fn masters_are_counted_with_their_healthy_replicas() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b1 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+c1 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected
+r1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+r2 127.0.0.1:7005@17005 slave,fail b1 0 0 2 disconnected
+r3 127.0.0.1:7006@17006 master - 0 0 4 connected 10923-16383
+";
+        assert_eq!(
+            masters_and_replicas(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7001, 1),
+                ("127.0.0.1".to_owned(), 7002, 0),
+                ("127.0.0.1".to_owned(), 7006, 0),
+            ]
+        );
     }
 }

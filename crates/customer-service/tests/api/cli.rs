@@ -215,6 +215,19 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read as it is written: a debug log fills a pipe's 64 KiB soon, and a service blocked
+    // writing its log would never get to exit.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<_>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -278,22 +291,24 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
         .status()
         .unwrap();
     assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || {
+    let status = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
             assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
-        child.wait_with_output().unwrap()
     })
     .await
     .unwrap();
-    assert!(output.status.success(), "exit status {:?}", output.status);
+    assert!(status.success(), "exit status {status:?}");
     drop(live);
 
     // Logs on stderr, stdout is the tools' output; no colour codes off a terminal.
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
-    let logs = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(String::from_utf8_lossy(&stdout.join().unwrap()), "");
+    let logs = String::from_utf8(stderr.join().unwrap()).unwrap();
     assert!(!logs.contains('\u{1b}'), "colour codes in the logs");
     let lines: Vec<Value> = logs
         .lines()

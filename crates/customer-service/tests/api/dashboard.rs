@@ -686,11 +686,12 @@ async fn open_and_failed_erasure_sagas_are_listed_on_the_dashboard() {
     let Some(browser) = Browser::start().await else {
         return;
     };
+    let redis = unique_redis(url);
     let app = spawn_app_with(Backend::Sqlite, |c| {
-        c.redis = Some(unique_redis(url));
+        c.redis = Some(redis.clone());
         c.erasure = Some(customer_service::config::ErasureConfig {
             participants: vec!["billing".into(), "email".into()],
-            deadline: Duration::from_secs(2),
+            deadline: Duration::from_secs(3600),
             retry_after: Duration::from_secs(3600),
         });
     })
@@ -703,6 +704,34 @@ async fn open_and_failed_erasure_sagas_are_listed_on_the_dashboard() {
     };
     let late = app.create_id(&minimal("late@example.com")).await;
     assert_eq!(erase(late).await.status(), 204);
+    // Billing answers that it failed (with its request's token, from the stream).
+    app.wait_until_published().await;
+    let request: Value = crate::test_app::streamed_payloads(&redis)
+        .await
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        .find(|e| {
+            e["eventType"] == "CustomerErasureRequested" && e["data"]["participant"] == "billing"
+        })
+        .expect("billing's request");
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(customer_events::participant::reply_stream(&redis.stream))
+        .arg("*")
+        .arg("sagaId")
+        .arg(request["data"]["sagaId"].as_i64().unwrap())
+        .arg("participant")
+        .arg("billing")
+        .arg("token")
+        .arg(request["data"]["token"].as_str().unwrap())
+        .arg("outcome")
+        .arg("failed")
+        .arg("reason")
+        .arg("ledger locked")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while crate::test_app::json_of(app.get("/api/v1/sagas?state=failed").await, 200).await["data"]
         ["sagas"]
@@ -730,11 +759,8 @@ async fn open_and_failed_erasure_sagas_are_listed_on_the_dashboard() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows[0][1], late.to_string());
     assert_eq!(rows[0][2], "failed");
-    assert_eq!(rows[0][4], "billing waiting · email waiting");
-    assert_eq!(
-        rows[0][5],
-        "the deadline passed before billing, email confirmed"
-    );
+    assert_eq!(rows[0][4], "billing ✗ · email waiting");
+    assert_eq!(rows[0][5], "billing answered failed: ledger locked");
     assert_eq!(rows[1][1], waiting.to_string());
     assert_eq!(rows[1][2], "open");
     assert_eq!(rows[1][5], "");

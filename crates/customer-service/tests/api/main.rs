@@ -31,6 +31,7 @@ mod paging_and_search;
 mod process_faults;
 mod read_customers;
 mod read_models;
+mod redis_cluster;
 mod redis_outage;
 mod redis_tls;
 mod replica;

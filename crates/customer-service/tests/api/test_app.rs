@@ -170,6 +170,8 @@ pub fn unique_redis(url: String) -> RedisConfig {
         ttl_secs: 86_400,
         stream_max_len: 1_000_000,
         ca_file: None,
+        cluster_nodes: Vec::new(),
+        min_replicas: None,
     }
 }
 
