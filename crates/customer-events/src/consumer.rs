@@ -41,7 +41,9 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture};
 use redis::{RedisError, Value};
 
 use crate::envelope::Envelope;
@@ -154,15 +156,116 @@ impl Message {
     }
 }
 
+/// A connection to one Redis server or to a Redis Cluster (which routes each command to
+/// its key's slot and follows slot moves and failovers).
+#[derive(Clone)]
+pub enum RedisConnection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// Whether commands on different keys may not be combined in one transaction.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where a consumer reads: one server, or a cluster from its seed nodes.
+#[derive(Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per consumer or tool, made once"
+)]
+pub enum RedisTarget {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl RedisTarget {
+    /// One server at `url`.
+    pub fn single(url: &str) -> Result<RedisTarget, RedisError> {
+        Ok(RedisTarget::Single(redis::Client::open(url)?))
+    }
+
+    /// A Redis Cluster from its seed nodes (`redis://host:port` each).
+    pub fn cluster(nodes: Vec<String>) -> Result<RedisTarget, RedisError> {
+        Ok(RedisTarget::Cluster(redis::cluster::ClusterClient::new(
+            nodes,
+        )?))
+    }
+
+    /// A connection whose answers may take `patience` (blocking reads).
+    pub async fn connect(&self, patience: Duration) -> Result<RedisConnection, RedisError> {
+        match self {
+            RedisTarget::Single(client) => client
+                .get_multiplexed_async_connection_with_config(
+                    &redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(Duration::from_secs(5)))
+                        .set_response_timeout(Some(patience)),
+                )
+                .await
+                .map(RedisConnection::Single),
+            RedisTarget::Cluster(client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(Duration::from_secs(5))
+                    .set_response_timeout(patience);
+                client
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map(RedisConnection::Cluster)
+            }
+        }
+    }
+}
+
 pub struct Consumer {
-    client: redis::Client,
+    target: RedisTarget,
     config: ConsumerConfig,
 }
 
 impl Consumer {
     pub fn new(redis_url: &str, config: ConsumerConfig) -> Result<Consumer, ConsumerError> {
         Ok(Consumer {
-            client: redis::Client::open(redis_url)?,
+            target: RedisTarget::single(redis_url)?,
+            config,
+        })
+    }
+
+    /// A consumer of a Redis Cluster's stream (`nodes`: seed nodes, `redis://host:port`).
+    /// Dead letters are then added and acknowledged in two steps (a transaction cannot span
+    /// the two streams' slots): a crash between them dead-letters the event twice.
+    pub fn cluster(nodes: Vec<String>, config: ConsumerConfig) -> Result<Consumer, ConsumerError> {
+        Ok(Consumer {
+            target: RedisTarget::cluster(nodes)?,
             config,
         })
     }
@@ -184,7 +287,7 @@ impl Consumer {
         E: Display,
     {
         tokio::pin!(shutdown);
-        let mut connection: Option<MultiplexedConnection> = None;
+        let mut connection: Option<RedisConnection> = None;
         loop {
             let result = tokio::select! {
                 biased;
@@ -204,7 +307,7 @@ impl Consumer {
 
     async fn round<F, Fut, E>(
         &self,
-        connection: &mut Option<MultiplexedConnection>,
+        connection: &mut Option<RedisConnection>,
         handler: &F,
     ) -> Result<Vec<Outcome>, ConsumerError>
     where
@@ -231,18 +334,11 @@ impl Consumer {
         self.poll(&mut connection, &handler).await
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, ConsumerError> {
+    async fn connect(&self) -> Result<RedisConnection, ConsumerError> {
         // Every read blocks up to `block`: answers may take that long (redis-rs' default
         // response timeout is 500 ms).
         let patience = self.config.block + Duration::from_secs(5);
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(
-                &redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(patience)),
-            )
-            .await?;
+        let mut connection = self.target.connect(patience).await?;
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.config.stream)
@@ -260,7 +356,7 @@ impl Consumer {
 
     async fn poll<F, Fut, E>(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         handler: &F,
     ) -> Result<Vec<Outcome>, ConsumerError>
     where
@@ -281,7 +377,7 @@ impl Consumer {
 
     async fn claim_idle(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
     ) -> Result<Vec<Message>, ConsumerError> {
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.config.stream)
@@ -302,7 +398,7 @@ impl Consumer {
 
     async fn read_new(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
     ) -> Result<Vec<Message>, ConsumerError> {
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -338,7 +434,7 @@ impl Consumer {
 
     async fn handle<F, Fut, E>(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         handler: &F,
         message: &Message,
     ) -> Result<Outcome, ConsumerError>
@@ -407,7 +503,7 @@ impl Consumer {
 
     async fn ack(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         message: &Message,
     ) -> Result<(), ConsumerError> {
         let _: i64 = redis::cmd("XACK")
@@ -422,7 +518,7 @@ impl Consumer {
     /// Adds the message to `<stream>:dlq` with why, then acknowledges it, atomically.
     async fn dead_letter(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         message: &Message,
         error: &str,
         attempts: u32,
@@ -447,12 +543,19 @@ impl Consumer {
         ack.arg(&self.config.stream)
             .arg(&self.config.group)
             .arg(&message.id);
-        let _: Value = redis::pipe()
-            .atomic()
-            .add_command(entry)
-            .add_command(ack)
-            .query_async(connection)
-            .await?;
+        if connection.is_cluster() {
+            // Two slots: first the dead letter, then the acknowledgement (see
+            // `Consumer::cluster`).
+            let _: Value = entry.query_async(connection).await?;
+            let _: Value = ack.query_async(connection).await?;
+        } else {
+            let _: Value = redis::pipe()
+                .atomic()
+                .add_command(entry)
+                .add_command(ack)
+                .query_async(connection)
+                .await?;
+        }
         Ok(Outcome::DeadLettered { attempts })
     }
 }

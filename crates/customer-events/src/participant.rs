@@ -41,10 +41,9 @@ use std::future::Future;
 use std::time::Duration;
 
 #[cfg(feature = "consumer")]
-use redis::aio::MultiplexedConnection;
-
-#[cfg(feature = "consumer")]
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, Outcome};
+use crate::consumer::{
+    Consumer, ConsumerConfig, ConsumerError, Outcome, RedisConnection, RedisTarget,
+};
 #[cfg(feature = "consumer")]
 use crate::event::{CustomerErasureRequested, CustomerEvent};
 
@@ -143,7 +142,7 @@ impl ParticipantConfig {
 /// One erasure participant.
 pub struct Participant {
     consumer: Consumer,
-    client: redis::Client,
+    target: RedisTarget,
     config: ParticipantConfig,
 }
 
@@ -152,7 +151,19 @@ impl Participant {
     pub fn new(redis_url: &str, config: ParticipantConfig) -> Result<Participant, ConsumerError> {
         Ok(Participant {
             consumer: Consumer::new(redis_url, config.consumer.clone())?,
-            client: redis::Client::open(redis_url)?,
+            target: RedisTarget::single(redis_url)?,
+            config,
+        })
+    }
+
+    /// A participant on a Redis Cluster (`nodes`: seed nodes, `redis://host:port`).
+    pub fn cluster(
+        nodes: Vec<String>,
+        config: ParticipantConfig,
+    ) -> Result<Participant, ConsumerError> {
+        Ok(Participant {
+            consumer: Consumer::cluster(nodes.clone(), config.consumer.clone())?,
+            target: RedisTarget::cluster(nodes)?,
             config,
         })
     }
@@ -203,8 +214,8 @@ impl Participant {
             return Ok(());
         }
         let mut connection = self
-            .client
-            .get_multiplexed_async_connection()
+            .target
+            .connect(Duration::from_secs(5))
             .await
             .map_err(|e| e.to_string())?;
         let done = self.config.done_key(&request.token);
@@ -246,7 +257,7 @@ impl Participant {
     /// `XADD <stream>:erasure-replies * sagaId … participant … token … outcome … reason …`.
     async fn reply(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         request: &CustomerErasureRequested,
         failure: Option<&str>,
     ) -> Result<(), String> {

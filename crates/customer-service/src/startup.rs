@@ -193,7 +193,7 @@ impl App {
                 .map(|d| format!("{}:{}", redis.stream, d.reply_suffix()))
                 .collect();
             replies.push(Arc::new(RedisReplies::new(
-                crate::sinks::client(redis)?,
+                crate::sinks::target(redis)?,
                 streams,
             )));
         }

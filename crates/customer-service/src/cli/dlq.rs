@@ -2,7 +2,7 @@
 //! (`<stream>:dlq`) that `customer_events::consumer` fills with events a handler kept failing.
 
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
+use customer_events::consumer::RedisConnection;
 
 use crate::config::Config;
 
@@ -46,11 +46,8 @@ pub async fn run(
         .context("the dead-letter stream is in Redis: set REDIS_URL (or REDIS_HOST)")?;
     let stream = stream.unwrap_or_else(|| redis.stream.clone());
     let dlq = customer_events::consumer::dead_letter_stream(&stream);
-    let client = crate::sinks::client(redis)?;
-    let mut connection = client
-        .get_multiplexed_async_connection_with_config(&crate::sinks::connection_config(
-            std::time::Duration::from_secs(10),
-        ))
+    let mut connection = crate::sinks::target(redis)?
+        .connect(std::time::Duration::from_secs(10))
         .await
         .context("connecting to Redis")?;
     match command {
@@ -138,7 +135,7 @@ pub async fn run(
 }
 
 async fn entries(
-    connection: &mut MultiplexedConnection,
+    connection: &mut RedisConnection,
     dlq: &str,
     from: &str,
     to: &str,

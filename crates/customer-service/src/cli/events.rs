@@ -123,7 +123,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
         .redis
         .as_ref()
         .context("events replay needs Redis: set REDIS_URL (or REDIS_HOST)")?;
-    let client = crate::sinks::client(redis)?;
+    let client = crate::sinks::target(redis)?;
     let stream = args.stream.clone().unwrap_or_else(|| redis.stream.clone());
     let store = connect_existing_store(&config).await?;
     let result = replay_into(&store, &client, &stream, redis.stream_max_len, &args).await;
@@ -138,7 +138,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<()> {
 
 async fn replay_into(
     log: &dyn EventLog,
-    client: &redis::Client,
+    client: &customer_events::consumer::RedisTarget,
     stream: &str,
     max_len: u64,
     args: &ReplayArgs,

@@ -11,7 +11,7 @@ mod redis;
 mod replies;
 
 pub use nats::{NatsReplies, NatsSink};
-pub use redis::{append_to_stream, client, connection_config, RedisSettings, RedisSink};
+pub use redis::{append_to_stream, client, connection_config, target, RedisSettings, RedisSink};
 pub use replies::{RedisReplies, ReplyMessage, ReplySource, REPLY_GROUP};
 
 use async_trait::async_trait;

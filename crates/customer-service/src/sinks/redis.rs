@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use customer_events::consumer::RedisTarget;
 use customer_events::EventType;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, Cmd, Value};
 use tokio::sync::Mutex;
 
 use crate::application::StoredEvent;
@@ -108,18 +107,15 @@ pub struct RedisSettings {
 /// Appends `events` to `stream` exactly as the relay does (fields `type`, `id`, `event`, the
 /// envelope unchanged), in order, one pipeline per call: `events replay`.
 pub async fn append_to_stream(
-    client: &redis::Client,
+    target: &RedisTarget,
     stream: &str,
     max_len: u64,
     events: &[StoredEvent],
 ) -> Result<(), SinkError> {
-    let mut connection = tokio::time::timeout(
-        REDIS_TIMEOUT,
-        client.get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT)),
-    )
-    .await
-    .map_err(unavailable)?
-    .map_err(unavailable)?;
+    let mut connection = tokio::time::timeout(REDIS_TIMEOUT, target.connect(REDIS_TIMEOUT))
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
     let mut pipeline = redis::pipe();
     for event in events {
         pipeline
@@ -155,40 +151,8 @@ enum Target {
 }
 
 /// A connection to one server or to a cluster (which routes each command to its slot's
-/// master, following slot moves and failovers by itself).
-#[derive(Clone)]
-pub enum Connection {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Connection::Single(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(c) => c.get_db(),
-            Connection::Cluster(c) => c.get_db(),
-        }
-    }
-}
+/// master, following slot moves and failovers by itself): the consumer crate's.
+pub use customer_events::consumer::RedisConnection as Connection;
 
 pub struct RedisSink {
     target: Target,
@@ -225,6 +189,29 @@ pub fn client(config: &RedisConfig) -> anyhow::Result<redis::Client> {
     client.context("REDIS_URL (or REDIS_CA_FILE) cannot be used")
 }
 
+/// Where `config` points: its server ([`client`]) or, with `REDIS_CLUSTER_NODES`, its
+/// cluster (the same TLS settings).
+pub fn target(config: &RedisConfig) -> anyhow::Result<RedisTarget> {
+    if config.cluster_nodes.is_empty() {
+        return Ok(RedisTarget::Single(client(config)?));
+    }
+    let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+        .connection_timeout(REDIS_TIMEOUT)
+        .response_timeout(REDIS_TIMEOUT);
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    let cluster = builder
+        .build()
+        .context("REDIS_CLUSTER_NODES (or REDIS_CA_FILE) cannot be used")?;
+    Ok(RedisTarget::Cluster(cluster))
+}
+
 /// Multiplexed connections that give up connecting, or waiting for an answer, after
 /// `timeout` (redis-rs' own defaults are 1 s and 500 ms).
 pub fn connection_config(timeout: Duration) -> AsyncConnectionConfig {
@@ -248,23 +235,10 @@ impl RedisSink {
 
     /// The sink of `config`: its cluster (`REDIS_CLUSTER_NODES`) or its server.
     pub fn from_config(config: &RedisConfig, settings: RedisSettings) -> anyhow::Result<RedisSink> {
-        if config.cluster_nodes.is_empty() {
-            return Ok(RedisSink::new(client(config)?, settings));
-        }
-        let mut builder = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
-            .connection_timeout(REDIS_TIMEOUT)
-            .response_timeout(REDIS_TIMEOUT);
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading REDIS_CA_FILE {}", path.display()))?;
-            builder = builder.certs(redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            });
-        }
-        let cluster = builder
-            .build()
-            .context("REDIS_CLUSTER_NODES (or REDIS_CA_FILE) cannot be used")?;
+        let cluster = match target(config)? {
+            RedisTarget::Single(client) => return Ok(RedisSink::new(client, settings)),
+            RedisTarget::Cluster(cluster) => cluster,
+        };
         let seeds = config
             .cluster_nodes
             .iter()

@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
+use customer_events::consumer::{RedisConnection, RedisTarget};
 use redis::Value;
 use tokio::sync::Mutex;
 
 use crate::application::Reply;
 
-use super::redis::connection_config;
 use super::SinkError;
 
 /// The consumer group the service reads answers in.
@@ -44,33 +43,29 @@ pub trait ReplySource: Send + Sync {
 }
 
 pub struct RedisReplies {
-    client: redis::Client,
+    target: RedisTarget,
     streams: Vec<String>,
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: Mutex<Option<RedisConnection>>,
     /// Whether the pending list is read through.
     caught_up: AtomicBool,
 }
 
 impl RedisReplies {
-    pub fn new(client: redis::Client, streams: Vec<String>) -> RedisReplies {
+    pub fn new(target: RedisTarget, streams: Vec<String>) -> RedisReplies {
         RedisReplies {
-            client,
+            target,
             streams,
             connection: Mutex::new(None),
             caught_up: AtomicBool::new(false),
         }
     }
 
-    async fn connection(&self, patience: Duration) -> Result<MultiplexedConnection, SinkError> {
+    async fn connection(&self, patience: Duration) -> Result<RedisConnection, SinkError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&connection_config(patience))
-            .await
-            .map_err(unavailable)?;
+        let mut connection = self.target.connect(patience).await.map_err(unavailable)?;
         for stream in &self.streams {
             let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")

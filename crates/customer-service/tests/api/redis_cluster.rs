@@ -222,3 +222,105 @@ async fn a_relay_crash_between_publishing_and_marking_repeats_nothing_on_a_clust
     assert_eq!(app.relay.drain().await.unwrap(), 5);
     assert_stream_is_the_log(&app, &config).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_and_the_erasure_saga_work_on_a_cluster() {
+    use customer_events::consumer::{Consumer, ConsumerConfig, Outcome};
+    use customer_events::participant::{Participant, ParticipantConfig};
+    let Some(cluster) = OwnRedisCluster::start().or_skip() else {
+        return;
+    };
+    let config = cluster_config(&cluster);
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.redis = Some(config.clone());
+        c.erasure = Some(customer_service::config::ErasureConfig {
+            participants: vec!["billing".into()],
+            deadline: Duration::from_secs(3600),
+            retry_after: Duration::from_secs(3600),
+        });
+    })
+    .await;
+    let poison = app.create_id(&minimal("poison@example.com")).await;
+    app.create_id(&minimal("fine@example.com")).await;
+    assert_stream_is_the_log(&app, &config).await;
+
+    // The consumer: every event handled, a failing one dead-lettered (two slots: no MULTI).
+    let mut consumer_config = ConsumerConfig::new(config.stream.clone(), "tests", "c1");
+    consumer_config.max_attempts = 2;
+    consumer_config.backoff = Duration::from_millis(1);
+    consumer_config.block = Duration::from_millis(100);
+    let consumer = Consumer::cluster(config.cluster_nodes.clone(), consumer_config).unwrap();
+    let outcomes = consumer
+        .poll_once(|envelope| async move {
+            if envelope.metadata.aggregate_id == poison {
+                Err("cannot".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::DeadLettered { attempts: 2 }, Outcome::Handled]
+    );
+    let mut connection = cluster_connection(&config).await;
+    let dead: i64 = redis::cmd("XLEN")
+        .arg(format!("{}:dlq", config.stream))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1);
+    let nodes = config.cluster_nodes.join(",");
+    let (database, stream) = (app.database_url.clone(), config.stream.clone());
+    let listed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
+            .args(["events", "dlq", "list"])
+            .env("DATABASE_URL", database)
+            .env("REDIS_CLUSTER_NODES", nodes)
+            .env("EVENT_STREAM", stream)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text}");
+    assert!(
+        text.contains("cannot"),
+        "events dlq list on a cluster: {text}"
+    );
+
+    // The erasure saga: its participant on the cluster, answers read from the cluster.
+    let mut participant_config =
+        ParticipantConfig::new(config.stream.clone(), "billing", "billing-1");
+    participant_config.consumer.block = Duration::from_millis(100);
+    let participant =
+        Participant::cluster(config.cluster_nodes.clone(), participant_config).unwrap();
+    let erased = app.create_id(&minimal("erase@example.com")).await;
+    let response = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/customers/{erased}?erase=true"))),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        participant
+            .poll_once(|_| async { Ok::<(), String>(()) })
+            .await
+            .unwrap();
+        let record = app
+            .get(&format!("/api/v1/customers/{erased}/erasure"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        if record["data"]["state"] == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never completed: {record}");
+    }
+}
