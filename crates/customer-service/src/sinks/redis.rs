@@ -28,11 +28,12 @@ use crate::config::RedisConfig;
 
 use super::{EventSink, SinkError};
 
-/// KEYS[1] = stream, KEYS[2] = the relay's fence, KEYS[3..] = one event key per event.
-/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = the relay lease's
-/// epoch (empty: unfenced), then per event three values: type, id, envelope. Returns how many
-/// events were new; a `FENCED` error, publishing nothing, if a newer epoch has published.
-const PUBLISH_BATCH: &str = r"
+/// The relay lease's fence, the first lines of both batch scripts: KEYS[2] holds the newest
+/// epoch that published, ARGV[4] is this relay's (empty: unfenced). A superseded epoch
+/// gets a `FENCED` error before anything is published.
+macro_rules! fence_lua {
+    () => {
+        r"
 local epoch = tonumber(ARGV[4])
 if epoch then
   local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -43,6 +44,17 @@ if epoch then
     redis.call('SET', KEYS[2], ARGV[4])
   end
 end
+"
+    };
+}
+
+/// KEYS[1] = stream, KEYS[2] = the relay's fence, KEYS[3..] = one event key per event.
+/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = the relay lease's
+/// epoch (empty: unfenced), then per event three values: type, id, envelope. Returns how many
+/// events were new; a `FENCED` error, publishing nothing, if a newer epoch has published.
+const PUBLISH_BATCH: &str = concat!(
+    fence_lua!(),
+    r"
 local published = 0
 for i = 3, #KEYS do
   local base = 4 + (i - 3) * 3
@@ -55,23 +67,16 @@ for i = 3, #KEYS do
   end
 end
 return published
-";
+"
+);
 
 /// The batch script of a Redis Cluster (see the module's documentation): KEYS[1] = stream,
 /// KEYS[2] = the relay's fence, KEYS[3] = the ids published in the last 24 h; ARGV[1] = ttl,
 /// ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = epoch (empty: unfenced), then
 /// per event: type, id, envelope. Returns how many events were new.
-const PUBLISH_BATCH_CLUSTER: &str = r"
-local epoch = tonumber(ARGV[4])
-if epoch then
-  local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if epoch < newest then
-    return redis.error_reply('FENCED relay lease epoch ' .. ARGV[4] .. ' is superseded')
-  end
-  if epoch > newest then
-    redis.call('SET', KEYS[2], ARGV[4])
-  end
-end
+const PUBLISH_BATCH_CLUSTER: &str = concat!(
+    fence_lua!(),
+    r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]) * 1000)
@@ -86,7 +91,8 @@ for base = 5, #ARGV, 3 do
   end
 end
 return published
-";
+"
+);
 
 /// How long one Redis round trip (or a connection attempt) may take before the batch is
 /// retried later: short, so an outage is noticed quickly and never stalls the relay.
