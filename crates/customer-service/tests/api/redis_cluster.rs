@@ -272,13 +272,13 @@ async fn the_consumer_and_the_erasure_saga_work_on_a_cluster() {
         .unwrap();
     assert_eq!(dead, 1);
     let nodes = config.cluster_nodes.join(",");
-    let (database, stream) = (app.database_url.clone(), config.stream.clone());
+    let (database, stream_name) = (app.database_url.clone(), config.stream.clone());
     let listed = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
             .args(["events", "dlq", "list"])
             .env("DATABASE_URL", database)
             .env("REDIS_CLUSTER_NODES", nodes)
-            .env("EVENT_STREAM", stream)
+            .env("EVENT_STREAM", stream_name)
             .env("RUST_LOG", "off")
             .output()
             .unwrap()
@@ -323,4 +323,21 @@ async fn the_consumer_and_the_erasure_saga_work_on_a_cluster() {
         }
         assert!(Instant::now() < deadline, "never completed: {record}");
     }
+    // The erasure's clean-up on the cluster: the customer's earlier events are gone from
+    // their 24 h keys (in other slots) and from the stream; its CustomerErased stays.
+    let history = app.events_of(erased).await;
+    let created = history[0]["eventId"].as_str().unwrap().to_owned();
+    let key = format!("{}:events:CustomerCreated:{created}", config.key_prefix);
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "{key} survived the erasure");
+    let streamed = stream(&config).await;
+    assert!(!streamed.iter().any(|(_, id, _)| *id == created));
+    assert!(streamed
+        .iter()
+        .any(|(kind, _, envelope)| kind == "CustomerErased"
+            && envelope.contains(&format!("\"customerId\":{erased}"))));
 }
