@@ -237,8 +237,8 @@ pub struct DatabaseConfig {
     /// `DATABASE_ACQUIRE_TIMEOUT_MS`: how long a request waits for a
     /// connection before it gets a 503 while the database is down or saturated.
     pub acquire_timeout: Duration,
-    /// `DATABASE_READ_URL`: a PostgreSQL streaming replica of `url` for the reads that may
-    /// lag (see docs/architecture.md, "Read replicas").
+    /// `DATABASE_READ_URL`: a replica of `url` (PostgreSQL streaming, or MySQL / MariaDB
+    /// with GTIDs) for the reads that may lag (see docs/architecture.md, "Read replicas").
     pub read_url: Option<String>,
     /// `DATABASE_READ_MAX_LAG_MS`: reads fall back to the primary while the replica lags more.
     pub read_max_lag: Duration,
@@ -615,7 +615,7 @@ settings! {
     database_acquire_timeout_ms: Positive<u64> = "DATABASE_ACQUIRE_TIMEOUT_MS", Some("3000"),
         "wait for a connection before answering 503";
     database_read_url: Option<Url<DATABASE>> = "DATABASE_READ_URL", None,
-        "postgres://… of a streaming replica of DATABASE_URL: reads that may lag go there \
+        "postgres://… or mysql://… of a replica of DATABASE_URL: reads that may lag go there \
          [default: none: every read on the primary]";
     database_read_max_lag_ms: Positive<u64> = "DATABASE_READ_MAX_LAG_MS", Some("1000"),
         "reads fall back to the primary while the replica lags more";
@@ -798,11 +798,20 @@ fn read_replica_url(s: &Settings) -> Result<Option<String>, ConfigError> {
     let Some(url) = &s.database_read_url else {
         return Ok(None);
     };
-    let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
-    if !postgres(&url.0) || !postgres(&s.database_url.0) {
+    let engine = |u: &str| {
+        if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+            Some("postgres")
+        } else if u.starts_with("mysql://") {
+            Some("mysql")
+        } else {
+            None
+        }
+    };
+    if engine(&url.0).is_none() || engine(&url.0) != engine(&s.database_url.0) {
         return Err(invalid(
             "DATABASE_READ_URL",
-            "is supported for a PostgreSQL replica of a PostgreSQL DATABASE_URL only",
+            "must be a PostgreSQL replica of a PostgreSQL DATABASE_URL, or a MySQL / MariaDB \
+             replica of a MySQL DATABASE_URL",
         ));
     }
     Ok(Some(url.0.clone()))
@@ -1247,7 +1256,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_replica_is_a_postgresql_replica_of_a_postgresql_primary() {
+    fn a_read_replica_is_of_the_primarys_engine() {
         let primary = ("DATABASE_URL", "postgres://u:p@primary/db");
         let c = config(&[primary, ("DATABASE_READ_URL", "postgres://u:p@replica/db")]).unwrap();
         assert_eq!(
@@ -1256,12 +1265,22 @@ mod tests {
         );
         assert_eq!(c.database.read_max_lag, Duration::from_secs(1));
         assert!(!format!("{:?}", c.database).contains("replica/db"));
+        let mysql = config(&[
+            ("DATABASE_URL", "mysql://root@primary/db"),
+            ("DATABASE_READ_URL", "mysql://root@replica/db"),
+        ])
+        .unwrap();
+        assert_eq!(
+            mysql.database.read_url.as_deref(),
+            Some("mysql://root@replica/db")
+        );
         for vars in [
             vec![("DATABASE_READ_URL", "postgres://u:p@replica/db")],
             vec![
                 ("DATABASE_URL", "mysql://root@primary/db"),
-                ("DATABASE_READ_URL", "mysql://root@replica/db"),
+                ("DATABASE_READ_URL", "postgres://u:p@replica/db"),
             ],
+            vec![primary, ("DATABASE_READ_URL", "mysql://root@replica/db")],
             vec![primary, ("DATABASE_READ_URL", "redis://replica")],
         ] {
             assert_eq!(

@@ -4,11 +4,12 @@
 //! - [`Server::url`]: the server of a `TEST_*` variable when it is set; otherwise one this
 //!   test binary starts on first use (a throwaway PostgreSQL cluster, MariaDB data directory
 //!   or `redis-server` in a temp dir, on a free port) and shares among its tests.
-//! - [`OwnPostgres`], [`OwnRedis`], [`OwnNats`]: a server of one test's own, which it may
+//! - [`OwnPostgres`], [`OwnMariaDb`], [`OwnRedis`], [`OwnNats`]: a server of one test's own, which it may
 //!   stop and start (the fault tests).
 //! - Nothing is left behind: each server has a watchdog (a shell in its own process group)
 //!   that stops it and removes its directory as soon as the test binary has exited — also
-//!   when it was killed. [`OwnPostgres`] and [`OwnRedis`] clean up on drop as well.
+//!   when it was killed. [`OwnPostgres`], [`OwnMariaDb`] and [`OwnRedis`] clean up on drop as
+//!   well.
 //! - Where a server's programs are not installed, the tests that need it are skipped with
 //!   [`skip`], and the binary's last line on exit says how many and why.
 
@@ -435,18 +436,79 @@ impl Drop for OwnPostgres {
     }
 }
 
-/// A throwaway MariaDB server (`mariadb-install-db`, `mariadbd`) without grant tables:
-/// `root` with no password, as the machine's own.
+/// A throwaway MariaDB server (`mariadb-install-db`, `mariadbd`): [`OwnMariaDb::start`]
+/// without grant tables (`root` with no password, as the machine's own), or a primary and
+/// its replica with them ([`OwnMariaDb::start_primary`], [`OwnMariaDb::start_replica`]).
 pub struct OwnMariaDb {
     port: u16,
     dir: PathBuf,
-    _server: Child,
+    server: Child,
     _watchdog: Watchdog,
 }
 
 impl OwnMariaDb {
     /// A new server, started. `Err` when MariaDB is not installed.
     pub fn start() -> Result<OwnMariaDb, String> {
+        OwnMariaDb::start_with(&["--skip-log-bin", "--skip-grant-tables"])
+    }
+
+    /// A new server writing a binary log with GTIDs (`server_id` 1): one that replicas can
+    /// follow ([`OwnMariaDb::start_replica`]). It has grant tables, as a real one (a trigger
+    /// created without them names no definer, which a replica refuses), and `root` without a
+    /// password from 127.0.0.1.
+    pub fn start_primary() -> Result<OwnMariaDb, String> {
+        let primary =
+            OwnMariaDb::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"])?;
+        primary.allow_root_over_tcp();
+        Ok(primary)
+    }
+
+    /// A new server replicating this one from its first transaction (GTID, `server_id` 2),
+    /// applying each `delay` late (`MASTER_DELAY`, whole seconds). This one must have been
+    /// started with [`OwnMariaDb::start_primary`].
+    pub fn start_replica(&self, delay: Duration) -> OwnMariaDb {
+        let replica = OwnMariaDb::start_with(&["--skip-log-bin", "--server-id=2"])
+            .expect("MariaDB is installed: its primary runs");
+        replica.allow_root_over_tcp();
+        replica.sql(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
+             MASTER_USE_GTID=slave_pos, MASTER_DELAY={}; START SLAVE",
+            self.port,
+            delay.as_secs()
+        ));
+        replica
+    }
+
+    /// Runs `statements` with the `mariadb` client; panics when they fail.
+    pub fn sql(&self, statements: &str) {
+        let client = find_on_path("mariadb").expect("the mariadb client is installed");
+        run_quietly(
+            Command::new(client)
+                .args(["--no-defaults", "-h", "127.0.0.1", "-u", "root"])
+                .arg(format!("--port={}", self.port))
+                .args(["-e", statements]),
+            "mariadb",
+        );
+    }
+
+    /// `root@127.0.0.1` without a password and with every privilege, created over the
+    /// socket (as `root@localhost`) and kept out of the binary log.
+    fn allow_root_over_tcp(&self) {
+        let client = find_on_path("mariadb").expect("the mariadb client is installed");
+        run_quietly(
+            Command::new(client)
+                .args(["--no-defaults", "-u", "root"])
+                .arg(format!("--socket={}", self.dir.join("socket").display()))
+                .args([
+                    "-e",
+                    "SET sql_log_bin = 0; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; \
+                     GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION",
+                ]),
+            "mariadb (root over TCP)",
+        );
+    }
+
+    fn start_with(options: &[&str]) -> Result<OwnMariaDb, String> {
         let missing = || {
             "MariaDB's server programs (mariadbd, mariadb-install-db) are not installed; \
              install them or set TEST_MYSQL_URL"
@@ -478,9 +540,7 @@ impl OwnMariaDb {
             .args(user)
             .args([
                 "--bind-address=127.0.0.1",
-                "--skip-grant-tables",
                 "--skip-name-resolve",
-                "--skip-log-bin",
                 "--max-connections=1000",
                 // As Debian's configuration has it (and the tests' Unicode rows need).
                 "--character-set-server=utf8mb4",
@@ -488,6 +548,7 @@ impl OwnMariaDb {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--innodb-doublewrite=0",
             ])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -498,7 +559,7 @@ impl OwnMariaDb {
         Ok(OwnMariaDb {
             port,
             dir,
-            _server: child,
+            server: child,
             _watchdog: watchdog,
         })
     }
@@ -511,6 +572,24 @@ impl OwnMariaDb {
     /// `mysql://root@127.0.0.1:<port>/mysql`.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/mysql", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server at once (an outage; `kill -9`).
+    pub fn stop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Drop for OwnMariaDb {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -686,13 +765,39 @@ impl Drop for OwnNats {
 pub struct OwnRedisCluster {
     dir: PathBuf,
     nodes: Vec<(u16, Option<Child>)>,
+    /// What `redis-cli` needs besides the port: TLS and the password, when the nodes have them.
+    cli_options: Vec<String>,
+    tls: bool,
+    password: Option<String>,
     _watchdogs: Vec<Watchdog>,
+}
+
+/// A secured cluster's settings ([`OwnRedisCluster::start_secured`]).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSecurity {
+    /// Nodes speak TLS only (clients, replication and the cluster bus) with this
+    /// certificate and key, signed by `ca`; clients are not asked for certificates.
+    pub tls: Option<ClusterTls>,
+    /// `requirepass` (and `masterauth`) of every node.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl OwnRedisCluster {
     /// Six nodes, the cluster created and every slot served. `Err` when `redis-server` or
     /// `redis-cli` is not installed.
     pub fn start() -> Result<OwnRedisCluster, String> {
+        OwnRedisCluster::start_secured(&ClusterSecurity::default())
+    }
+
+    /// As [`OwnRedisCluster::start`], the nodes requiring TLS and/or a password.
+    pub fn start_secured(security: &ClusterSecurity) -> Result<OwnRedisCluster, String> {
         OwnRedis::installed()?;
         find_on_path("redis-cli").ok_or("redis-cli is not installed")?;
         let dir = temp_dir("cs_redis_cluster", None);
@@ -703,8 +808,24 @@ impl OwnRedisCluster {
             let node_dir = dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("creating a node's directory");
             let log = node_dir.join("redis.log");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let mut server = Command::new("redis-server");
+            match &security.tls {
+                None => server.args(["--port", &port.to_string()]),
+                Some(tls) => server
+                    .args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                    .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca),
+            };
+            if let Some(password) = &security.password {
+                server.args(["--requirepass", password, "--masterauth", password]);
+            }
+            let child = server
+                .args(["--bind", "127.0.0.1"])
                 .args([
                     "--cluster-enabled",
                     "yes",
@@ -730,12 +851,25 @@ impl OwnRedisCluster {
             wait_for_port(port, "redis-server (cluster node)", &log);
             nodes.push((port, Some(child)));
         }
+        let mut cli_options = Vec::new();
+        if let Some(tls) = &security.tls {
+            cli_options.extend(["--tls".to_owned(), "--cacert".to_owned()]);
+            cli_options.push(tls.ca.display().to_string());
+        }
+        if let Some(password) = &security.password {
+            cli_options.extend(["--no-auth-warning".to_owned(), "-a".to_owned()]);
+            cli_options.push(password.clone());
+        }
         let cluster = OwnRedisCluster {
             dir,
             nodes,
+            cli_options,
+            tls: security.tls.is_some(),
+            password: security.password.clone(),
             _watchdogs: watchdogs,
         };
         let mut create = Command::new("redis-cli");
+        create.args(&cluster.cli_options);
         create.arg("--cluster").arg("create");
         for (port, _) in &cluster.nodes {
             create.arg(format!("127.0.0.1:{port}"));
@@ -748,16 +882,27 @@ impl OwnRedisCluster {
         Ok(cluster)
     }
 
-    /// `redis://127.0.0.1:<port>` of every node started.
+    /// `redis://127.0.0.1:<port>` of every node started (`rediss://localhost:<port>` with
+    /// TLS, and the password when there is one).
     pub fn urls(&self) -> Vec<String> {
+        let auth = self
+            .password
+            .as_ref()
+            .map_or_else(String::new, |password| format!(":{password}@"));
+        let (scheme, host) = if self.tls {
+            ("rediss", "localhost")
+        } else {
+            ("redis", "127.0.0.1")
+        };
         self.nodes
             .iter()
-            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .map(|(port, _)| format!("{scheme}://{auth}{host}:{port}"))
             .collect()
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
+            .args(&self.cli_options)
             .args(["-p", &port.to_string()])
             .args(args)
             .output()

@@ -1,15 +1,16 @@
-//! A PostgreSQL streaming replica for reads (`DATABASE_READ_URL`, issue #18): its pool, and
-//! what decides whether a read may go to it.
+//! A read replica (`DATABASE_READ_URL`, issue #18): its pool, and what decides whether a read
+//! may go to it. PostgreSQL streaming replicas, and MySQL / MariaDB replicas with GTIDs.
 //!
-//! A watcher polls every [`POLL`] the primary's WAL position (`pg_current_wal_lsn()`) and
-//! the replica's replayed one (`pg_last_wal_replay_lsn()`). The replica's lag is how long
-//! ago the primary first stood past what the replica has replayed (from the primary's
-//! positions of the last minute, so to within a poll). Reads go to the replica only while it
-//! answers and lags at most `DATABASE_READ_MAX_LAG_MS`; and a customer this instance wrote
-//! is read by id from the primary until the replica has replayed that write's position —
-//! read-your-writes on this instance. A lookup by e-mail (which names no id) waits for the
-//! replica to have replayed this instance's last write of any customer. A replica that is not in recovery (the
-//! primary itself, or one promoted) counts as caught up.
+//! A watcher polls every [`POLL`] the primary's position and the one the replica has
+//! applied ([`Positions`]: WAL LSNs on PostgreSQL, the sequence numbers of the primary's
+//! GTIDs on MySQL / MariaDB). The replica's lag is how long ago the primary first stood past
+//! what the replica has applied (from the primary's positions of the last minute, so to
+//! within a poll). Reads go to the replica only while it answers and lags at most
+//! `DATABASE_READ_MAX_LAG_MS`; and a customer this instance wrote is read by id from the
+//! primary until the replica has applied that write's position — read-your-writes on this
+//! instance. A lookup by e-mail (which names no id) waits for the replica to have applied
+//! this instance's last write of any customer. A PostgreSQL replica that is not in recovery
+//! (the primary itself, or one promoted) counts as caught up.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use crate::application::{ReadScope, ReplicaStatus};
 
 use super::error::classify;
 use super::pool::Pool;
+use super::Backend;
 
 /// How often the watcher compares the two positions.
 pub(super) const POLL: Duration = Duration::from_millis(100);
@@ -46,9 +48,167 @@ struct State {
     baseline: u64,
 }
 
+/// How a backend names the replication positions the replica is compared by: numbers
+/// that only grow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Positions {
+    /// WAL LSNs: `pg_current_wal_lsn()` on the primary, `pg_last_wal_replay_lsn()` on the
+    /// replica.
+    Postgres,
+    /// The sequence number of MariaDB's GTIDs (`domain-server-seq`) in the primary's
+    /// replication domain: `@@gtid_binlog_pos` on the primary, `@@gtid_current_pos` on the
+    /// replica.
+    MariaDb { domain: u64 },
+    /// The transactions of the primary's `server_uuid` in MySQL's `@@gtid_executed`: the
+    /// highest on the primary, the end of the unbroken run from 1 on the replica.
+    MySql { uuid: String },
+}
+
+impl Positions {
+    /// The positions of `primary`'s engine; `Err` names what a replica cannot be followed
+    /// without (MySQL / MariaDB: a binary log with GTIDs).
+    pub(super) async fn of(backend: Backend, primary: &Pool) -> Result<Positions, String> {
+        if backend == Backend::Postgres {
+            return Ok(Positions::Postgres);
+        }
+        let unreadable =
+            |e: sqlx::Error| format!("reading the primary's replication settings: {e}");
+        let version: String = fetch(primary, "select version()")
+            .await
+            .map_err(unreadable)?
+            .try_get(0)
+            .map_err(unreadable)?;
+        let no_binlog = "the primary writes no binary log (log_bin is OFF): a replica cannot \
+                         be followed without one";
+        if version.contains("MariaDB") {
+            let row = fetch(
+                primary,
+                "select cast(@@global.log_bin as signed), \
+                 cast(@@global.gtid_domain_id as signed)",
+            )
+            .await
+            .map_err(unreadable)?;
+            let (log_bin, domain): (i64, i64) = (
+                row.try_get(0).map_err(unreadable)?,
+                row.try_get(1).map_err(unreadable)?,
+            );
+            if log_bin != 1 {
+                return Err(no_binlog.to_owned());
+            }
+            let domain = u64::try_from(domain).map_err(|e| e.to_string())?;
+            Ok(Positions::MariaDb { domain })
+        } else {
+            let row = fetch(
+                primary,
+                "select cast(@@global.log_bin as signed), cast(@@global.gtid_mode as char), \
+                 cast(@@global.server_uuid as char)",
+            )
+            .await
+            .map_err(unreadable)?;
+            let (log_bin, gtid_mode, uuid): (i64, String, String) = (
+                row.try_get(0).map_err(unreadable)?,
+                row.try_get(1).map_err(unreadable)?,
+                row.try_get(2).map_err(unreadable)?,
+            );
+            if log_bin != 1 {
+                return Err(no_binlog.to_owned());
+            }
+            if gtid_mode != "ON" {
+                return Err(format!(
+                    "the primary's gtid_mode is {gtid_mode}: a replica is followed by its GTIDs \
+                     (gtid_mode=ON)"
+                ));
+            }
+            Ok(Positions::MySql { uuid })
+        }
+    }
+
+    /// The statement reading the primary's position, and the replica's.
+    fn statements(&self) -> (&'static str, &'static str) {
+        match self {
+            Positions::Postgres => (
+                "select pg_current_wal_lsn()::text",
+                // NULL when the server is not in recovery.
+                "select pg_last_wal_replay_lsn()::text",
+            ),
+            Positions::MariaDb { .. } => (
+                "select cast(@@global.gtid_binlog_pos as char)",
+                "select cast(@@global.gtid_current_pos as char)",
+            ),
+            Positions::MySql { .. } => (
+                "select cast(@@global.gtid_executed as char)",
+                "select cast(@@global.gtid_executed as char)",
+            ),
+        }
+    }
+
+    /// `text` (of the primary when `primary`) as a position.
+    fn parse(&self, text: &str, primary: bool) -> Option<u64> {
+        match self {
+            Positions::Postgres => parse_lsn(text),
+            Positions::MariaDb { domain } => Some(mariadb_sequence(text, *domain)),
+            Positions::MySql { uuid } => Some(mysql_transactions(text, uuid, primary)),
+        }
+    }
+
+    /// `pool`'s position (the primary's when `primary`); `None` for a PostgreSQL server that
+    /// is not in recovery.
+    async fn read(&self, pool: &Pool, primary: bool) -> Result<Option<u64>, sqlx::Error> {
+        let (on_primary, on_replica) = self.statements();
+        let row = fetch(pool, if primary { on_primary } else { on_replica }).await?;
+        let text: Option<String> = row.try_get(0)?;
+        Ok(text.and_then(|text| self.parse(&text, primary)))
+    }
+}
+
+/// `0-1-123,1-2-5` → the sequence number in `domain` (0 when it has none yet).
+fn mariadb_sequence(text: &str, domain: u64) -> u64 {
+    text.split(',')
+        .filter_map(|gtid| {
+            let mut parts = gtid.trim().splitn(3, '-');
+            let in_domain = parts.next()?.parse::<u64>().ok()? == domain;
+            let sequence = parts.nth(1)?.parse::<u64>().ok()?;
+            in_domain.then_some(sequence)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `uuid:1-100:105-110,other:1-5` → of `uuid`'s transactions: the highest (`primary`: where
+/// the primary stands, or further), or the end of the run from 1 (what the replica has
+/// applied without a gap, or less). 0 when there are none.
+fn mysql_transactions(text: &str, uuid: &str, primary: bool) -> u64 {
+    let mut intervals = text
+        .split(',')
+        .filter_map(|set| {
+            let mut parts = set.trim().split(':');
+            parts
+                .next()?
+                .trim()
+                .eq_ignore_ascii_case(uuid)
+                .then_some(parts)
+        })
+        .flatten()
+        .filter_map(|interval| {
+            let (start, end) = interval.split_once('-').unwrap_or((interval, interval));
+            Some((
+                start.trim().parse::<u64>().ok()?,
+                end.trim().parse::<u64>().ok()?,
+            ))
+        });
+    if primary {
+        intervals.map(|(_, end)| end).max().unwrap_or(0)
+    } else {
+        intervals
+            .find(|(start, _)| *start == 1)
+            .map_or(0, |(_, end)| end)
+    }
+}
+
 #[derive(Debug)]
 pub struct Replica {
     pub(super) pool: Pool,
+    positions: Positions,
     max_lag: Duration,
     state: Mutex<State>,
     reads_replica: AtomicU64,
@@ -62,9 +222,10 @@ pub(super) fn parse_lsn(text: &str) -> Option<u64> {
 }
 
 impl Replica {
-    pub(super) fn new(pool: Pool, max_lag: Duration) -> Replica {
+    pub(super) fn new(pool: Pool, positions: Positions, max_lag: Duration) -> Replica {
         Replica {
             pool,
+            positions,
             max_lag,
             state: Mutex::new(State {
                 // Not trusted until the first check.
@@ -114,7 +275,7 @@ impl Replica {
 
     /// Nothing is read from the replica before it has replayed the primary's position now.
     pub(super) async fn start_at_primary(&self, primary: &Pool) -> Result<(), sqlx::Error> {
-        let now = position(primary, PRIMARY_LSN).await?.unwrap_or(0);
+        let now = self.positions.read(primary, true).await?.unwrap_or(0);
         if let Ok(mut state) = self.state.lock() {
             state.baseline = now;
         }
@@ -140,9 +301,10 @@ impl Replica {
     /// One comparison of the two positions (the watcher's step).
     pub(super) async fn check(&self, primary: &Pool) {
         let now = Instant::now();
-        let primary_at = tokio::time::timeout(CHECK_TIMEOUT, position(primary, PRIMARY_LSN)).await;
+        let primary_at =
+            tokio::time::timeout(CHECK_TIMEOUT, self.positions.read(primary, true)).await;
         let replica_at =
-            tokio::time::timeout(CHECK_TIMEOUT, position(&self.pool, REPLAY_LSN)).await;
+            tokio::time::timeout(CHECK_TIMEOUT, self.positions.read(&self.pool, false)).await;
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -181,26 +343,21 @@ impl Replica {
             }
         }
     }
+
+    /// The primary's position now (after a write's commit).
+    pub(super) async fn primary_position(
+        &self,
+        primary: &Pool,
+    ) -> Result<Option<u64>, crate::application::StoreError> {
+        self.positions.read(primary, true).await.map_err(classify)
+    }
 }
 
-const PRIMARY_LSN: &str = "select pg_current_wal_lsn()::text";
-/// NULL when the server is not in recovery.
-const REPLAY_LSN: &str = "select pg_last_wal_replay_lsn()::text";
-
-/// The position `statement` returns on `pool`; `None` for NULL.
-async fn position(pool: &Pool, statement: &'static str) -> Result<Option<u64>, sqlx::Error> {
+/// The one row `statement` returns on `pool`.
+async fn fetch(pool: &Pool, statement: &'static str) -> Result<sqlx::any::AnyRow, sqlx::Error> {
     let mut connection = pool.acquire().await?;
     let result = sqlx::query(statement).fetch_one(&mut *connection).await;
-    let row = connection.settle_on(result)?;
-    let text: Option<String> = row.try_get(0)?;
-    Ok(text.as_deref().and_then(parse_lsn))
-}
-
-/// The primary's position now (after a write's commit).
-pub(super) async fn primary_position(
-    primary: &Pool,
-) -> Result<Option<u64>, crate::application::StoreError> {
-    position(primary, PRIMARY_LSN).await.map_err(classify)
+    connection.settle_on(result)
 }
 
 #[cfg(test)]
@@ -214,5 +371,33 @@ mod tests {
         assert!(parse_lsn("16/B374D848") > parse_lsn("16/B374D847"));
         assert!(parse_lsn("17/0") > parse_lsn("16/FFFFFFFF"));
         assert_eq!(parse_lsn("nonsense"), None);
+    }
+
+    #[test]
+    fn mariadb_positions_are_the_sequence_in_the_primarys_domain() {
+        assert_eq!(mariadb_sequence("0-1-123", 0), 123);
+        assert_eq!(mariadb_sequence("0-1-123,1-2-5", 1), 5);
+        assert_eq!(mariadb_sequence("1-2-5, 0-1-124", 0), 124);
+        assert_eq!(mariadb_sequence("", 0), 0, "nothing applied yet");
+        assert_eq!(mariadb_sequence("1-2-5", 0), 0);
+        // A failover to another server of the domain keeps counting on.
+        assert!(mariadb_sequence("0-3-130", 0) > mariadb_sequence("0-1-129", 0));
+    }
+
+    #[test]
+    fn mysql_positions_count_the_primarys_transactions() {
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let executed = "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-100:105-110,\n\
+                        b0a8e6f4-0000-11e1-9e33-c80aa9429562:1-500";
+        assert_eq!(mysql_transactions(executed, uuid, true), 110);
+        // A replica applying in parallel may have a gap: only the run from 1 counts.
+        assert_eq!(mysql_transactions(executed, uuid, false), 100);
+        assert_eq!(mysql_transactions(&format!("{uuid}:1-7:9"), uuid, true), 9);
+        assert_eq!(mysql_transactions(&format!("{uuid}:1"), uuid, false), 1);
+        assert_eq!(mysql_transactions("", uuid, true), 0);
+        assert_eq!(
+            mysql_transactions("b0a8e6f4-0000-11e1-9e33-c80aa9429562:1-5", uuid, false),
+            0
+        );
     }
 }

@@ -70,22 +70,28 @@ impl SqlStore {
         })
     }
 
-    /// Sends the reads that allow it (see `application::read_scope`) to the PostgreSQL
-    /// streaming replica at `options.url` while it lags at most `max_lag`.
+    /// Sends the reads that allow it (see `application::read_scope`) to the replica at
+    /// `options.url` (PostgreSQL streaming, or MySQL / MariaDB with GTIDs) while it lags at
+    /// most `max_lag`.
     pub async fn with_read_replica(
         mut self,
         options: &StoreOptions,
         max_lag: std::time::Duration,
     ) -> Result<SqlStore, StoreError> {
-        if self.backend != Backend::Postgres
-            || Backend::of_url(&options.url) != Some(Backend::Postgres)
-        {
-            return Err(StoreError::Other(
-                "a read replica is supported for PostgreSQL only".into(),
-            ));
+        let pool = match (self.backend, Backend::of_url(&options.url)) {
+            (Backend::Postgres, Some(Backend::Postgres)) => postgres::connect(options).await,
+            (Backend::MySql, Some(Backend::MySql)) => mysql::connect(options).await,
+            _ => {
+                return Err(StoreError::Other(
+                    "a read replica is a PostgreSQL or MySQL server of the primary's engine".into(),
+                ))
+            }
         }
-        let pool = postgres::connect(options).await.map_err(classify)?;
-        self.replica = Some(Arc::new(Replica::new(pool, max_lag)));
+        .map_err(classify)?;
+        let positions = replica::Positions::of(self.backend, &self.writer)
+            .await
+            .map_err(|why| StoreError::Other(why.into()))?;
+        self.replica = Some(Arc::new(Replica::new(pool, positions, max_lag)));
         Ok(self)
     }
 
@@ -97,7 +103,7 @@ impl SqlStore {
         };
         // Started after the migrations: the replica serves once it has them.
         while let Err(error) = replica.start_at_primary(&self.writer).await {
-            tracing::warn!(%error, "reading the primary's WAL position failed; retrying");
+            tracing::warn!(%error, "reading the primary's replication position failed; retrying");
             tokio::select! {
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = stop.changed() => return,
@@ -127,7 +133,7 @@ impl SqlStore {
     /// the replica has replayed it (read-your-writes on this instance).
     pub(super) async fn note_write(&self, id: i64) {
         if let Some(replica) = &self.replica {
-            match replica::primary_position(&self.writer).await {
+            match replica.primary_position(&self.writer).await {
                 Ok(Some(position)) => replica.wrote(id, position),
                 // Unknown: the replica may not have it; keep this customer on the primary
                 // until it has replayed everything there is now and later.

@@ -278,6 +278,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Spawns the app after `adjust` has edited its configuration.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let (url, dir) = fresh_database(backend).await;
+    spawn_app_at(url, dir, adjust).await
+}
+
+/// Spawns the app on the database at `url` (of a server the test made) after `adjust` has
+/// edited its configuration.
+pub async fn spawn_app_on(url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(url, None, adjust).await
+}
+
+async fn spawn_app_at(
+    url: String,
+    dir: Option<TempDir>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(url);
     adjust(&mut config);
     let app = App::build(&config).await.expect("the app builds");
