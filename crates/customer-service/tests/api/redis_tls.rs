@@ -1,11 +1,12 @@
 //! `rediss://`: the relay publishes over TLS to a test-owned `redis-server` whose certificate
 //! a CA made here signed, trusted through `REDIS_CA_FILE`; without that CA it is refused.
+//! The same to a Redis Cluster whose nodes speak only TLS and require a password.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use test_servers::{free_port, OrSkip, OwnRedis};
+use test_servers::{free_port, ClusterSecurity, ClusterTls, OrSkip, OwnRedis, OwnRedisCluster};
 
 use crate::test_app::{json_of, minimal, spawn_app_with, unique_redis, Backend};
 
@@ -164,5 +165,79 @@ async fn events_are_published_over_tls_to_a_server_of_a_private_ca() {
     assert_eq!(health["data"]["status"], "degraded");
     assert_eq!(health["data"]["checks"]["redis"]["status"], "error");
     assert_eq!(app.pending_count().await, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_to_a_cluster_over_tls_with_a_password() {
+    if OwnRedis::installed().or_skip().is_none() {
+        return;
+    }
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let cluster = OwnRedisCluster::start_secured(&ClusterSecurity {
+        tls: Some(ClusterTls {
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            ca: dir.join("ca.crt"),
+        }),
+        password: Some("s3cret".to_owned()),
+    })
+    .unwrap();
+    let urls = cluster.urls();
+    assert!(urls[0].starts_with("rediss://:s3cret@localhost:"));
+    let mut redis = unique_redis(urls[0].clone());
+    redis.cluster_nodes = urls;
+    redis.ca_file = Some(dir.join("ca.crt"));
+
+    let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(redis.clone())).await;
+    let id = app.create_id(&minimal("tls@example.com")).await;
+    app.update(id, &serde_json::json!({"firstName": "Secure"}))
+        .await;
+    app.wait_until_published().await;
+    let customer_events::consumer::RedisTarget::Cluster(client) =
+        customer_service::sinks::target(&redis).unwrap()
+    else {
+        panic!("REDIS_CLUSTER_NODES made no cluster client");
+    };
+    let mut connection = client.get_async_connection().await.unwrap();
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(&redis.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let types: Vec<&str> = entries.iter().map(|(_, f)| f[1].as_str()).collect();
+    assert_eq!(types, ["CustomerCreated", "CustomerUpdated"]);
+    assert!(entries[0].1[5].contains(&format!(r#""aggregateId":{id}"#)));
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["checks"]["redis"]["status"], "ok");
+
+    // A wrong password: nothing is published, health says why in general terms.
+    let mut refused = redis.clone();
+    refused.cluster_nodes = refused
+        .cluster_nodes
+        .iter()
+        .map(|url| url.replace(":s3cret@", ":wrong@"))
+        .collect();
+    refused.url = refused.cluster_nodes[0].clone();
+    let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(refused)).await;
+    app.create_id(&minimal("tls@example.com")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = json_of(app.get("/api/v1/health").await, 200).await;
+        if health["data"]["checks"]["redis"]["status"] == "error" {
+            assert_eq!(health["data"]["status"], "degraded");
+            assert!(!health.to_string().contains("wrong"), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a wrong password went unnoticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.pending_count().await, 1);
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }
