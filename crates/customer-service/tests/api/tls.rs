@@ -1,6 +1,8 @@
-//! `rediss://`: the relay publishes over TLS to a test-owned `redis-server` whose certificate
-//! a CA made here signed, trusted through `REDIS_CA_FILE`; without that CA it is refused.
-//! The same to a Redis Cluster whose nodes speak only TLS and require a password.
+//! TLS to the brokers, with certificates of a CA made here: the relay publishes over
+//! `rediss://` to a test-owned `redis-server`, trusted through `REDIS_CA_FILE` (without that
+//! CA it is refused); to a Redis Cluster whose nodes speak only TLS and require a password;
+//! and over `tls://` to a test-owned `nats-server` with JetStream, trusted through
+//! `NATS_CA_FILE`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -239,5 +241,98 @@ async fn events_are_published_to_a_cluster_over_tls_with_a_password() {
     }
     assert_eq!(app.pending_count().await, 1);
     drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `nats-server` with JetStream that accepts TLS connections only, on a free port.
+struct TlsNats {
+    port: u16,
+    child: Child,
+}
+
+impl TlsNats {
+    fn start(dir: &Path) -> TlsNats {
+        let program = test_servers::OwnNats::installed().expect("nats-server is installed");
+        let port = free_port();
+        let child = Command::new(program)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("jetstream"))
+            .arg("--tls")
+            .arg("--tlscert")
+            .arg(dir.join("server.crt"))
+            .arg("--tlskey")
+            .arg(dir.join("server.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server (TLS) did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsNats { port, child }
+    }
+}
+
+impl Drop for TlsNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_over_tls_to_nats_of_a_private_ca() {
+    if test_servers::OwnNats::installed().or_skip().is_none() {
+        return;
+    }
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let server = TlsNats::start(&dir);
+    let nats = customer_service::config::NatsConfig {
+        url: format!("tls://localhost:{}", server.port),
+        creds_file: None,
+        ca_file: Some(dir.join("ca.crt")),
+        subject_prefix: "tls.events".to_owned(),
+        stream: "TLS_EVENTS".to_owned(),
+        replicas: 1,
+        max_age: Duration::from_secs(3600),
+        duplicate_window: Duration::from_secs(600),
+    };
+
+    let app = spawn_app_with(Backend::Sqlite, |c| c.nats = Some(nats.clone())).await;
+    let id = app.create_id(&minimal("tls@example.com")).await;
+    app.wait_until_published().await;
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(dir.join("ca.crt"))
+        .connect(nats.url.as_str())
+        .await
+        .unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("TLS_EVENTS")
+        .await
+        .unwrap();
+    let message = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(
+        message.subject.as_str(),
+        format!("tls.events.CustomerCreated.{id}")
+    );
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 1);
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["checks"]["nats"]["status"], "ok");
+
+    // Without the CA, the system's roots do not know this server: nothing is published.
+    let mut untrusted = nats.clone();
+    untrusted.ca_file = None;
+    let app = spawn_app_with(Backend::Sqlite, |c| c.nats = Some(untrusted)).await;
+    app.create_id(&minimal("tls@example.com")).await;
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["status"], "degraded");
+    assert_eq!(health["data"]["checks"]["nats"]["status"], "error");
+    assert_eq!(app.pending_count().await, 1);
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
