@@ -5,7 +5,7 @@
 //! - `create`: POST unique customers as fast as N connections allow (fills a backlog, too).
 //! - `drain`: how fast the relay empties the outbox backlog (events/s), read from health.
 //! - `event-latency`: POST at a fixed rate and time each event from the HTTP 201 to its
-//!   arrival on the Redis channel.
+//!   arrival on the Redis channel, or at a JetStream consumer.
 //!
 //! Figures are printed, never asserted: `bench/` records them.
 
@@ -95,12 +95,22 @@ enum Command {
         timeout_secs: u64,
     },
     /// POST at `rate` per second for `duration_secs` and time each CustomerCreated from the
-    /// HTTP response to its arrival on the Redis channel.
+    /// HTTP response to its arrival on the Redis channel (`--redis-url`) or at a JetStream
+    /// consumer of the NATS stream (`--nats-url`).
     EventLatency {
-        #[arg(long)]
-        redis_url: String,
+        #[arg(
+            long,
+            required_unless_present = "nats_url",
+            conflicts_with = "nats_url"
+        )]
+        redis_url: Option<String>,
         #[arg(long, default_value = "customer-service-events")]
         channel: String,
+        /// Time arrivals at an ordered pull consumer of `--nats-stream` (new messages only).
+        #[arg(long)]
+        nats_url: Option<String>,
+        #[arg(long, default_value = "CUSTOMER_EVENTS")]
+        nats_stream: String,
         #[arg(long, default_value_t = 1000)]
         rate: u64,
         #[arg(long, default_value_t = 10)]
@@ -369,39 +379,75 @@ async fn drain(base: &str, timeout: Duration) -> anyhow::Result<()> {
 /// Customer id → (when its 201 was read, when its CustomerCreated arrived).
 type Timings = HashMap<i64, (Option<Instant>, Option<Instant>)>;
 
+/// Where `event-latency` waits for the events.
+enum Arrivals {
+    /// Subscribed to the pub/sub channel.
+    Redis { url: String, channel: String },
+    /// An ordered pull consumer of the stream, from the first new message on.
+    JetStream { url: String, stream: String },
+}
+
+/// Notes when the CustomerCreated in `payload` arrived.
+fn arrived(seen: &Mutex<Timings>, payload: &[u8]) {
+    let arrived = Instant::now();
+    let Ok(event) = serde_json::from_slice::<Value>(payload) else {
+        return;
+    };
+    if event["eventType"] != "CustomerCreated" {
+        return;
+    }
+    if let (Some(id), Ok(mut seen)) = (event["metadata"]["aggregateId"].as_i64(), seen.lock()) {
+        seen.entry(id).or_default().1 = Some(arrived);
+    }
+}
+
+/// Listens for arrivals until aborted.
+async fn listen(
+    arrivals: &Arrivals,
+    seen: Arc<Mutex<Timings>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    Ok(match arrivals {
+        Arrivals::Redis { url, channel } => {
+            let mut pubsub = redis::Client::open(url.as_str())?
+                .get_async_pubsub()
+                .await?;
+            pubsub.subscribe(channel).await?;
+            tokio::spawn(async move {
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    arrived(&seen, message.get_payload_bytes());
+                }
+            })
+        }
+        Arrivals::JetStream { url, stream } => {
+            use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+            let client = async_nats::connect(url.as_str()).await?;
+            let consumer = async_nats::jetstream::new(client)
+                .get_stream(stream)
+                .await?
+                .create_consumer(OrderedConfig {
+                    deliver_policy: DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await?;
+            let mut messages = consumer.messages().await?;
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = messages.next().await {
+                    arrived(&seen, &message.payload);
+                }
+            })
+        }
+    })
+}
+
 async fn event_latency(
     base: &str,
-    redis_url: &str,
-    channel: &str,
+    arrivals: Arrivals,
     rate: u64,
     duration: Duration,
 ) -> anyhow::Result<()> {
     let seen: Arc<Mutex<Timings>> = Arc::default();
-    let mut pubsub = redis::Client::open(redis_url)?.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    let listener = {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let arrived = Instant::now();
-                let Ok(payload) = message.get_payload::<String>() else {
-                    continue;
-                };
-                let Ok(event) = serde_json::from_str::<Value>(&payload) else {
-                    continue;
-                };
-                if event["eventType"] != "CustomerCreated" {
-                    continue;
-                }
-                if let Some(id) = event["metadata"]["aggregateId"].as_i64() {
-                    if let Ok(mut seen) = seen.lock() {
-                        seen.entry(id).or_default().1 = Some(arrived);
-                    }
-                }
-            }
-        })
-    };
+    let listener = listen(&arrivals, seen.clone()).await?;
 
     let client = reqwest::Client::new();
     let run = run_id();
@@ -610,17 +656,20 @@ async fn main() -> anyhow::Result<()> {
         Command::EventLatency {
             redis_url,
             channel,
+            nats_url,
+            nats_stream,
             rate,
             duration_secs,
         } => {
-            event_latency(
-                base,
-                &redis_url,
-                &channel,
-                rate,
-                Duration::from_secs(duration_secs),
-            )
-            .await
+            let arrivals = match (redis_url, nats_url) {
+                (Some(url), _) => Arrivals::Redis { url, channel },
+                (None, Some(url)) => Arrivals::JetStream {
+                    url,
+                    stream: nats_stream,
+                },
+                (None, None) => anyhow::bail!("--redis-url or --nats-url is required"),
+            };
+            event_latency(base, arrivals, rate, Duration::from_secs(duration_secs)).await
         }
     }
 }

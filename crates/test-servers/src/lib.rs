@@ -959,6 +959,64 @@ impl OwnRedisCluster {
         None
     }
 
+    /// Moves the slot of `key` from its master to the master on `to`, as `redis-cli --cluster
+    /// reshard` moves each slot: `IMPORTING` / `MIGRATING`, then `pause` (clients meet the
+    /// half-moved slot: `ASK`, `TRYAGAIN`), then its keys `MIGRATE`d in batches, then the
+    /// slot assigned to `to` on every master.
+    pub fn move_slot(&self, key: &str, to: u16, pause: Duration) {
+        let from = self.master_of(key).expect("a master serves the key");
+        assert_ne!(from, to, "the slot is on that master already");
+        let slot = self
+            .cli(from, &["cluster", "keyslot", key])
+            .trim()
+            .to_owned();
+        let id = |port: u16| self.cli(port, &["cluster", "myid"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        let ok = |port: u16, args: &[&str]| {
+            let answer = self.cli(port, args);
+            assert!(answer.trim() == "OK", "{args:?} on {port}: {answer}");
+        };
+        ok(to, &["cluster", "setslot", &slot, "importing", &from_id]);
+        ok(from, &["cluster", "setslot", &slot, "migrating", &to_id]);
+        std::thread::sleep(pause);
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut migrate = vec!["migrate", "127.0.0.1", &to_port, "", "0", "5000"];
+            if let Some(password) = &self.password {
+                migrate.extend(["auth", password]);
+            }
+            migrate.push("keys");
+            migrate.extend(keys);
+            let answer = self.cli(from, &migrate);
+            assert!(answer.trim() == "OK", "MIGRATE: {answer}");
+        }
+        ok(to, &["cluster", "setslot", &slot, "node", &to_id]);
+        ok(from, &["cluster", "setslot", &slot, "node", &to_id]);
+        for (port, child) in &self.nodes {
+            if child.is_some() && *port != from && *port != to && self.is_master(*port) {
+                ok(*port, &["cluster", "setslot", &slot, "node", &to_id]);
+            }
+        }
+    }
+
+    /// The ports of the masters that run now.
+    pub fn masters(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|(port, child)| child.is_some() && self.is_master(*port))
+            .map(|(port, _)| *port)
+            .collect()
+    }
+
+    fn is_master(&self, port: u16) -> bool {
+        self.cli(port, &["role"]).lines().next() == Some("master")
+    }
+
     /// Kills the node on `port` (`kill -9`).
     pub fn kill(&mut self, port: u16) {
         if let Some((_, child)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {

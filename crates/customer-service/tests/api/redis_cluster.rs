@@ -196,6 +196,69 @@ async fn concurrent_writers_put_every_event_once_in_order_and_a_killed_master_lo
     assert_stream_is_the_log(&app, &config).await;
 }
 
+/// The stream's slot (with its `{stream}` keys: the fence and the published ids) moves to
+/// another master while writers go on, as a resharding does: the relay follows the `ASK`
+/// and `MOVED` answers and waits out `TRYAGAIN`, and every event is in the stream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_slot_moves_to_another_master_under_load_and_nothing_is_lost_or_repeated() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(cluster) = OwnRedisCluster::start().or_skip() else {
+        return;
+    };
+    let config = cluster_config(&cluster);
+    let app = Arc::new(spawn_app_with(Backend::Postgres, |c| c.redis = Some(config.clone())).await);
+    let moved = Arc::new(AtomicBool::new(false));
+    // Writes until the slot has moved, then five rounds more.
+    let write = |app: Arc<TestApp>, moved: Arc<AtomicBool>, writer: usize| async move {
+        let mut after = 0;
+        let mut n = 0;
+        while after < 5 {
+            let id = app
+                .create_id(&minimal(&format!(
+                    "m{writer}-{n}-{}@example.com",
+                    uuid::Uuid::new_v4().simple()
+                )))
+                .await;
+            app.update(id, &json!({"firstName": format!("N{n}")})).await;
+            n += 1;
+            after += usize::from(moved.load(Ordering::SeqCst));
+        }
+        n
+    };
+    // The slot holds the stream and its keys before it moves.
+    app.create_id(&minimal("first@example.com")).await;
+    app.wait_until_published().await;
+    let from = cluster
+        .master_of(&config.stream)
+        .expect("a master serves the stream");
+    let to = *cluster
+        .masters()
+        .iter()
+        .find(|port| **port != from)
+        .expect("another master");
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(write(app.clone(), moved.clone(), w)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mover = {
+        let (stream, moved) = (config.stream.clone(), moved.clone());
+        tokio::task::spawn_blocking(move || {
+            cluster.move_slot(&stream, to, Duration::from_millis(500));
+            moved.store(true, Ordering::SeqCst);
+            cluster
+        })
+    };
+    let cluster = mover.await.unwrap();
+    for writer in writers {
+        assert!(
+            writer.await.unwrap() > 5,
+            "the writers stopped before the move"
+        );
+    }
+    assert_eq!(cluster.master_of(&config.stream), Some(to));
+    assert_stream_is_the_log(&app, &config).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_crash_between_publishing_and_marking_repeats_nothing_on_a_cluster() {
     let Some(cluster) = OwnRedisCluster::start().or_skip() else {
