@@ -1,8 +1,9 @@
 //! The NATS JetStream sink (issue #18, item 2): every event in the stream exactly once with
 //! `Nats-Msg-Id = eventId`, on `<prefix>.<eventType>.<customerId>`; a relay crash before
 //! marking stores nothing twice; a NATS outage loses nothing; Redis and NATS together; an
-//! erasure purges the customer's earlier messages. Tests on the shared server use their own
-//! subject prefix and stream, and delete the stream afterwards.
+//! erasure purges the customer's earlier messages; a creds file gets the relay into a server
+//! in operator mode. Tests on the shared server use their own subject prefix and stream, and
+//! delete the stream afterwards.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -441,4 +442,186 @@ async fn the_erasure_saga_runs_with_nats_as_its_only_broker(backend: Backend) {
             .delete_stream(format!("{}_{durable}_SEEN", nats.stream))
             .await;
     }
+}
+
+/// The JWTs of NATS's decentralised auth, made here: an operator trusted by the server, an
+/// account with JetStream it signed, and a user of that account — whose JWT and seed make
+/// the creds file `NATS_CREDS_FILE` names.
+mod creds {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use nkeys::KeyPair;
+    use serde_json::{json, Value};
+
+    /// `header.claims.signature`, signed by `issuer` (nats-io/jwt v2's encoding).
+    pub fn jwt(issuer: &KeyPair, subject: &str, name: &str, nats: Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+        let claims = json!({
+            "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+            "iat": 1_700_000_000,
+            "iss": issuer.public_key(),
+            "name": name,
+            "sub": subject,
+            "nats": nats,
+        });
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{header}.{claims}");
+        let signature = issuer.sign(signed.as_bytes()).expect("signing");
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    pub struct Identities {
+        pub operator: KeyPair,
+        pub account: KeyPair,
+        pub account_jwt: String,
+        /// The server's own account (JetStream needs one in operator mode).
+        pub system: KeyPair,
+        pub system_jwt: String,
+    }
+
+    impl Identities {
+        pub fn new() -> Identities {
+            let operator = KeyPair::new_operator();
+            let account = KeyPair::new_account();
+            let account_jwt = jwt(
+                &operator,
+                &account.public_key(),
+                "customer-service",
+                json!({
+                    "limits": {
+                        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                        "wildcards": true, "conn": -1, "leaf": -1,
+                        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+                    },
+                    "type": "account",
+                    "version": 2
+                }),
+            );
+            let system = KeyPair::new_account();
+            let system_jwt = jwt(
+                &operator,
+                &system.public_key(),
+                "SYS",
+                json!({"limits": {"subs": -1, "data": -1, "payload": -1, "conn": -1},
+                       "type": "account", "version": 2}),
+            );
+            Identities {
+                operator,
+                account,
+                account_jwt,
+                system,
+                system_jwt,
+            }
+        }
+
+        /// A creds file's text for a new user of the account.
+        pub fn user_creds(&self) -> String {
+            let user = KeyPair::new_user();
+            let token = jwt(
+                &self.account,
+                &user.public_key(),
+                "relay",
+                json!({"subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2}),
+            );
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+                user.seed().expect("a seed")
+            )
+        }
+    }
+}
+
+/// A `nats-server` in operator mode (`trusted_keys`, accounts preloaded into a memory
+/// resolver): only users with a JWT of a trusted account get in — `NATS_CREDS_FILE`'s case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_published_with_a_creds_file_to_a_server_in_operator_mode() {
+    let Some(program) = OwnNats::installed().or_skip() else {
+        return;
+    };
+    let identities = creds::Identities::new();
+    let dir = std::env::temp_dir().join(format!("cs_nats_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = test_servers::free_port();
+    let config = dir.join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\n\
+             jetstream {{ store_dir: \"{}\" }}\n\
+             trusted_keys: [\"{}\"]\n\
+             system_account: {}\n\
+             resolver: MEMORY\n\
+             resolver_preload: {{ {}: \"{}\", {}: \"{}\" }}\n",
+            dir.join("store").display(),
+            identities.operator.public_key(),
+            identities.system.public_key(),
+            identities.account.public_key(),
+            identities.account_jwt,
+            identities.system.public_key(),
+            identities.system_jwt
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(program)
+        .arg("-c")
+        .arg(&config)
+        .arg("-l")
+        .arg(dir.join("nats.log"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let creds_file = dir.join("relay.creds");
+    std::fs::write(&creds_file, identities.user_creds()).unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    // Without credentials the server turns the relay away.
+    assert!(async_nats::connect(url.as_str()).await.is_err());
+
+    let mut nats = unique_nats(&url);
+    nats.creds_file = Some(creds_file.clone());
+    let app = spawn_app_with(Backend::Sqlite, with_nats(&nats)).await;
+    let id = app.create_id(&minimal("creds@example.com")).await;
+    app.wait_until_published().await;
+    let client = async_nats::ConnectOptions::with_credentials_file(creds_file)
+        .await
+        .unwrap()
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let stream = jetstream::new(client)
+        .get_stream(&nats.stream)
+        .await
+        .unwrap();
+    let message = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(
+        message.subject.as_str(),
+        format!("{}.CustomerCreated.{id}", nats.subject_prefix)
+    );
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["checks"]["nats"]["status"], "ok");
+
+    // Another operator's user is refused: nothing is published, health says degraded.
+    let mut stranger = nats.clone();
+    let other = dir.join("stranger.creds");
+    std::fs::write(&other, creds::Identities::new().user_creds()).unwrap();
+    stranger.creds_file = Some(other);
+    let app = spawn_app_with(Backend::Sqlite, with_nats(&stranger)).await;
+    app.create_id(&minimal("creds@example.com")).await;
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["status"], "degraded");
+    assert_eq!(health["data"]["checks"]["nats"]["status"], "error");
+    assert_eq!(app.pending_count().await, 1);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

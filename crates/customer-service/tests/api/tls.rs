@@ -88,40 +88,85 @@ fn make_certificates(dir: &Path) {
     );
 }
 
-/// A `redis-server` serving only TLS, on a free port.
-struct TlsRedis {
+/// A directory with a CA and a certificate it signed for `localhost` / 127.0.0.1 (removed on
+/// drop).
+struct Certificates(PathBuf);
+
+impl Certificates {
+    fn make() -> Certificates {
+        let dir = std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        make_certificates(&dir);
+        Certificates(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server of the test's own, serving only TLS on `port`; killed on drop.
+struct TlsServer {
     port: u16,
     child: Child,
 }
 
-impl TlsRedis {
-    fn start(dir: &Path) -> TlsRedis {
-        let port = free_port();
-        let path = |name: &str| dir.join(name).display().to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--tls-cert-file", &path("server.crt")])
-            .args(["--tls-key-file", &path("server.key")])
-            .args(["--tls-ca-cert-file", &path("ca.crt")])
-            .args(["--tls-auth-clients", "no", "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+impl TlsServer {
+    /// Runs `command` (which listens on `port`) until it accepts connections.
+    fn start(command: &mut Command, port: u16) -> TlsServer {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is installed");
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server (TLS) did not start"
-            );
+            assert!(Instant::now() < deadline, "{command:?} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        TlsRedis { port, child }
+        TlsServer { port, child }
+    }
+
+    /// A `redis-server` with the certificates in `tls`.
+    fn redis(tls: &Certificates) -> TlsServer {
+        let port = free_port();
+        let path = |name: &str| tls.path(name).display().to_string();
+        TlsServer::start(
+            Command::new("redis-server")
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", &path("server.crt")])
+                .args(["--tls-key-file", &path("server.key")])
+                .args(["--tls-ca-cert-file", &path("ca.crt")])
+                .args(["--tls-auth-clients", "no", "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"]),
+            port,
+        )
+    }
+
+    /// A `nats-server` with JetStream (its store beside the certificates).
+    fn nats(tls: &Certificates) -> TlsServer {
+        let program = test_servers::OwnNats::installed().expect("nats-server is installed");
+        let port = free_port();
+        TlsServer::start(
+            Command::new(program)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(tls.path("jetstream"))
+                .args(["--tls", "--tlscert"])
+                .arg(tls.path("server.crt"))
+                .arg("--tlskey")
+                .arg(tls.path("server.key")),
+            port,
+        )
     }
 }
 
-impl Drop for TlsRedis {
+impl Drop for TlsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -133,13 +178,10 @@ async fn events_are_published_over_tls_to_a_server_of_a_private_ca() {
     if OwnRedis::installed().or_skip().is_none() {
         return;
     }
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certificates(&dir);
-    let server = TlsRedis::start(&dir);
+    let tls = Certificates::make();
+    let server = TlsServer::redis(&tls);
     let mut redis = unique_redis(format!("rediss://localhost:{}", server.port));
-    redis.ca_file = Some(dir.join("ca.crt"));
+    redis.ca_file = Some(tls.path("ca.crt"));
 
     let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(redis.clone())).await;
     let id = app.create_id(&minimal("tls@example.com")).await;
@@ -167,7 +209,6 @@ async fn events_are_published_over_tls_to_a_server_of_a_private_ca() {
     assert_eq!(health["data"]["status"], "degraded");
     assert_eq!(health["data"]["checks"]["redis"]["status"], "error");
     assert_eq!(app.pending_count().await, 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,15 +216,12 @@ async fn events_are_published_to_a_cluster_over_tls_with_a_password() {
     if OwnRedis::installed().or_skip().is_none() {
         return;
     }
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certificates(&dir);
+    let tls = Certificates::make();
     let cluster = OwnRedisCluster::start_secured(&ClusterSecurity {
         tls: Some(ClusterTls {
-            cert: dir.join("server.crt"),
-            key: dir.join("server.key"),
-            ca: dir.join("ca.crt"),
+            cert: tls.path("server.crt"),
+            key: tls.path("server.key"),
+            ca: tls.path("ca.crt"),
         }),
         password: Some("s3cret".to_owned()),
     })
@@ -192,7 +230,7 @@ async fn events_are_published_to_a_cluster_over_tls_with_a_password() {
     assert!(urls[0].starts_with("rediss://:s3cret@localhost:"));
     let mut redis = unique_redis(urls[0].clone());
     redis.cluster_nodes = urls;
-    redis.ca_file = Some(dir.join("ca.crt"));
+    redis.ca_file = Some(tls.path("ca.crt"));
 
     let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(redis.clone())).await;
     let id = app.create_id(&minimal("tls@example.com")).await;
@@ -240,46 +278,6 @@ async fn events_are_published_to_a_cluster_over_tls_with_a_password() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.pending_count().await, 1);
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A `nats-server` with JetStream that accepts TLS connections only, on a free port.
-struct TlsNats {
-    port: u16,
-    child: Child,
-}
-
-impl TlsNats {
-    fn start(dir: &Path) -> TlsNats {
-        let program = test_servers::OwnNats::installed().expect("nats-server is installed");
-        let port = free_port();
-        let child = Command::new(program)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.join("jetstream"))
-            .arg("--tls")
-            .arg("--tlscert")
-            .arg(dir.join("server.crt"))
-            .arg("--tlskey")
-            .arg(dir.join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server (TLS) did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TlsNats { port, child }
-    }
-}
-
-impl Drop for TlsNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,15 +285,12 @@ async fn events_are_published_over_tls_to_nats_of_a_private_ca() {
     if test_servers::OwnNats::installed().or_skip().is_none() {
         return;
     }
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("cs_tls_{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    make_certificates(&dir);
-    let server = TlsNats::start(&dir);
+    let tls = Certificates::make();
+    let server = TlsServer::nats(&tls);
     let nats = customer_service::config::NatsConfig {
         url: format!("tls://localhost:{}", server.port),
         creds_file: None,
-        ca_file: Some(dir.join("ca.crt")),
+        ca_file: Some(tls.path("ca.crt")),
         subject_prefix: "tls.events".to_owned(),
         stream: "TLS_EVENTS".to_owned(),
         replicas: 1,
@@ -307,7 +302,7 @@ async fn events_are_published_over_tls_to_nats_of_a_private_ca() {
     let id = app.create_id(&minimal("tls@example.com")).await;
     app.wait_until_published().await;
     let client = async_nats::ConnectOptions::new()
-        .add_root_certificates(dir.join("ca.crt"))
+        .add_root_certificates(tls.path("ca.crt"))
         .connect(nats.url.as_str())
         .await
         .unwrap();
@@ -333,6 +328,4 @@ async fn events_are_published_over_tls_to_nats_of_a_private_ca() {
     assert_eq!(health["data"]["status"], "degraded");
     assert_eq!(health["data"]["checks"]["nats"]["status"], "error");
     assert_eq!(app.pending_count().await, 1);
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
