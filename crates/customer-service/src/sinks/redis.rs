@@ -145,23 +145,15 @@ pub async fn append_to_stream(
         .map_err(unavailable)
 }
 
-/// Where the sink writes.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per sink, made once at start-up"
-)]
-enum Target {
-    Single(redis::Client),
-    /// A Redis Cluster, from its seed nodes (`host:port` each, for documents and logs).
-    Cluster(redis::cluster::ClusterClient, Vec<String>),
-}
-
 /// A connection to one server or to a cluster (which routes each command to its slot's
 /// master, following slot moves and failovers by itself): the consumer crate's.
 pub use customer_events::consumer::RedisConnection as Connection;
 
 pub struct RedisSink {
-    target: Target,
+    /// One server, or a Redis Cluster.
+    target: RedisTarget,
+    /// A cluster's seed nodes, `host:port` each (for documents and logs); none for a server.
+    seeds: Vec<String>,
     settings: RedisSettings,
     script: redis::Script,
     cluster_script: redis::Script,
@@ -236,7 +228,7 @@ fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> S
 impl RedisSink {
     /// A sink for `client`'s server (see [`client`]). Connects lazily.
     pub fn new(client: redis::Client, settings: RedisSettings) -> RedisSink {
-        RedisSink::with_target(Target::Single(client), settings, None)
+        RedisSink::with_target(RedisTarget::Single(client), Vec::new(), settings, None)
     }
 
     /// The sink of `config`: its cluster (`REDIS_CLUSTER_NODES`) or its server.
@@ -256,15 +248,22 @@ impl RedisSink {
             })
             .collect();
         Ok(RedisSink::with_target(
-            Target::Cluster(cluster, seeds),
+            RedisTarget::Cluster(cluster),
+            seeds,
             settings,
             config.min_replicas,
         ))
     }
 
-    fn with_target(target: Target, settings: RedisSettings, min_replicas: Option<u32>) -> Self {
+    fn with_target(
+        target: RedisTarget,
+        seeds: Vec<String>,
+        settings: RedisSettings,
+        min_replicas: Option<u32>,
+    ) -> Self {
         RedisSink {
             target,
+            seeds,
             settings,
             script: redis::Script::new(PUBLISH_BATCH),
             cluster_script: redis::Script::new(PUBLISH_BATCH_CLUSTER),
@@ -275,7 +274,7 @@ impl RedisSink {
 
     /// Whether it writes to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster(..))
+        matches!(self.target, RedisTarget::Cluster(_))
     }
 
     pub fn settings(&self) -> &RedisSettings {
@@ -286,17 +285,18 @@ impl RedisSink {
     /// documents and logs).
     pub fn address(&self) -> String {
         match &self.target {
-            Target::Single(client) => client.get_connection_info().addr().to_string(),
-            Target::Cluster(_, seeds) => seeds.join(", "),
+            RedisTarget::Single(client) => client.get_connection_info().addr().to_string(),
+            RedisTarget::Cluster(_) => self.seeds.join(", "),
         }
     }
 
     /// The newest relay lease epoch that published to this stream: `<stream>:relay-epoch`;
     /// on a cluster `{<stream>}:relay-epoch`, in the stream's slot.
     pub fn fence_key(&self) -> String {
-        match self.target {
-            Target::Single(_) => format!("{}:relay-epoch", self.settings.stream),
-            Target::Cluster(..) => format!("{{{}}}:relay-epoch", self.settings.stream),
+        if self.is_cluster() {
+            format!("{{{}}}:relay-epoch", self.settings.stream)
+        } else {
+            format!("{}:relay-epoch", self.settings.stream)
         }
     }
 
@@ -318,19 +318,7 @@ impl RedisSink {
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
         }
-        let connecting = async {
-            match &self.target {
-                Target::Single(client) => client
-                    .get_multiplexed_async_connection_with_config(&connection_config(REDIS_TIMEOUT))
-                    .await
-                    .map(Connection::Single),
-                Target::Cluster(cluster, _) => cluster
-                    .get_async_connection()
-                    .await
-                    .map(Connection::Cluster),
-            }
-        };
-        let connection = tokio::time::timeout(REDIS_TIMEOUT, connecting)
+        let connection = tokio::time::timeout(REDIS_TIMEOUT, self.target.connect(REDIS_TIMEOUT))
             .await
             .map_err(|_| unavailable("connecting timed out"))?
             .map_err(unavailable)?;
@@ -378,6 +366,28 @@ impl RedisSink {
 }
 
 impl RedisSink {
+    /// The arguments both scripts take: the 24 h keys' TTL, the channel, the stream's
+    /// maximum length and the fence epoch (empty without one), then type, id and envelope
+    /// of each event.
+    fn batch_arguments(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        batch: &[StoredEvent],
+        fence: Option<i64>,
+    ) {
+        invocation
+            .arg(self.settings.ttl_secs)
+            .arg(&self.settings.channel)
+            .arg(self.settings.stream_max_len)
+            .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
+        for event in batch {
+            invocation
+                .arg(event.event_type.as_str())
+                .arg(&event.event_id)
+                .arg(&event.payload);
+        }
+    }
+
     /// A batch on a cluster (see the module's documentation): the script in the stream's
     /// slot, the 24 h keys one by one, then `WAIT` on every master.
     async fn publish_to_cluster(
@@ -390,17 +400,7 @@ impl RedisSink {
             .key(&self.settings.stream)
             .key(self.fence_key())
             .key(self.published_key());
-        invocation
-            .arg(self.settings.ttl_secs)
-            .arg(&self.settings.channel)
-            .arg(self.settings.stream_max_len)
-            .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
-        for event in batch {
-            invocation
-                .arg(event.event_type.as_str())
-                .arg(&event.event_id)
-                .arg(&event.payload);
-        }
+        self.batch_arguments(&mut invocation, batch, fence);
         let published: i64 = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -588,18 +588,10 @@ impl EventSink for RedisSink {
         }
         let mut invocation = self.script.prepare_invoke();
         invocation.key(&self.settings.stream).key(self.fence_key());
-        invocation
-            .arg(self.settings.ttl_secs)
-            .arg(&self.settings.channel)
-            .arg(self.settings.stream_max_len)
-            .arg(fence.map(|epoch| epoch.to_string()).unwrap_or_default());
         for event in batch {
             invocation.key(self.event_key(event.event_type, &event.event_id));
-            invocation
-                .arg(event.event_type.as_str())
-                .arg(&event.event_id)
-                .arg(&event.payload);
         }
+        self.batch_arguments(&mut invocation, batch, fence);
         let published: i64 = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
