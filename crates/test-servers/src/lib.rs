@@ -480,7 +480,7 @@ impl OwnMariaDb {
     }
 
     /// Runs `statements` with the `mariadb` client; panics when they fail.
-    pub fn sql(&self, statements: &str) {
+    fn sql(&self, statements: &str) {
         let client = find_on_path("mariadb").expect("the mariadb client is installed");
         run_quietly(
             Command::new(client)

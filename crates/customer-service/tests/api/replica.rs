@@ -24,13 +24,7 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
 }
 
 async fn health(app: &TestApp) -> Value {
-    let health = app
-        .get("/api/v1/health")
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
-    health["data"].clone()
+    json_of(app.get("/api/v1/health").await, 200).await["data"].clone()
 }
 
 async fn wait_for_replica(app: &TestApp, status: &str) -> Value {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use test_servers::{free_port, ClusterSecurity, ClusterTls, OrSkip, OwnRedis, OwnRedisCluster};
 
-use crate::test_app::{json_of, minimal, spawn_app_with, unique_redis, Backend};
+use crate::test_app::{json_of, minimal, spawn_app_with, unique_redis, Backend, TestApp};
 
 /// Runs `openssl` with `args` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
@@ -86,6 +86,16 @@ fn make_certificates(dir: &Path) {
             "san.ext",
         ],
     );
+}
+
+/// A write's event stays pending because `sink` refuses the connection, and health says
+/// so at once.
+async fn assert_refused(app: &TestApp, sink: &str) {
+    app.create_id(&minimal("tls@example.com")).await;
+    let health = json_of(app.get("/api/v1/health").await, 200).await;
+    assert_eq!(health["data"]["status"], "degraded");
+    assert_eq!(health["data"]["checks"][sink]["status"], "error");
+    assert_eq!(app.pending_count().await, 1);
 }
 
 /// A directory with a CA and a certificate it signed for `localhost` / 127.0.0.1 (removed on
@@ -204,11 +214,7 @@ async fn events_are_published_over_tls_to_a_server_of_a_private_ca() {
     let mut untrusted = redis.clone();
     untrusted.ca_file = None;
     let app = spawn_app_with(Backend::Sqlite, |c| c.redis = Some(untrusted)).await;
-    app.create_id(&minimal("tls@example.com")).await;
-    let health = json_of(app.get("/api/v1/health").await, 200).await;
-    assert_eq!(health["data"]["status"], "degraded");
-    assert_eq!(health["data"]["checks"]["redis"]["status"], "error");
-    assert_eq!(app.pending_count().await, 1);
+    assert_refused(&app, "redis").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,9 +329,5 @@ async fn events_are_published_over_tls_to_nats_of_a_private_ca() {
     let mut untrusted = nats.clone();
     untrusted.ca_file = None;
     let app = spawn_app_with(Backend::Sqlite, |c| c.nats = Some(untrusted)).await;
-    app.create_id(&minimal("tls@example.com")).await;
-    let health = json_of(app.get("/api/v1/health").await, 200).await;
-    assert_eq!(health["data"]["status"], "degraded");
-    assert_eq!(health["data"]["checks"]["nats"]["status"], "error");
-    assert_eq!(app.pending_count().await, 1);
+    assert_refused(&app, "nats").await;
 }
