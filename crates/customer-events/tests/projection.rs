@@ -1,7 +1,7 @@
 //! The projection runner over a SQLite file: a run interrupted at random points — the model
 //! failing after its writes, before the checkpoint, or the step dropped mid-flight — ends
 //! with the same model as an uninterrupted run; two runners over one database apply each
-//! event once; a rebuild swaps to a copy equal to a fresh replay; events of unknown types
+//! event once, also racing on PostgreSQL and MariaDB with a model that cannot apply one twice; a rebuild swaps to a copy equal to a fresh replay; events of unknown types
 //! are passed over.
 
 use std::collections::BTreeMap;
@@ -345,4 +345,160 @@ async fn a_name_that_cannot_be_a_table_prefix_is_refused() {
     assert!(matches!(refused, Err(ProjectionError::Model(_))));
     pool.close().await;
     let _ = std::fs::remove_file(path);
+}
+
+/// Records each event's position once: a second apply of any event fails on the primary key,
+/// as the service's `stats` model fails on a customer it already has.
+struct Ledger;
+
+#[async_trait]
+impl ReadModel for Ledger {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["seen"]
+    }
+
+    async fn create(&self, db: &mut Db<'_>, tables: &Tables) -> Result<(), ProjectionError> {
+        let text = format!(
+            "create table if not exists {} (position bigint not null primary key)",
+            tables.name("seen")
+        );
+        db.query(text).execute(db.conn()).await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        db: &mut Db<'_>,
+        tables: &Tables,
+        events: &[LogEvent],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.name("seen");
+        for event in events {
+            db.query(format!("insert into {table} (position) values ($1)"))
+                .bind(event.position)
+                .execute(db.conn())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A new, empty database on each engine the machine has: SQLite always, PostgreSQL and
+/// MariaDB through `test-servers` (skipped, and said so, where they are not installed).
+async fn every_backend() -> Vec<(&'static str, AnyPool, Option<std::path::PathBuf>)> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let (sqlite, path) = pool().await;
+    let mut pools = vec![("sqlite", sqlite, Some(path))];
+    let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+    for (engine, server, quote) in [
+        ("postgres", test_servers::Server::Postgres, '"'),
+        ("mariadb", test_servers::Server::MariaDb, '`'),
+    ] {
+        let Some(url) = server.url_or_skip() else {
+            continue;
+        };
+        let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "create database {quote}{name}{quote}"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        let (base, params) = url
+            .split_once('?')
+            .map_or((&*url, None), |(b, q)| (b, Some(q)));
+        let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+        let url = match params {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .unwrap();
+        pools.push((engine, pool, None));
+    }
+    pools
+}
+
+async fn ledger(pool: &AnyPool) -> Vec<i64> {
+    let mut conn = pool.acquire().await.unwrap();
+    let tables = projection::serving_tables(&mut conn, "ledger")
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select position from {} order by position",
+        tables.name("seen")
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap()
+}
+
+/// Every position of `log(n)` a model sees (every 7th is of an unknown type).
+fn known_positions(n: i64) -> Vec<i64> {
+    (1..=n).filter(|p| p % 7 != 0).collect()
+}
+
+/// Two runners of a model that cannot apply an event twice, on one database of every engine:
+/// a runner whose batch another runner has applied continues from the stored checkpoint
+/// instead of failing on the other's rows (and retrying the same batch for ever).
+#[tokio::test]
+async fn two_runners_racing_on_one_database_apply_each_event_once_on_every_backend() {
+    const N: i64 = 600;
+    for (engine, pool, path) in every_backend().await {
+        // In turns: the second runner's first batch (1..=70) overlaps the first's (1..=40).
+        let mut first = Runner::start(Ledger, log(N), pool.clone(), options(40))
+            .await
+            .unwrap();
+        let mut second = Runner::start(Ledger, log(N), pool.clone(), options(70))
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if first.position() >= N / 2 && second.position() >= N / 2 {
+                break;
+            }
+            let applied = first.step().await;
+            assert!(applied.is_ok(), "{engine}: {applied:?}");
+            let applied = second.step().await;
+            assert!(applied.is_ok(), "{engine}: {applied:?}");
+        }
+        assert!(
+            second.position() >= N / 2,
+            "{engine}: {}",
+            second.position()
+        );
+
+        // At once: each runner steps in its own task until it has seen the whole log.
+        let racer = |mut runner: Runner<Ledger, MemoryLog, AnyPool>| {
+            tokio::spawn(async move {
+                let mut failed = 0;
+                for _ in 0..2_000 {
+                    if runner.position() >= N {
+                        return failed;
+                    }
+                    if runner.step().await.is_err() {
+                        failed += 1;
+                    }
+                }
+                panic!("stuck at {} after {failed} failed steps", runner.position());
+            })
+        };
+        let (first, second) = tokio::join!(racer(first), racer(second));
+        let failed = (first.unwrap(), second.unwrap());
+        assert_eq!(failed, (0, 0), "{engine}: failed steps");
+        assert_eq!(ledger(&pool).await, known_positions(N), "{engine}");
+        pool.close().await;
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

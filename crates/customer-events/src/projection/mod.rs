@@ -8,9 +8,11 @@
 //! between an event and its checkpoint therefore loses nothing and applies nothing twice:
 //! the next run starts from the last committed checkpoint.
 //!
-//! The checkpoint update is a compare-and-set on the position the batch was read after, so
-//! several runners over one database (several instances of a service) never apply a batch
-//! twice either: the one whose update finds the position moved rolls back.
+//! The checkpoint update is a compare-and-set on the position the batch was read after, and
+//! it comes first in the transaction, before the model runs: several runners over one
+//! database (several instances of a service) never apply a batch twice, and the one whose
+//! update finds the position moved rolls back without running the model, then continues from
+//! the stored checkpoint. A step that fails for any other reason also re-reads it.
 //!
 //! # Generations and rebuilds
 //! A model's tables belong to a generation: [`Tables::name`] prefixes them

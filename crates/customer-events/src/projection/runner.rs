@@ -538,7 +538,21 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
                 .map(|c| c.map_or(after, |c| c.position))
                 .map_err(ProjectionError::from),
             Ok(true) => Ok(last),
-            Err(error) => Err(error),
+            Err(error) => {
+                // The stored checkpoint is the truth whatever failed: another runner may have
+                // moved it, and the next step must read from there.
+                let stored = match &error {
+                    ProjectionError::Database(e) if !answered(e) => None,
+                    _ => read_checkpoint(&mut conn, self.model.name(), tables.generation())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
+                if let (Some(stored), Some(cursor)) = (stored, self.cursor(serving)) {
+                    cursor.position = stored.position;
+                }
+                Err(error)
+            }
         };
         self.release(conn, &result);
         let position = result?;
@@ -698,8 +712,14 @@ async fn swap(
     Ok(done.rows_affected())
 }
 
-/// Applies one batch and moves the checkpoint from `after` to `last` in one transaction;
+/// Moves the checkpoint from `after` to `last` and applies one batch, in one transaction;
 /// `false` (nothing changed) when the checkpoint was no longer at `after`.
+///
+/// The compare-and-set comes first: its update locks the checkpoint row (PostgreSQL,
+/// MariaDB) or the database (SQLite) until the commit, so a runner that lost the race never
+/// runs the model on a batch another runner applied — where the model's own writes (a row
+/// inserted per customer) would fail on the other's rows before the compare-and-set could
+/// say the batch was taken. Runners of one model therefore apply batches one at a time.
 async fn apply<M: ReadModel>(
     conn: &mut AnyConnection,
     model: &M,
@@ -710,7 +730,6 @@ async fn apply<M: ReadModel>(
     last_at: Option<i64>,
 ) -> Result<bool, ProjectionError> {
     let mut tx = conn.begin().await?;
-    model.apply(&mut Db::new(&mut tx), tables, events).await?;
     let moved = query(&tx, MOVE_CHECKPOINT)
         .bind(last)
         .bind(last_at)
@@ -724,6 +743,7 @@ async fn apply<M: ReadModel>(
         tx.rollback().await?;
         return Ok(false);
     }
+    model.apply(&mut Db::new(&mut tx), tables, events).await?;
     tx.commit().await?;
     Ok(true)
 }
