@@ -180,7 +180,8 @@ pub(crate) struct Check {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OutboxCheck {
     /// "ok"; "stalled" when the oldest pending event is older than
-    /// `OUTBOX_DEGRADED_AFTER_SECS`; "error" when this instance's relay is failing.
+    /// `OUTBOX_DEGRADED_AFTER_SECS`; "error" when this instance's relay is failing (then
+    /// `message` still says when the backlog is that old, and the status is `degraded`).
     status: &'static str,
     /// Events committed but not yet published.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -249,6 +250,7 @@ pub(crate) async fn report(state: &AppState) -> Health {
         Err(_) => Check::error("database did not answer in time"),
     };
     let relay = state.relay.snapshot();
+    let mut stalled = false;
     let outbox = match outbox {
         Ok(Ok(status)) => {
             let oldest_pending_age_ms = status
@@ -256,7 +258,7 @@ pub(crate) async fn report(state: &AppState) -> Health {
                 .map(|at| (state.clock.now().millis() - at.millis()).max(0));
             // Whoever leads, and whyever it stalls (a frozen leader, a sink outage), every
             // instance sees the backlog age in the shared log.
-            let stalled = oldest_pending_age_ms.is_some_and(|age| {
+            stalled = oldest_pending_age_ms.is_some_and(|age| {
                 u128::try_from(age).unwrap_or(0) > state.outbox_degraded_after.as_millis()
             });
             OutboxCheck {
@@ -292,11 +294,13 @@ pub(crate) async fn report(state: &AppState) -> Health {
     let is_healthy = database.status == "ok";
     let replica = replica_check(state);
     let replica_failing = matches!(replica.status, "error" | "lagging");
-    let status = match (is_healthy, redis.status, nats.status, outbox.status) {
-        (false, _, _, _) => "unhealthy",
-        (true, "error", _, _) | (true, _, "error", _) | (true, _, _, "stalled") => "degraded",
-        (true, _, _, _) if replica_failing => "degraded",
-        (true, _, _, _) => "healthy",
+    // A backlog older than the limit degrades every instance whatever the relay's last error
+    // says: a broker that answers pings and refuses writes shows only here.
+    let status = match (is_healthy, redis.status, nats.status) {
+        (false, _, _) => "unhealthy",
+        (true, "error", _) | (true, _, "error") => "degraded",
+        (true, _, _) if stalled || replica_failing => "degraded",
+        (true, _, _) => "healthy",
     };
     Health {
         status,
