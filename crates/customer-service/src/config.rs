@@ -222,6 +222,19 @@ pub struct HttpConfig {
     /// `HTTP_MAX_CONNECTIONS`: open connections at most; more wait in the
     /// listen backlog. The soft open-file limit is raised to the hard one at start.
     pub max_connections: usize,
+    /// `HTTP_SEND_TIMEOUT_SECS`: a connection whose answer (an SSE stream too) the client
+    /// has taken nothing of for this long — its send buffer full — is closed.
+    pub send_timeout: Duration,
+    /// `SSE_MAX_CLIENTS`: event streams (`/api/v1/events/stream`, `/api/v1/health/stream`)
+    /// open at once on this instance; default half of `HTTP_MAX_CONNECTIONS`, and always
+    /// below it, so that streams never hold every connection. More get 503.
+    pub sse_max_clients: usize,
+    /// `SSE_MAX_CLIENTS_PER_ADDRESS`: event streams open at once from one client address.
+    pub sse_max_clients_per_address: usize,
+    /// `PROBE_PORT`: a second listener serving only `/livez`, `/readyz`, the health routes
+    /// and `/metrics`, with connections of its own, so that the platform's probes are
+    /// answered however many connections the main port holds. `None`: no such listener.
+    pub probe_port: Option<u16>,
 }
 
 #[derive(Clone)]
@@ -637,6 +650,17 @@ settings! {
         "close a keep-alive connection idle this long (never an SSE stream)";
     http_max_connections: Positive<usize> = "HTTP_MAX_CONNECTIONS", Some("10000"),
         "open connections at most; more wait in the backlog";
+    http_send_timeout_secs: Positive<u64> = "HTTP_SEND_TIMEOUT_SECS", Some("30"),
+        "close a connection whose client has taken nothing of its answer (an SSE stream too) \
+         for this long";
+    sse_max_clients: Option<Positive<usize>> = "SSE_MAX_CLIENTS", None,
+        "event streams open at once on this instance, below HTTP_MAX_CONNECTIONS; more get 503 \
+         [default: half of HTTP_MAX_CONNECTIONS]";
+    sse_max_clients_per_address: Positive<usize> = "SSE_MAX_CLIENTS_PER_ADDRESS", Some("16"),
+        "event streams open at once from one client address; more get 503";
+    probe_port: Option<Port> = "PROBE_PORT", None,
+        "a second port serving only /livez, /readyz, the health routes and /metrics, with \
+         connections of its own [default: none]";
     redis_url: Option<Url<REDIS>> = "REDIS_URL", None,
         "redis[s]://[:PASSWORD@]HOST:PORT[/DB] (rediss: TLS) [default: none: events go to the \
          log and GET /api/v1/events/stream only]";
@@ -749,6 +773,7 @@ impl Config {
         let nats = nats_config(&s)?;
         let erasure = erasure_config(&s, redis.is_some() || nats.is_some())?;
         let read_url = read_replica_url(&s)?;
+        let sse_max_clients = sse_max_clients(&s)?;
         let secs = |Positive(n): Positive<u64>| Duration::from_secs(n);
         let millis = |Positive(n): Positive<u64>| Duration::from_millis(n);
         Ok(Config {
@@ -764,6 +789,10 @@ impl Config {
                 header_timeout: secs(s.http_header_timeout_secs),
                 idle_timeout: secs(s.http_idle_timeout_secs),
                 max_connections: s.http_max_connections.0,
+                send_timeout: secs(s.http_send_timeout_secs),
+                sse_max_clients,
+                sse_max_clients_per_address: s.sse_max_clients_per_address.0,
+                probe_port: s.probe_port.map(|p| p.0),
             },
             database: DatabaseConfig {
                 read_url,
@@ -791,6 +820,23 @@ impl Config {
                 otlp,
             },
         })
+    }
+}
+
+/// `SSE_MAX_CLIENTS`, below `HTTP_MAX_CONNECTIONS` (else streams could hold every
+/// connection); half of it when unset.
+fn sse_max_clients(s: &Settings) -> Result<usize, ConfigError> {
+    let connections = s.http_max_connections.0;
+    match s.sse_max_clients {
+        None => Ok((connections / 2).max(1)),
+        Some(Positive(n)) if n < connections => Ok(n),
+        Some(Positive(n)) => Err(invalid(
+            "SSE_MAX_CLIENTS",
+            &format!(
+                "must be below HTTP_MAX_CONNECTIONS ({connections}), so that event streams never \
+                 hold every connection (got {n})"
+            ),
+        )),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct App {
     /// The app's registry (the read models record their apply delays in it).
     metrics: Arc<HttpMetrics>,
     server_limits: ServerLimits,
+    /// `PROBE_PORT`'s listener and its router (probes, health and metrics only).
+    probes: Option<(TcpListener, axum::Router)>,
     database_url: String,
     /// The Redis sink and where it points, checked once at start-up.
     redis: Option<(Arc<RedisSink>, String)>,
@@ -236,6 +238,10 @@ impl App {
             outbox_degraded_after: config.relay.degraded_after,
             shutdown: stopped,
             sagas: sagas.clone(),
+            sse: Arc::new(http::SseClients::new(
+                config.http.sse_max_clients,
+                config.http.sse_max_clients_per_address,
+            )),
         };
         let authenticator = Authenticator::from_config(&config.auth)?.map(Arc::new);
         if authenticator.is_none() {
@@ -255,6 +261,16 @@ impl App {
             )
             .map(Arc::new),
         };
+        let probes = match config.http.probe_port {
+            None => None,
+            Some(port) => {
+                let address = SocketAddr::new(config.http.host, port);
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} (PROBE_PORT / HOST)"))?;
+                Some((listener, http::probe_router(state.clone(), &options)))
+            }
+        };
         Ok(App {
             listener,
             router: http::router(state, &options),
@@ -267,8 +283,10 @@ impl App {
             server_limits: ServerLimits {
                 header_timeout: config.http.header_timeout,
                 idle_timeout: config.http.idle_timeout,
+                send_timeout: config.http.send_timeout,
                 max_connections: config.http.max_connections,
             },
+            probes,
             database_url: config.database.url.clone(),
             redis: redis_check,
             nats,
@@ -406,13 +424,22 @@ impl App {
             )));
         }
 
-        http::serve(
+        let main = http::serve(
             self.listener,
             self.router,
             self.server_limits,
             stopped.clone(),
-        )
-        .await;
+        );
+        match self.probes {
+            None => main.await,
+            Some((listener, router)) => {
+                let limits = ServerLimits {
+                    max_connections: http::PROBE_CONNECTIONS,
+                    ..self.server_limits
+                };
+                tokio::join!(main, http::serve(listener, router, limits, stopped.clone()));
+            }
+        }
         let _ = stop.send(true);
         for task in background {
             let _ = task.await;

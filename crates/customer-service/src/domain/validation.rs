@@ -38,6 +38,13 @@ impl FieldErrors {
         }
     }
 
+    /// Keeps the first `n` fields' messages; how many fields were dropped.
+    pub fn keep_first(&mut self, n: usize) -> usize {
+        let dropped = self.0.len().saturating_sub(n);
+        self.0.truncate(n);
+        dropped
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

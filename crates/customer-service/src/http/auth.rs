@@ -6,7 +6,8 @@
 //! `AUTH_PROTECT_READS=true` reads too (and `/metrics` and the dashboard's feeds). Probes,
 //! health, the API docs and the dashboard's page (which holds no data) stay open. A failure
 //! is the contract's 401 body with `WWW-Authenticate`. The token's `sub` becomes the
-//! [`Actor`] of the request, recorded in the events it causes.
+//! [`Actor`] of the request, recorded in the events it causes: a token without one, with one
+//! over 256 bytes, or with control or bidirectional characters in it is refused.
 
 use std::sync::Arc;
 
@@ -139,10 +140,33 @@ impl Authenticator {
                 }
             },
         )?;
-        Ok(Actor(
-            data.claims.sub.unwrap_or_else(|| "unknown".to_owned()),
-        ))
+        let sub = data.claims.sub.unwrap_or_default();
+        let why = if sub.is_empty() {
+            Some("the token has no subject (sub)")
+        } else if sub.len() > MAX_SUBJECT_BYTES {
+            Some("the token's subject (sub) is longer than 256 bytes")
+        } else if sub.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            Some("the token's subject (sub) holds control or bidirectional characters")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(ApiError::Unauthorized {
+                message: format!("Invalid token: {why}"),
+                invalid_token: true,
+            }),
+            None => Ok(Actor(sub)),
+        }
     }
+}
+
+/// The longest `sub` accepted: it becomes `metadata.actor` of every event the request causes
+/// (kept for ever), the rate limit's key and the idempotency keys' scope.
+const MAX_SUBJECT_BYTES: usize = 256;
+
+/// The characters that reorder displayed text (Unicode's `Bidi_Control` property).
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The middleware: lets open requests through, checks the token of protected ones.

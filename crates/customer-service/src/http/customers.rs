@@ -24,6 +24,11 @@ use super::extract::{precondition, CustomerIdParam, JsonObject, QueryParams};
 use super::request_context::CorrelationId;
 use super::AppState;
 
+/// `/customers/health` alone (the `PROBE_PORT` listener's).
+pub(crate) fn liveness_router() -> Router<AppState> {
+    Router::new().route("/customers/health", get(liveness))
+}
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/customers", get(list_customers).post(create_customer))

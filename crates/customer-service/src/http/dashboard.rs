@@ -25,7 +25,9 @@ use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::health::{self, Health, CHECK_TIMEOUT};
+use super::sse_clients::SseSlot;
 use super::AppState;
 
 /// How often the status feed sends a status.
@@ -160,27 +162,33 @@ async fn status(state: &AppState) -> Status {
     summary = "Live status (Server-Sent Events)",
     description = "The service's state once a second, as the dashboard shows it: health, relay, outbox, dead letters and traffic.",
     responses((status = 200, description = "text/event-stream: event = status, data = Status JSON, one a second",
-               content_type = "text/event-stream", body = Status)))]
+               content_type = "text/event-stream", body = Status),
+              (status = 503, description = "Too many event streams open on this instance (SSE_MAX_CLIENTS) or from this address (SSE_MAX_CLIENTS_PER_ADDRESS); see Retry-After", body = ErrorBody)))]
 pub(crate) async fn status_stream(
     State(state): State<AppState>,
+    slot: SseSlot,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut ticks = tokio::time::interval(STATUS_INTERVAL);
     // A slow check delays the next status; it never sends a burst to catch up.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let statuses = stream::unfold((state, ticks), |(mut state, mut ticks)| async move {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            stop = state.shutdown.wait_for(|stop| *stop) => {
-                drop(stop);
-                return None;
+    // The slot travels with the stream: the client counts against the SSE caps till it ends.
+    let statuses = stream::unfold(
+        (state, ticks, slot),
+        |(mut state, mut ticks, slot)| async move {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                stop = state.shutdown.wait_for(|stop| *stop) => {
+                    drop(stop);
+                    return None;
+                }
             }
-        }
-        let status = status(&state).await;
-        let event = Event::default()
-            .event("status")
-            .json_data(&status)
-            .unwrap_or_else(|_| Event::default().comment("status unavailable"));
-        Some((Ok(event), (state, ticks)))
-    });
+            let status = status(&state).await;
+            let event = Event::default()
+                .event("status")
+                .json_data(&status)
+                .unwrap_or_else(|_| Event::default().comment("status unavailable"));
+            Some((Ok(event), (state, ticks, slot)))
+        },
+    );
     Sse::new(statuses).keep_alive(KeepAlive::default())
 }

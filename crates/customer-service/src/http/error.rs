@@ -51,6 +51,13 @@ pub enum ApiError {
     /// 413: body over the configured limit.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// 503 with `Retry-After`: a resource of this instance is at its cap (event streams);
+    /// the message says which.
+    #[error("busy")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 503: the request ran out of time.
     #[error("request timed out")]
     Timeout,
@@ -61,6 +68,10 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// The most fields a 400 names: a body of thousands of unknown keys gets an answer of a
+/// bounded size (its `message` ends "…and N more", N the fields left out).
+pub(crate) const MAX_FIELD_ERRORS: usize = 20;
 
 /// What [`ApiError::into_response`] leaves in the response extensions for the middleware
 /// that knows the request (path, correlation id) to render and log.
@@ -127,7 +138,9 @@ impl ApiError {
             ApiError::Gone => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,9 +152,18 @@ impl ApiError {
 
     fn report(self) -> ErrorReport {
         let (message, field_errors, cause) = match self {
-            ApiError::Validation(errors) => (errors.to_string(), Some(errors), None),
+            ApiError::Validation(mut errors) => {
+                let dropped = errors.keep_first(MAX_FIELD_ERRORS);
+                let message = match dropped {
+                    0 => errors.to_string(),
+                    n => format!("{errors}, …and {n} more"),
+                };
+                (message, Some(errors), None)
+            }
             ApiError::BadRequest(message) | ApiError::NotFound(message) => (message, None, None),
-            ApiError::Unauthorized { message, .. } => (message, None, None),
+            ApiError::Unauthorized { message, .. } | ApiError::Busy { message, .. } => {
+                (message, None, None)
+            }
             ApiError::EmailTaken => ("Email already exists".to_owned(), None, None),
             ApiError::PreconditionFailed => (
                 "The customer has changed: its version does not match If-Match".to_owned(),
@@ -213,7 +235,11 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(WWW_AUTHENTICATE, value);
             }
         }
-        if let ApiError::TooManyRequests { retry_after_secs } = &self {
+        if let ApiError::TooManyRequests { retry_after_secs }
+        | ApiError::Busy {
+            retry_after_secs, ..
+        } = &self
+        {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -35,6 +35,7 @@ use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use super::live::{self, LiveLog};
+use super::sse_clients::SseSlot;
 use super::AppState;
 
 /// Comment lines at this interval keep proxies from closing an idle stream.
@@ -156,9 +157,11 @@ pub(crate) async fn list_events(
            ("customerId" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "Only this customer's events")),
     responses((status = 200, description = "text/event-stream: event = eventType, id = log position, data = envelope JSON",
                content_type = "text/event-stream"),
-              (status = 400, description = "Invalid parameter", body = ErrorBody)))]
+              (status = 400, description = "Invalid parameter", body = ErrorBody),
+              (status = 503, description = "Too many event streams open on this instance (SSE_MAX_CLIENTS) or from this address (SSE_MAX_CLIENTS_PER_ADDRESS); see Retry-After", body = ErrorBody)))]
 pub(crate) async fn stream_events(
     State(state): State<AppState>,
+    slot: SseSlot,
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -197,6 +200,7 @@ pub(crate) async fn stream_events(
         read_to: after,
         buffer: VecDeque::new(),
         phase: Phase::CatchUp,
+        _slot: slot,
     };
     let events = stream::unfold(reader, |mut reader| async move {
         let event = reader.next().await?;
@@ -219,6 +223,8 @@ struct StreamReader {
     read_to: i64,
     buffer: VecDeque<StoredEvent>,
     phase: Phase,
+    /// Held until the stream ends: the client counts against the SSE caps till then.
+    _slot: SseSlot,
 }
 
 enum Phase {

@@ -51,16 +51,116 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::BadRequest("The request body could not be read".to_owned())
             }
         })?;
-        match serde_json::from_slice::<Value>(&bytes) {
+        let duplicate = std::cell::RefCell::new(None);
+        let mut reader = serde_json::Deserializer::from_slice(&bytes);
+        let parsed = serde::de::DeserializeSeed::deserialize(
+            Unique {
+                path: String::new(),
+                duplicate: &duplicate,
+            },
+            &mut reader,
+        )
+        .and_then(|value| reader.end().map(|()| value));
+        match parsed {
             Ok(Value::Object(object)) => Ok(JsonObject(object)),
             Ok(_) => Err(ApiError::BadRequest(
                 "Request body must be a JSON object".to_owned(),
             )),
+            Err(_) if duplicate.borrow().is_some() => {
+                let key = duplicate.take().unwrap_or_default();
+                let message = format!("property {key} is given more than once");
+                Err(ApiError::field(&key, &message))
+            }
             // serde_json's syntax messages name a position, never the input itself.
             Err(error) => Err(ApiError::BadRequest(format!(
                 "Malformed JSON in request body: {error}"
             ))),
         }
+    }
+}
+
+/// A JSON value whose objects may not repeat a key. serde_json keeps the last of repeated
+/// keys, where a gateway or firewall in front of us may read the first: the two would see
+/// different requests. The first repeated key (dotted from the top: `address.city`) is left
+/// in `duplicate` and the parse fails.
+struct Unique<'a> {
+    path: String,
+    duplicate: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Unique {
+            path: self.path.clone(),
+            duplicate: self.duplicate,
+        })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if object.contains_key(&key) {
+                *self.duplicate.borrow_mut() = Some(path);
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            let value = map.next_value_seed(Unique {
+                path,
+                duplicate: self.duplicate,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -129,6 +229,44 @@ pub fn precondition(headers: &HeaderMap) -> Option<Precondition> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    async fn body_of(json: &str) -> Result<Map<String, Value>, ApiError> {
+        let request = Request::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(json.to_owned()))
+            .unwrap();
+        JsonObject::from_request(request, &()).await.map(|o| o.0)
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_is_a_400_naming_it_at_any_depth() {
+        let read = body_of(r#"{"a":[1,{"b":null}],"c":{"d":1.5,"e":"x"},"f":true}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            Value::Object(read),
+            serde_json::json!({"a":[1,{"b":null}],"c":{"d":1.5,"e":"x"},"f":true})
+        );
+        for (json, field) in [
+            (r#"{"email":"a@b.co","email":"c@d.co"}"#, "email"),
+            (r#"{"address":{"city":"A","city":"B"}}"#, "address.city"),
+            (r#"{"p":[{"x":1,"x":2}]}"#, "p.x"),
+        ] {
+            match body_of(json).await {
+                Err(ApiError::Validation(errors)) => assert_eq!(
+                    errors.of(field),
+                    [format!("property {field} is given more than once")],
+                    "{json}"
+                ),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        // Still malformed JSON where it is, after a repeated key or not.
+        assert!(matches!(
+            body_of(r#"{"a":1} x"#).await,
+            Err(ApiError::BadRequest(m)) if m.starts_with("Malformed JSON")
+        ));
+    }
 
     fn with(name: axum::http::HeaderName, value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

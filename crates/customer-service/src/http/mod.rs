@@ -25,6 +25,7 @@ mod replica;
 mod request_context;
 mod sagas;
 mod server;
+mod sse_clients;
 
 pub use auth::{Actor, Authenticator};
 pub use error::ApiError;
@@ -32,6 +33,7 @@ pub use live::LiveLog;
 pub use metrics::HttpMetrics;
 pub use rate_limit::RateLimiter;
 pub use server::{raise_open_file_limit, serve, ServerLimits};
+pub use sse_clients::{SseClients, SseSlot};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +86,14 @@ pub struct AppState {
     /// The sagas: their store, the definitions this configuration runs (none without
     /// `ERASURE_PARTICIPANTS`), and the orchestrator's counters.
     pub sagas: SagaContext,
+    /// The open event streams, capped (`SSE_MAX_CLIENTS`, `SSE_MAX_CLIENTS_PER_ADDRESS`).
+    pub sse: Arc<SseClients>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<SseClients> {
+    fn from_ref(state: &AppState) -> Arc<SseClients> {
+        state.sse.clone()
+    }
 }
 
 /// What the saga routes, health and metrics need.
@@ -104,6 +114,26 @@ pub struct RouterOptions {
     pub authenticator: Option<Arc<Authenticator>>,
     /// `None`: writes are not rate-limited.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Connections of the `PROBE_PORT` listener at most.
+pub const PROBE_CONNECTIONS: usize = 64;
+
+/// The `PROBE_PORT` router: the probes, the health routes and `/metrics`, with the same
+/// layers (and authentication of `/metrics`) as on the main port.
+pub fn probe_router(state: AppState, options: &RouterOptions) -> Router {
+    let metrics = state.metrics.clone();
+    let api = Router::new()
+        .merge(health::router())
+        .merge(customers::liveness_router());
+    let routes = Router::new()
+        .nest("/api/v1", api)
+        .merge(health::probes())
+        .merge(metrics::router())
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(route_not_found)
+        .with_state(state);
+    with_layers(routes, options, metrics)
 }
 
 /// The whole application router.

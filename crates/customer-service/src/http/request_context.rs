@@ -22,6 +22,13 @@ pub(crate) static CORRELATION_ID: HeaderName = HeaderName::from_static("x-correl
 /// Longest client-supplied correlation id we echo; longer ones are replaced.
 const MAX_CORRELATION_ID_CHARS: usize = 128;
 
+fn usable_correlation_id(id: &[u8]) -> bool {
+    (1..=MAX_CORRELATION_ID_CHARS).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// The request's correlation id, in the request extensions for handlers.
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
@@ -37,16 +44,15 @@ pub(crate) fn mark_answered(mut response: Response) -> Response {
     response
 }
 
-/// Drops a client's `X-Correlation-ID` that we would not echo (empty, over 128 characters,
-/// control characters, not text), so that tower-http's request-id layer makes a new one.
+/// Drops a client's `X-Correlation-ID` that we would not echo, so that tower-http's
+/// request-id layer makes a new one. Usable: 1 to 128 characters of `[A-Za-z0-9._:-]` (a
+/// UUID, a trace id, `req-42:retry.1`). Anything else could pose as fields in a log line or
+/// smuggle text into the permanent event log; it is dropped unlogged.
 pub(crate) fn drop_unusable_correlation_id(mut request: Request) -> Request {
-    let usable = request.headers().get(&CORRELATION_ID).is_none_or(|value| {
-        value.to_str().is_ok_and(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_CORRELATION_ID_CHARS
-                && !id.chars().any(char::is_control)
-        })
-    });
+    let usable = request
+        .headers()
+        .get(&CORRELATION_ID)
+        .is_none_or(|value| usable_correlation_id(value.as_bytes()));
     if !usable {
         request.headers_mut().remove(&CORRELATION_ID);
     }
@@ -122,6 +128,7 @@ pub(crate) async fn request_context(
                 _ => response,
             };
         }
+        secure_headers(&path, response.headers_mut());
         let status = response.status();
         let span = tracing::Span::current();
         span.record("http.response.status_code", i64::from(status.as_u16()));
@@ -145,6 +152,19 @@ pub(crate) async fn request_context(
     }
     .instrument(span)
     .await
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer; `Cache-Control: no-store` on every
+/// answer under `/api/v1/` (replacing the `no-cache` of an event stream): customers, events
+/// and their errors carry personal data (an e-mail in a path, in an event), and the rest
+/// (health, counts) is only true at the moment it is asked.
+fn secure_headers(path: &str, headers: &mut axum::http::HeaderMap) {
+    use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+    use axum::http::HeaderValue;
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if path.starts_with("/api/v1/") {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }
 
 /// The contract's answer to a handler's panic: a 500 whose body (rendered by the request
@@ -171,6 +191,38 @@ fn with_body_of(response: Response, error: ApiError, path: &str, id: &str) -> Re
     }
 }
 
+/// Query parameters whose values an error body's `path` never repeats (a token sent in the
+/// URL would otherwise come back in a body that clients log).
+const CREDENTIAL_PARAMETERS: [&str; 5] = ["access_token", "token", "api_key", "jwt", "password"];
+
+/// `path` with the value of every credential-named query parameter (any case) replaced by
+/// `[redacted]`; the rest as sent.
+fn redact_credentials(path: &str) -> std::borrow::Cow<'_, str> {
+    let Some((route, query)) = path.split_once('?') else {
+        return path.into();
+    };
+    let secret = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        CREDENTIAL_PARAMETERS
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+    };
+    if !query
+        .split('&')
+        .any(|pair| pair.contains('=') && secret(pair))
+    {
+        return path.into();
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => format!("{name}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{route}?{}", query.join("&")).into()
+}
+
 /// Replaces the (empty) body of an error response with the contract's error body.
 fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -> Response {
     let (parts, _) = response.into_parts();
@@ -184,7 +236,7 @@ fn render_error(response: Response, report: ErrorReport, path: &str, id: &str) -
         status_code: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
         timestamp: now_iso(),
-        path: path.to_owned(),
+        path: redact_credentials(path).into_owned(),
         field_errors: report.field_errors.map(FieldErrorsBody),
         correlation_id: status.is_server_error().then(|| id.to_owned()),
     };
@@ -315,13 +367,41 @@ mod tests {
         assert_eq!(body["path"], "/echo");
     }
 
+    #[test]
+    fn credentials_in_the_query_are_redacted() {
+        for (path, expected) in [
+            ("/a", "/a"),
+            ("/a?page=2&x", "/a?page=2&x"),
+            (
+                "/a?access_token=eyJ.x.y&page=2",
+                "/a?access_token=[redacted]&page=2",
+            ),
+            (
+                "/a?Token=1&API_KEY=2&jwt=3&password=4&tokens=5",
+                "/a?Token=[redacted]&API_KEY=[redacted]&jwt=[redacted]&password=[redacted]&tokens=5",
+            ),
+        ] {
+            assert_eq!(redact_credentials(path), expected);
+        }
+    }
+
     #[tokio::test]
     async fn an_unusable_correlation_id_is_replaced() {
         let app = layered(
             Router::new().route("/", get(|| async { "ok" })),
             Duration::from_secs(5),
         );
-        for bad in ["", &"x".repeat(129)] {
+        let spoof = "abc http.response.status_code=500} x";
+        for bad in [
+            "",
+            &"x".repeat(129),
+            spoof,
+            "a/b",
+            "a\"b",
+            "é",
+            "a,b",
+            "{x}",
+        ] {
             let request = Request::builder()
                 .uri("/")
                 .header("x-correlation-id", bad)
@@ -329,6 +409,20 @@ mod tests {
                 .unwrap();
             let response = app.clone().oneshot(request).await.unwrap();
             assert_eq!(response.headers()["x-correlation-id"].len(), 36, "{bad:?}");
+        }
+        for good in [
+            "a",
+            "req-42:retry.1_x",
+            &"x".repeat(128),
+            "0af7651916cd43dd8448eb211c80319c",
+        ] {
+            let request = Request::builder()
+                .uri("/")
+                .header("x-correlation-id", good)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.headers()["x-correlation-id"], good);
         }
     }
 }

@@ -8,7 +8,9 @@
 //! tick (half the shorter timeout, so a deadline is enforced at most that late). Waking it on
 //! every state change cost a fifth of the HTTP floor's throughput (two timer re-arms per
 //! request); the tick costs 10,000 connections 2,000 cheap wake-ups a second. The deadline:
-//! - a request in flight (an SSE stream included): none — requests have their own timeout;
+//! - a request in flight (an SSE stream included): none — requests have their own timeout —
+//!   unless writing its answer has been blocked (the socket's send buffer full: the client
+//!   reads nothing) since `HTTP_SEND_TIMEOUT_SECS` ago;
 //! - a request head begun (bytes read while idle), or nothing received yet on a new
 //!   connection: `HTTP_HEADER_TIMEOUT_SECS` after that began;
 //! - idle after a response (keep-alive): `HTTP_IDLE_TIMEOUT_SECS` after it ended.
@@ -36,11 +38,12 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 /// The limits of [`serve`] (`HTTP_HEADER_TIMEOUT_SECS`, `HTTP_IDLE_TIMEOUT_SECS`,
-/// `HTTP_MAX_CONNECTIONS`).
+/// `HTTP_SEND_TIMEOUT_SECS`, `HTTP_MAX_CONNECTIONS`).
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -142,8 +145,11 @@ async fn serve_connection(
         })
     };
     let mut connection = pin!(http1::Builder::new().serve_connection(io, service));
-    let period =
-        (limits.header_timeout.min(limits.idle_timeout) / 2).max(Duration::from_millis(50));
+    let shortest = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .min(limits.send_timeout);
+    let period = (shortest / 2).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval_at((Instant::now() + period).into(), period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
@@ -156,7 +162,7 @@ async fn serve_connection(
             }
             _ = tick.tick() => {
                 if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                    tracing::debug!("closing an HTTP connection: header or idle timeout");
+                    tracing::debug!("closing an HTTP connection: header, idle or send timeout");
                     return;
                 }
             }
@@ -178,6 +184,9 @@ struct Activity {
     head_started: AtomicU64,
     /// When the last response ended (ms since `start`).
     idle_since: AtomicU64,
+    /// Since when a write has been waiting for room in the socket's send buffer (ms since
+    /// `start`); [`NONE`] while writes go through.
+    write_blocked_since: AtomicU64,
 }
 
 impl Activity {
@@ -188,6 +197,7 @@ impl Activity {
             served: AtomicBool::new(false),
             head_started: AtomicU64::new(NONE),
             idle_since: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(NONE),
         }
     }
 
@@ -200,10 +210,11 @@ impl Activity {
     }
 
     /// When the connection must be closed if nothing changes; `None` while a request is in
-    /// flight.
+    /// flight and its answer is being taken.
     fn deadline(&self, limits: &ServerLimits) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            let blocked = self.write_blocked_since.load(Ordering::Acquire);
+            return (blocked != NONE).then(|| self.at(blocked) + limits.send_timeout);
         }
         let head_started = self.head_started.load(Ordering::Acquire);
         if head_started != NONE {
@@ -221,6 +232,22 @@ impl Activity {
             && self.head_started.load(Ordering::Acquire) == NONE
         {
             let _ = self.head_started.compare_exchange(
+                NONE,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
+    /// A write went through (`true`) or found the send buffer full.
+    fn wrote(&self, through: bool) {
+        if through {
+            if self.write_blocked_since.load(Ordering::Relaxed) != NONE {
+                self.write_blocked_since.store(NONE, Ordering::Release);
+            }
+        } else if self.write_blocked_since.load(Ordering::Acquire) == NONE {
+            let _ = self.write_blocked_since.compare_exchange(
                 NONE,
                 self.now_ms(),
                 Ordering::AcqRel,
@@ -306,7 +333,10 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.activity.wrote(polled.is_ready());
+        polled
     }
 
     fn poll_write_vectored(
@@ -314,7 +344,10 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.activity.wrote(polled.is_ready());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -344,6 +377,7 @@ mod tests {
         ServerLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
             max_connections: 10,
         }
     }
@@ -369,5 +403,21 @@ mod tests {
         activity.bytes_read();
         let header = activity.deadline(&limits()).unwrap();
         assert!(header < idle && header >= start + Duration::from_secs(10));
+        // A request whose answer cannot be written: the send timeout from the first blocked
+        // write; a write that goes through lifts it.
+        let request = InFlight::begin(activity.clone());
+        assert_eq!(activity.deadline(&limits()), None);
+        activity.wrote(false);
+        let blocked = activity.deadline(&limits()).unwrap();
+        assert!(blocked >= start + Duration::from_secs(30));
+        activity.wrote(false);
+        assert_eq!(
+            activity.deadline(&limits()),
+            Some(blocked),
+            "from the first"
+        );
+        activity.wrote(true);
+        assert_eq!(activity.deadline(&limits()), None);
+        drop(request);
     }
 }

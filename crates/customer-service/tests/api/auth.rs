@@ -229,6 +229,66 @@ async fn the_tokens_subject_is_the_actor_of_the_events() {
 }
 
 #[tokio::test]
+async fn a_token_without_a_usable_subject_is_refused() {
+    let app = app_with(secret_auth()).await;
+    let mut no_subject = good_claims("x");
+    no_subject.as_object_mut().unwrap().remove("sub");
+    let cases = [
+        (no_subject, "the token has no subject (sub)"),
+        (good_claims(""), "the token has no subject (sub)"),
+        (
+            good_claims(&"é".repeat(129)),
+            "the token's subject (sub) is longer than 256 bytes",
+        ),
+        (
+            good_claims("admin\n1"),
+            "the token's subject (sub) holds control or bidirectional characters",
+        ),
+        (
+            good_claims("admin\u{202E}1"),
+            "the token's subject (sub) holds control or bidirectional characters",
+        ),
+        (
+            good_claims("\u{2066}admin"),
+            "the token's subject (sub) holds control or bidirectional characters",
+        ),
+    ];
+    for (claims, why) in cases {
+        let token = hs256(claims, SECRET);
+        let response = app
+            .send(
+                app.client
+                    .post(app.url("/api/v1/customers"))
+                    .bearer_auth(&token)
+                    .json(&minimal("a@example.com")),
+            )
+            .await;
+        let message = format!("Invalid token: {why}");
+        let challenge = format!(
+            "Bearer realm=\"customer-service\", error=\"invalid_token\", error_description=\"{}\"",
+            message.replace('"', "'")
+        );
+        assert_401(response, &message, &challenge).await;
+    }
+    assert_eq!(app.event_count().await, 0);
+    // 256 bytes of a multi-byte subject is the limit, not 256 characters.
+    let token = hs256(good_claims(&"é".repeat(128)), SECRET);
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/customers"))
+                .bearer_auth(&token)
+                .json(&minimal("a@example.com")),
+        )
+        .await;
+    let id = json_of(response, 201).await["data"]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.events_of(id).await[0]["metadata"]["actor"],
+        "é".repeat(128).as_str()
+    );
+}
+
+#[tokio::test]
 async fn without_authentication_events_carry_no_actor() {
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
     let id = app.create_id(&minimal("a@example.com")).await;
@@ -268,7 +328,21 @@ async fn protected_reads_need_a_token_but_probes_and_docs_do_not() {
     ] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }
+    // A token in the URL is not repeated in the answer.
     let token = hs256(good_claims("reader"), SECRET);
+    let body = json_of(
+        app.get(&format!(
+            "/api/v1/customers/count?access_token={token}&page=1"
+        ))
+        .await,
+        401,
+    )
+    .await;
+    assert_eq!(
+        body["path"],
+        "/api/v1/customers/count?access_token=[redacted]&page=1"
+    );
+    assert!(!body.to_string().contains(&token[..20]), "{body}");
     let listed = app
         .send(
             app.client
@@ -380,9 +454,10 @@ async fn without_authentication_the_limit_is_per_client_address() {
     json_of(refused, 429).await;
 }
 
-/// A token's subject may be of any length: the stored key stays within every store's key
-/// column (on MySQL a 1,000-character subject failed the insert), a retry still gets the
-/// first answer, and a subject that differs only in its last character has keys of its own.
+/// A token's subject of the longest length accepted (256 bytes): the stored key stays within
+/// every store's key column (on MySQL a 1,000-character subject failed the insert), a retry
+/// still gets the first answer, and a subject that differs only in its last character has
+/// keys of its own.
 async fn a_very_long_token_subject_still_scopes_its_keys(backend: Backend) {
     use crate::idempotency::answer;
     let app = spawn_app_with(backend, |c| c.auth = secret_auth()).await;
@@ -396,12 +471,12 @@ async fn a_very_long_token_subject_still_scopes_its_keys(backend: Backend) {
                 .json(&body),
         )
     };
-    let long = "s".repeat(1_000);
+    let long = "s".repeat(256);
     let first = answer(post_as(long.clone(), minimal("long@example.com")).await).await;
     assert_eq!(first.0, 201, "{}", first.3);
     let retry = answer(post_as(long.clone(), minimal("long@example.com")).await).await;
     assert_eq!(retry, first);
-    let other = format!("{}t", "s".repeat(999));
+    let other = format!("{}t", "s".repeat(255));
     let theirs = answer(post_as(other, minimal("other@example.com")).await).await;
     assert_eq!(theirs.0, 201, "{}", theirs.3);
     assert_ne!(theirs.1, first.1, "another subject's key is another key");

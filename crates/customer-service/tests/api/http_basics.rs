@@ -49,14 +49,39 @@ async fn a_correlation_id_is_echoed_or_generated_on_every_response(app: TestApp)
 }
 
 async fn unusable_correlation_ids_are_replaced(app: TestApp) {
-    for bad in ["x".repeat(129), "tab\tinside".to_owned(), String::new()] {
+    let spoof = "abc http.response.status_code=500} level=ERROR";
+    for bad in [
+        "x".repeat(129),
+        "tab\tinside".to_owned(),
+        String::new(),
+        spoof.to_owned(),
+        "a/b=c".to_owned(),
+        "\"quoted\"".to_owned(),
+    ] {
         let response = app
             .get_with("/api/v1/customers/count", "X-Correlation-ID", bad.as_str())
             .await;
         let id = response.headers()["x-correlation-id"].to_str().unwrap();
         assert!(is_uuid(id), "{bad:?} was not replaced: {id}");
     }
-    let max = "y".repeat(128);
+    // Nor does a write keep it in its event's metadata.
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/customers"))
+                .header("X-Correlation-ID", spoof)
+                .json(&minimal("spoof@example.com")),
+        )
+        .await;
+    let id = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(is_uuid(&id), "{id}");
+    let created = json_of(response, 201).await["data"]["id"].as_i64().unwrap();
+    let events = app.events_of(created).await;
+    assert_eq!(events[0]["metadata"]["correlationId"], id.as_str());
+    let max = format!("{}.:-_Z9", "y".repeat(122));
     let response = app
         .get_with("/api/v1/customers/count", "X-Correlation-ID", max.as_str())
         .await;

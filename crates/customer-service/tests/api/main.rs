@@ -19,6 +19,7 @@ mod directory_example;
 mod erasure;
 mod event_delivery;
 mod event_log;
+mod hardening;
 mod history;
 mod http_basics;
 mod idempotency;
