@@ -16,6 +16,11 @@
 //! - idle after a response (keep-alive): `HTTP_IDLE_TIMEOUT_SECS` after it ended.
 //!
 //! At the deadline the connection is dropped (closed); nothing is in flight on it.
+//!
+//! A request hyper cannot parse (a head over its limits: 431; a malformed one: 400) never
+//! reaches the router: hyper answers it itself with an empty body. The connection's IO
+//! recognises that answer — written while no request is in flight, exactly hyper's head and
+//! nothing else — and writes the contract's error body in its place (see [`hyper_error`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -126,6 +131,7 @@ async fn serve_connection(
     let io = TokioIo::new(WatchedIo {
         inner: stream,
         activity: activity.clone(),
+        replacing: None,
     });
     let service = {
         let activity = activity.clone();
@@ -305,10 +311,116 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// The TCP stream, reporting reads to the connection's [`Activity`].
+/// The TCP stream, reporting reads and writes to the connection's [`Activity`], and
+/// replacing hyper's own bare error answers.
 struct WatchedIo {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// The contract's answer being written in place of hyper's bare one.
+    replacing: Option<Replacement>,
+}
+
+struct Replacement {
+    bytes: Vec<u8>,
+    written: usize,
+    /// How many bytes of hyper's to report written once ours are.
+    answers: usize,
+}
+
+impl WatchedIo {
+    fn write_one(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() && self.activity.in_flight.load(Ordering::Acquire) == 0 {
+            self.replacing = hyper_error(buf).map(|bytes| Replacement {
+                bytes,
+                written: 0,
+                answers: buf.len(),
+            });
+        }
+        let Some(replacement) = &mut self.replacing else {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            self.activity.wrote(polled.is_ready());
+            return polled;
+        };
+        while replacement.written < replacement.bytes.len() {
+            let rest = &replacement.bytes[replacement.written..];
+            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => replacement.written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    self.activity.wrote(false);
+                    return Poll::Pending;
+                }
+            }
+        }
+        self.activity.wrote(true);
+        let answered = replacement.answers.min(buf.len());
+        self.replacing = None;
+        Poll::Ready(Ok(answered))
+    }
+}
+
+/// The contract's answer in place of `written`, when that is one of hyper's own answers to a
+/// request it could not parse: its whole head (`HTTP/1.1 4xx …`, `connection: close`,
+/// `content-length: 0`) in one write, with no request in flight. Its status line and `date`
+/// stay; the body is the contract's error body, whose `path` is empty (the request line may
+/// be what could not be read) and the connection gets a new correlation id.
+fn hyper_error(written: &[u8]) -> Option<Vec<u8>> {
+    if written.len() > 256 || !written.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let head = std::str::from_utf8(written).ok()?;
+    let mut lines = head.trim_end().split("\r\n");
+    let status_line = lines.next()?;
+    let code: u16 = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    let status = axum::http::StatusCode::from_u16(code).ok()?;
+    let (mut close, mut empty, mut date) = (false, false, None);
+    for line in lines {
+        match line.split_once(": ") {
+            Some(("connection", "close")) => close = true,
+            Some(("content-length", "0")) => empty = true,
+            Some(("date", value)) => date = Some(value),
+            _ => return None,
+        }
+    }
+    if !(status.is_client_error() || status.is_server_error()) || !close || !empty {
+        return None;
+    }
+    let message = match status {
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            "Request header fields are too large"
+        }
+        axum::http::StatusCode::URI_TOO_LONG => "Request URI is too long",
+        axum::http::StatusCode::BAD_REQUEST => "Malformed HTTP request",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::to_vec(&super::error::ErrorBody {
+        message: message.to_owned(),
+        status_code: code,
+        error: status.canonical_reason().unwrap_or("Error").to_owned(),
+        timestamp: super::envelope::now_iso(),
+        path: String::new(),
+        field_errors: None,
+        correlation_id: status.is_server_error().then(|| id.clone()),
+    })
+    .ok()?;
+    let mut answer = format!(
+        "{status_line}\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-correlation-id: {id}\r\nx-content-type-options: nosniff\r\n",
+        body.len()
+    );
+    if let Some(date) = date {
+        answer.push_str(&format!("date: {date}\r\n"));
+    }
+    answer.push_str("\r\n");
+    let mut bytes = answer.into_bytes();
+    bytes.extend_from_slice(&body);
+    Some(bytes)
 }
 
 impl AsyncRead for WatchedIo {
@@ -333,10 +445,7 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.activity.wrote(polled.is_ready());
-        polled
+        self.get_mut().write_one(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -345,6 +454,13 @@ impl AsyncWrite for WatchedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // A head alone (hyper's own answers are) may be one of hyper's bare errors.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            if this.replacing.is_some() || this.activity.in_flight.load(Ordering::Acquire) == 0 {
+                return this.write_one(cx, only);
+            }
+        }
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.activity.wrote(polled.is_ready());
         polled
@@ -379,6 +495,37 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             max_connections: 10,
+        }
+    }
+
+    #[test]
+    fn hypers_bare_error_answers_get_the_contracts_body() {
+        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\
+                     content-length: 0\r\ndate: Mon, 07 Dec 2026 08:36:07 GMT\r\n\r\n";
+        let answer = String::from_utf8(hyper_error(bare).unwrap()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains("\r\ncontent-type: application/json\r\n"));
+        assert!(head.contains("\r\ndate: Mon, 07 Dec 2026 08:36:07 GMT"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["message"], "Request header fields are too large");
+        assert_eq!(body["statusCode"], 431);
+        assert_eq!(body["error"], "Request Header Fields Too Large");
+        assert_eq!(body["path"], "");
+        // Anything else passes untouched: a real answer's head, a body chunk.
+        for other in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\nx: y\r\n\r\n",
+            b"{\"data\": 1}",
+        ] {
+            assert_eq!(
+                hyper_error(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 

@@ -339,3 +339,91 @@ async fn a_stream_whose_client_takes_nothing_is_closed_after_the_send_timeout() 
     let closed = closed_after(&mut stuck, Duration::from_secs(10)).await;
     assert!(closed.is_some(), "the stuck stream is still open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_the_contracts_error_body() {
+    let app = app(10_000).await;
+    let many_headers: Vec<u8> = (0..120)
+        .map(|i| format!("X-Header-{i}: 1\r\n"))
+        .fold(
+            b"GET /livez HTTP/1.1\r\nHost: test\r\n".to_vec(),
+            |mut r, h| {
+                r.extend_from_slice(h.as_bytes());
+                r
+            },
+        )
+        .into_iter()
+        .chain(*b"\r\n")
+        .collect();
+    let mut huge_header = b"GET /livez HTTP/1.1\r\nHost: test\r\nX-Big: ".to_vec();
+    huge_header.extend(std::iter::repeat_n(b'a', 500_000));
+    huge_header.extend_from_slice(b"\r\n\r\n");
+    for (request, status, message) in [
+        (
+            many_headers,
+            "431 Request Header Fields Too Large",
+            "Request header fields are too large",
+        ),
+        (
+            huge_header,
+            "431 Request Header Fields Too Large",
+            "Request header fields are too large",
+        ),
+        (
+            b"GARBAGE\r\n\r\n".to_vec(),
+            "400 Bad Request",
+            "Malformed HTTP request",
+        ),
+        (
+            b"GET /li vez HTTP/1.1\r\nHost: test\r\n\r\n".to_vec(),
+            "400 Bad Request",
+            "Malformed HTTP request",
+        ),
+    ] {
+        let mut stream = connect(&app).await;
+        // The server may answer and close before it has read all of a huge head.
+        let _ = stream.write_all(&request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{head}"
+        );
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
+        assert!(
+            lower.contains("\r\nx-content-type-options: nosniff"),
+            "{head}"
+        );
+        let id = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("x-correlation-id: "))
+            .expect("a correlation id");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["message"], message);
+        assert_eq!(body["statusCode"].as_u64(), status[..3].parse().ok());
+        assert_eq!(body["error"], status[4..]);
+        assert_eq!(body["path"], "");
+        assert!(crate::test_app::is_iso_millis(&body["timestamp"]), "{body}");
+    }
+    // Well-formed requests are untouched.
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"status":"ok"}"#) || answer.contains("\"status\":\"ok\""),
+        "{answer}"
+    );
+}
