@@ -15,7 +15,8 @@ use customer_events::EventType;
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    parse_new_customer, Customer, CustomerFields, CustomerId, DomainError, FieldErrors, Timestamp,
+    parse_new_customer, Customer, CustomerFields, CustomerId, DomainError, Email, FieldErrors,
+    Timestamp,
 };
 
 use super::error::ApplicationError;
@@ -76,11 +77,12 @@ pub struct Checked(Vec<(SourceCustomer, CustomerId, CustomerFields)>);
 
 /// The rules every source row must pass, in id order across the whole run: our rules for a
 /// customer, and no e-mail equal ignoring case to an earlier row's (possible under a
-/// case-sensitive source collation; the lowest id wins).
+/// case-sensitive source collation), nor looking like it (the same [`Email::skeleton`]): the
+/// lowest id wins.
 pub struct RowCheck {
     today: chrono::NaiveDate,
-    /// The lowest source id of every normalised e-mail seen so far.
-    emails: HashMap<String, i64>,
+    /// The lowest source id of every e-mail skeleton seen so far, with its e-mail.
+    emails: HashMap<String, (i64, String)>,
 }
 
 impl RowCheck {
@@ -109,14 +111,17 @@ impl RowCheck {
     fn validate(&mut self, row: &SourceCustomer) -> Result<(CustomerId, CustomerFields), String> {
         let id = CustomerId::new(row.id).ok_or("the id is not a positive integer")?;
         let fields = parse_new_customer(&row.body, self.today).map_err(describe)?;
-        let email = fields.email.as_str().to_owned();
-        match self.emails.get(&email) {
-            Some(&winner) if winner != row.id => Err(format!(
-                "the e-mail equals that of source row {winner} ignoring case"
-            )),
+        let skeleton = fields.email.skeleton();
+        match self.emails.get(&skeleton) {
+            Some((winner, email)) if *winner != row.id => Err(if email == fields.email.as_str() {
+                format!("the e-mail equals that of source row {winner} ignoring case")
+            } else {
+                format!("the e-mail looks like that of source row {winner}")
+            }),
             Some(_) => Ok((id, fields)),
             None => {
-                self.emails.insert(email, row.id);
+                let email = fields.email.as_str().to_owned();
+                self.emails.insert(skeleton, (row.id, email));
                 Ok((id, fields))
             }
         }
@@ -155,17 +160,21 @@ impl<'a> Import<'a> {
             .await?
             .into_iter()
             .collect();
-        let new_emails: Vec<String> = valid
+        let new_emails: Vec<Email> = valid
             .iter()
             .filter(|(_, id, _)| !first_events.contains_key(id))
-            .map(|(_, _, fields)| fields.email.as_str().to_owned())
+            .map(|(_, _, fields)| fields.email.clone())
             .collect();
-        let taken: HashMap<String, CustomerId> = self
+        // By skeleton: a look-alike of a customer's e-mail is taken as well.
+        let taken: HashMap<String, (CustomerId, Email)> = self
             .store
             .find_by_emails(&new_emails)
             .await?
             .into_iter()
-            .map(|customer| (customer.fields.email.as_str().to_owned(), customer.id))
+            .map(|customer| {
+                let email = customer.fields.email;
+                (email.skeleton(), (customer.id, email))
+            })
             .collect();
 
         let mut inserts = Vec::new();
@@ -197,10 +206,14 @@ impl<'a> Import<'a> {
                 (None, Some(_)) => tally
                     .rejected
                     .push(reject("the id belongs to a customer deleted here")),
-                (None, None) => match taken.get(fields.email.as_str()) {
-                    Some(other) => tally.rejected.push(Rejected {
+                (None, None) => match taken.get(&fields.email.skeleton()) {
+                    Some((other, email)) => tally.rejected.push(Rejected {
                         id: row.id,
-                        reason: format!("the e-mail belongs to customer {other} here"),
+                        reason: if *email == fields.email {
+                            format!("the e-mail belongs to customer {other} here")
+                        } else {
+                            format!("the e-mail looks like that of customer {other} here")
+                        },
                     }),
                     None => {
                         let change = Customer::imported(id, fields, row.created_at, row.updated_at);
@@ -298,8 +311,8 @@ pub enum Difference {
 
 /// `import --verify`: every valid row of `rows` compared with the customer of its id here,
 /// after the documented normalisation. Rows our rules reject are skipped (they are listed by
-/// the import itself); so is the second of two e-mails equal ignoring case, by
-/// `seen_emails`, which carries the e-mails of earlier batches of the same run.
+/// the import itself); so is the second of two e-mails equal ignoring case or looking alike,
+/// by `seen_emails`, which carries the e-mail skeletons of earlier batches of the same run.
 pub async fn verify_import(
     store: &dyn CustomerStore,
     today: chrono::NaiveDate,
@@ -325,12 +338,12 @@ pub async fn verify_import(
     let mut differences = Vec::new();
     for (row, id, fields) in parsed {
         let Some(customer) = here.get(&id) else {
-            if seen_emails.insert(fields.email.as_str().to_owned()) {
+            if seen_emails.insert(fields.email.skeleton()) {
                 differences.push((row.id, Difference::Missing));
             }
             continue;
         };
-        seen_emails.insert(fields.email.as_str().to_owned());
+        seen_emails.insert(fields.email.skeleton());
         let ours = &customer.fields;
         let mut names = Vec::new();
         let mut differs = |name: &'static str, differ: bool| {

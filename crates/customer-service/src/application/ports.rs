@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use customer_events::EventType;
 
 use crate::domain::saga::{Saga, SagaState};
-use crate::domain::{Customer, CustomerChange, CustomerDraft, CustomerId, Timestamp};
+use crate::domain::{Customer, CustomerChange, CustomerDraft, CustomerId, Email, Timestamp};
 
 /// The time, as the use cases see it. A port so tests can pin "now".
 pub trait Clock: Send + Sync {
@@ -310,8 +310,9 @@ pub trait CustomerStore: Send + Sync {
     async fn customers_without_events(&self, limit: i64) -> Result<Vec<i64>, StoreError>;
     /// Those of `ids` that exist (any order).
     async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError>;
-    /// The customers with these stored (normalised) e-mails (any order).
-    async fn find_by_emails(&self, emails: &[String]) -> Result<Vec<Customer>, StoreError>;
+    /// The customers whose e-mails are these or look like them (the same
+    /// [`crate::domain::Email::skeleton`]), in any order.
+    async fn find_by_emails(&self, emails: &[Email]) -> Result<Vec<Customer>, StoreError>;
     /// The type of the first event of each of `ids` that has one (deleted customers too).
     async fn first_event_types(
         &self,

@@ -90,6 +90,22 @@ impl fmt::Display for FieldErrors {
     }
 }
 
+/// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties, Unicode 15.1): characters
+/// a renderer shows as nothing. Every bidirectional control ([`is_bidi_control`]) is one.
+pub fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The characters that reorder displayed text (Unicode's `Bidi_Control` property).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Length in characters (Unicode scalar values), the unit of every length rule.
 pub(crate) fn char_len(s: &str) -> usize {
     s.chars().count()

@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::config::{AuthConfig, JwtKeySource};
+use crate::domain::is_bidi_control;
 
 use super::error::ApiError;
 
@@ -163,11 +164,6 @@ impl Authenticator {
 /// The longest `sub` accepted: it becomes `metadata.actor` of every event the request causes
 /// (kept for ever), the rate limit's key and the idempotency keys' scope.
 const MAX_SUBJECT_BYTES: usize = 256;
-
-/// The characters that reorder displayed text (Unicode's `Bidi_Control` property).
-pub(crate) fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
 
 /// The middleware: lets open requests through, checks the token of protected ones.
 pub(crate) async fn authenticate(

@@ -10,7 +10,7 @@ use crate::application::{
     IdempotencyRecord, ListQuery, NewEvent, PoolUsage, ReplicaStatus, Rewrite, SagaStart,
     StoreError, StoredEvent, StoredResponse,
 };
-use crate::domain::{Customer, CustomerDraft, CustomerId, Timestamp};
+use crate::domain::{Customer, CustomerDraft, CustomerId, Email, Timestamp};
 
 use super::count_cache::ALL_CUSTOMERS;
 use super::error::classify;
@@ -188,9 +188,12 @@ impl CustomerStore for SqlStore {
     }
 
     async fn find_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
-        let row = self
-            .fetch_optional(self.query(sql::CUSTOMER_BY_EMAIL).bind(email))
-            .await?;
+        let query = self
+            .query(sql::CUSTOMER_BY_EMAIL)
+            .bind(super::row::lookup_key(email))
+            .bind(email.to_owned())
+            .bind(email.to_owned());
+        let row = self.fetch_optional(query).await?;
         row.as_ref().map(read_customer).transpose()
     }
 
@@ -302,8 +305,9 @@ impl CustomerStore for SqlStore {
         self.customers_in(sql::CUSTOMERS_BY_IDS_PREFIX, &ids).await
     }
 
-    async fn find_by_emails(&self, emails: &[String]) -> Result<Vec<Customer>, StoreError> {
-        self.customers_in(sql::CUSTOMERS_BY_EMAILS_PREFIX, emails)
+    async fn find_by_emails(&self, emails: &[Email]) -> Result<Vec<Customer>, StoreError> {
+        let keys: Vec<String> = emails.iter().map(super::row::email_key).collect();
+        self.customers_in(sql::CUSTOMERS_BY_EMAIL_KEYS_PREFIX, &keys)
             .await
     }
 

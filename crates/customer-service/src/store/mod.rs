@@ -8,6 +8,7 @@
 
 mod count_cache;
 mod customers;
+mod email_keys;
 mod error;
 mod event_log;
 mod lease;
@@ -25,10 +26,11 @@ mod sqlite;
 mod stats;
 mod writes;
 
+pub use email_keys::LookAlike;
 pub use lease::DatabaseLease;
 pub use original::OriginalDatabase;
 pub use read_models::MODELS as READ_MODELS;
-pub use sql_store::SqlStore;
+pub use sql_store::{Migrated, SqlStore};
 
 use std::time::Duration;
 

@@ -41,7 +41,29 @@ pub(super) fn read_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     read().map_err(classify)
 }
 
-/// The written columns of a customer, bound as `$1..$12` in [`sql::INSERT_CUSTOMER`] and
+/// The stored key of an e-mail's skeleton ([`Email::skeleton`]): its SHA-256 in hex. Of one
+/// length whatever the address (a skeleton may outgrow MySQL's index key), so one unique
+/// index serves every engine; and not a second copy of the address in clear.
+pub(super) fn email_key(email: &Email) -> String {
+    key_of_skeleton(&email.skeleton())
+}
+
+/// [`email_key`] of an address as typed into a lookup (invalid ones simply match nothing).
+pub(super) fn lookup_key(raw: &str) -> String {
+    key_of_skeleton(&crate::domain::email_skeleton(
+        &Email::normalize_for_lookup(raw),
+    ))
+}
+
+pub(super) fn key_of_skeleton(skeleton: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(skeleton.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The written columns of a customer, bound as `$1..$13` in [`sql::INSERT_CUSTOMER`] and
 /// [`sql::UPDATE_CUSTOMER`].
 pub(super) struct Columns {
     email: String,
@@ -56,6 +78,7 @@ pub(super) struct Columns {
     created_at_ms: i64,
     updated_at_ms: i64,
     version: i64,
+    email_key: String,
 }
 
 impl Columns {
@@ -81,6 +104,7 @@ impl Columns {
             created_at_ms,
             updated_at_ms,
             version,
+            email_key: email_key(&f.email),
         }
     }
 
@@ -101,6 +125,7 @@ impl Columns {
             .bind(self.created_at_ms)
             .bind(self.updated_at_ms)
             .bind(self.version)
+            .bind(self.email_key)
     }
 }
 

@@ -49,12 +49,12 @@ macro_rules! customer_columns {
 macro_rules! insert_customer {
     () => {
         "insert into customers (email, first_name, last_name, phone, is_active, date_of_birth, \
-         address, preferences, search_text, created_at_ms, updated_at_ms, version) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         address, preferences, search_text, created_at_ms, updated_at_ms, version, email_key) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     };
 }
 
-/// The twelve written columns are bound as $1..$12 by `Columns::bind`. PostgreSQL and
+/// The thirteen written columns are bound as $1..$13 by `Columns::bind`. PostgreSQL and
 /// SQLite return the new id from the insert itself.
 pub(super) const INSERT_CUSTOMER_RETURNING_ID: &str = concat!(insert_customer!(), " returning id");
 
@@ -66,16 +66,16 @@ pub(super) const INSERT_CUSTOMER: &str = insert_customer!();
 /// reserve them from first) and reads them back by e-mail: `$1..$n`, one per customer.
 pub(super) const IDS_BY_EMAIL_PREFIX: &str = "select id, email from customers where email in ";
 
-/// `insert_many`'s statements: the customer rows with their ids (thirteen placeholders a
-/// row) or, on MySQL, without (twelve), and the events (six a row). A few thousand rows
+/// `insert_many`'s statements: the customer rows with their ids (fourteen placeholders a
+/// row) or, on MySQL, without (thirteen), and the events (six a row). A few thousand rows
 /// each, under SQLite's 32,766 and PostgreSQL's and MySQL's 65,535 placeholders per
 /// statement.
 pub(super) const INSERT_CUSTOMERS_WITH_IDS: &str = "insert into customers (id, email, first_name, \
      last_name, phone, is_active, date_of_birth, address, preferences, search_text, \
-     created_at_ms, updated_at_ms, version) values ";
+     created_at_ms, updated_at_ms, version, email_key) values ";
 pub(super) const INSERT_CUSTOMERS: &str = "insert into customers (email, first_name, \
      last_name, phone, is_active, date_of_birth, address, preferences, search_text, \
-     created_at_ms, updated_at_ms, version) values ";
+     created_at_ms, updated_at_ms, version, email_key) values ";
 pub(super) const CUSTOMER_ROWS_PER_INSERT: usize = 2_000;
 pub(super) const APPEND_EVENTS: &str = "insert into customer_events (event_id, event_type, \
      customer_id, sequence, occurred_at_ms, payload) values ";
@@ -161,8 +161,8 @@ pub(super) const UPDATE_CUSTOMER: &str = r#"
 update customers
 set email = $1, first_name = $2, last_name = $3, phone = $4, is_active = $5,
     date_of_birth = $6, address = $7, preferences = $8, search_text = $9,
-    created_at_ms = $10, updated_at_ms = $11, version = $12
-where id = $13 and version = $14
+    created_at_ms = $10, updated_at_ms = $11, version = $12, email_key = $13
+where id = $14 and version = $15
 "#;
 
 pub(super) const DELETE_CUSTOMER: &str = r#"
@@ -181,10 +181,14 @@ pub(super) const CUSTOMER_BY_ID: &str = concat!(
     " from customers where id = $1"
 );
 
+/// The customer of an e-mail: the one with the address's skeleton key, or (a look-alike
+/// left without a key, see the email_key migration) the address itself; the address itself
+/// first. `$2` and `$3` are the address, `$1` its key.
 pub(super) const CUSTOMER_BY_EMAIL: &str = concat!(
     "select ",
     customer_columns!(),
-    " from customers where email = $1"
+    " from customers where email_key = $1 or email = $2 \
+     order by case when email = $3 then 0 else 1 end limit 1"
 );
 
 /// `import`'s look-ups, each followed by `values_sql(…, 1, n, …)`'s `($1, …, $n)`.
@@ -193,11 +197,45 @@ pub(super) const CUSTOMERS_BY_IDS_PREFIX: &str = concat!(
     customer_columns!(),
     " from customers where id in "
 );
-pub(super) const CUSTOMERS_BY_EMAILS_PREFIX: &str = concat!(
+pub(super) const CUSTOMERS_BY_EMAIL_KEYS_PREFIX: &str = concat!(
     "select ",
     customer_columns!(),
-    " from customers where email in "
+    " from customers where email_key in "
 );
+
+/// The email_key backfill (see the migration): rows without a key after `$1`, by id.
+pub(super) const CUSTOMERS_WITHOUT_EMAIL_KEY: &str =
+    "select id, email from customers where email_key is null and id > $1 order by id limit $2";
+/// Which of a list of keys rows hold already: `($1, …, $n)` follows.
+pub(super) const EMAIL_KEYS_TAKEN_PREFIX: &str =
+    "select id, email_key from customers where email_key in ";
+
+/// Sets the keys of `rows` rows: `(id, key)` pairs bound in order, then the ids again.
+pub(super) fn set_email_keys_sql(rows: usize, anonymous: bool) -> String {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        if anonymous {
+            "?".to_owned()
+        } else {
+            format!("${n}")
+        }
+    };
+    let mut sql = String::from("update customers set email_key = case id");
+    for _ in 0..rows {
+        let (id, key) = (next(), next());
+        sql.push_str(&format!(" when {id} then {key}"));
+    }
+    sql.push_str(" end where id in (");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&next());
+    }
+    sql.push(')');
+    sql
+}
 /// The first event's type of each customer of the list (the `(customer_id, sequence)`
 /// index serves it).
 pub(super) const FIRST_EVENT_TYPES_PREFIX: &str =

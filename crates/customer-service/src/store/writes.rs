@@ -145,7 +145,7 @@ impl SqlStore {
         let anonymous = self.backend != Backend::Postgres;
         for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
             let statement =
-                sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 13, anonymous);
+                sql::values_sql(sql::INSERT_CUSTOMERS_WITH_IDS, chunk.len(), 14, anonymous);
             let mut insert = self.query(statement);
             for customer in chunk {
                 let columns = Columns::new(
@@ -242,7 +242,7 @@ impl SqlStore {
             .collect();
         let mut ids = std::collections::HashMap::with_capacity(rows.len());
         for chunk in rows.chunks(sql::CUSTOMER_ROWS_PER_INSERT) {
-            let statement = sql::values_sql(sql::INSERT_CUSTOMERS, chunk.len(), 12, true);
+            let statement = sql::values_sql(sql::INSERT_CUSTOMERS, chunk.len(), 13, true);
             let mut insert = self.query(statement);
             for customer in chunk {
                 insert = Columns::new(

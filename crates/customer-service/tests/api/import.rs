@@ -297,14 +297,15 @@ async fn a_rerun_imports_nothing_and_brings_later_changes_and_deletions(app: Tes
 }
 
 /// Under a case-sensitive collation the original could hold two e-mails equal ignoring
-/// case; here only the lowest id can have it.
+/// case, and under any two that look alike; here only the lowest id can have it.
 async fn e_mails_equal_ignoring_case_keep_the_lowest_id(app: TestApp) {
     let Some(source) = original(
         Some("utf8mb4_bin"),
         &[
             "INSERT INTO customers (id, email, firstName, lastName) VALUES \
            (3, 'Dup@Example.com', 'Ann', 'Lee'), (4, 'dup@example.com', 'Bob', 'Lee'), \
-           (7, 'DUP@EXAMPLE.COM', 'Cy', 'Lee'), (8, 'solo@example.com', 'Dee', 'Lee')",
+           (7, 'DUP@EXAMPLE.COM', 'Cy', 'Lee'), (8, 'solo@example.com', 'Dee', 'Lee'), \
+           (9, 'dup@ex\u{430}mple.com', 'Eve', 'Lee')",
         ],
     )
     .await
@@ -316,7 +317,8 @@ async fn e_mails_equal_ignoring_case_keep_the_lowest_id(app: TestApp) {
     assert!(
         out.starts_with(
             "row 4: the e-mail equals that of source row 3 ignoring case\n\
-             row 7: the e-mail equals that of source row 3 ignoring case\n"
+             row 7: the e-mail equals that of source row 3 ignoring case\n\
+             row 9: the e-mail looks like that of source row 3\n"
         ),
         "{out}"
     );
@@ -328,7 +330,7 @@ async fn e_mails_equal_ignoring_case_keep_the_lowest_id(app: TestApp) {
 }
 
 /// Into a database that has customers of its own: an id or an e-mail taken here by another
-/// customer is a conflict, reported like an invalid row.
+/// customer (or one that looks like it) is a conflict, reported like an invalid row.
 async fn customers_already_here_conflict_by_id_or_e_mail(app: TestApp) {
     assert_eq!(app.create_id(&minimal("native@example.com")).await, 1);
     assert_eq!(app.create_id(&minimal("shared@example.com")).await, 2);
@@ -337,7 +339,7 @@ async fn customers_already_here_conflict_by_id_or_e_mail(app: TestApp) {
         &[
             "INSERT INTO customers (id, email, firstName, lastName) VALUES \
            (1, 'other@example.com', 'Ann', 'Lee'), (5, 'Shared@Example.com', 'Bob', 'Lee'), \
-           (6, 'fine@example.com', 'Cy', 'Lee')",
+           (6, 'fine@example.com', 'Cy', 'Lee'), (8, 'n\u{430}tive@example.com', 'Di', 'Lee')",
         ],
     )
     .await
@@ -349,12 +351,14 @@ async fn customers_already_here_conflict_by_id_or_e_mail(app: TestApp) {
     assert_eq!(
         out,
         "row 1: the id belongs to another customer here\n\
-         row 5: the e-mail belongs to customer 2 here\n"
+         row 5: the e-mail belongs to customer 2 here\n\
+         row 8: the e-mail looks like that of customer 1 here\n"
     );
     import_valid(&app, &source, &[]).await;
     assert_eq!(customer(&app, 1).await["email"], "native@example.com");
     assert_eq!(customer(&app, 6).await["email"], "fine@example.com");
     assert_eq!(app.get_customer(5).await.status(), 404);
+    assert_eq!(app.get_customer(8).await.status(), 404);
     assert_eq!(app.create_id(&minimal("next@example.com")).await, 7);
 }
 

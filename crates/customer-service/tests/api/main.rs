@@ -16,6 +16,7 @@ mod dashboard;
 mod database_outage;
 mod delete_customer;
 mod directory_example;
+mod emails;
 mod erasure;
 mod event_delivery;
 mod event_log;

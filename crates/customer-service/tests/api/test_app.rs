@@ -440,6 +440,14 @@ impl TestApp {
         }
         tokio::task::spawn_blocking(move || {
             let output = command.output().expect("the binary runs");
+            if !output.status.success() {
+                // Shown with the test's output if it fails.
+                eprintln!(
+                    "customer-service exited with {}; its stderr:\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
             (
                 output.status.success(),
                 String::from_utf8_lossy(&output.stdout).into_owned(),
