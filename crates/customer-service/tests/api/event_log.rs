@@ -265,7 +265,8 @@ async fn stream_log_reads(app: &TestApp) -> u64 {
 async fn many_sse_clients_share_one_reader_of_the_log(backend: Backend) {
     const CLIENTS: usize = 50;
     const EVENTS: usize = 10;
-    let app = spawn_app_with(backend, |_| {}).await;
+    // All from this one address: above SSE_MAX_CLIENTS_PER_ADDRESS's default.
+    let app = spawn_app_with(backend, |c| c.http.sse_max_clients_per_address = CLIENTS).await;
     let mut streams = Vec::new();
     for _ in 0..CLIENTS {
         let stream = app.get("/api/v1/events/stream").await;
