@@ -234,6 +234,19 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     );
     int_gauge(
         &scrape,
+        "events_streams_open",
+        "Server-Sent Events streams open on this instance (SSE_MAX_CLIENTS caps them).",
+        i64::try_from(state.sse.open()).unwrap_or(i64::MAX),
+    );
+    counter(
+        &scrape,
+        "events_streams_refused_total",
+        "Server-Sent Events streams refused with 503 (SSE_MAX_CLIENTS or \
+         SSE_MAX_CLIENTS_PER_ADDRESS reached).",
+        state.sse.refused(),
+    );
+    int_gauge(
+        &scrape,
         "relay_leader",
         "1 if this instance holds the relay lease and publishes.",
         i64::from(relay.is_leader),

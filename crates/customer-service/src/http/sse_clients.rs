@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
@@ -23,6 +24,7 @@ pub struct SseClients {
     max: usize,
     per_address: usize,
     open: Mutex<Open>,
+    refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -37,12 +39,18 @@ impl SseClients {
             max,
             per_address,
             open: Mutex::new(Open::default()),
+            refused: AtomicU64::new(0),
         }
     }
 
     /// Streams open now.
     pub fn open(&self) -> usize {
         self.lock().total
+    }
+
+    /// Streams refused so far (over either cap).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
@@ -65,6 +73,7 @@ impl SseClients {
             None
         };
         if let Some(message) = refused {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::Busy {
                 message: format!("{message}; retry in {RETRY_AFTER_SECS} s"),
                 retry_after_secs: RETRY_AFTER_SECS,
@@ -147,5 +156,6 @@ mod tests {
         assert_eq!(clients.open(), 2);
         let _c1 = clients.admit(c).unwrap();
         assert!(clients.admit(a).is_err(), "the cap in all again");
+        assert_eq!(clients.refused(), 3);
     }
 }

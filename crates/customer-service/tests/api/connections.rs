@@ -268,6 +268,20 @@ async fn event_streams_are_capped_and_the_probes_answer_on_their_own_port() {
         .unwrap();
         assert_eq!(answer.status(), 200, "{path}");
     }
+    let metrics = app
+        .client
+        .get(format!("{probes}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nevents_streams_open 4\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nevents_streams_refused_total 2\n"),
+        "{metrics}"
+    );
     // It serves nothing else.
     let answer = app
         .client
