@@ -106,6 +106,7 @@ done
 
 if [ "$BACKLOG" = 0 ]; then
     echo "medians of $RUNS rounds (limits: pgbench insert $PG_INSERT, select $PG_SELECT tps):"
+    echo "peak RSS $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }') MB"
     for scenario in $SCENARIOS; do
         for f in "$OUT/$scenario".*; do echo "$(field "connections," < "$f") $f"; done | sort -n -k1,1 |
             awk '{ v[NR] = $1 } END { print "  '"$scenario"'", v[int((NR + 1) / 2)], "req/s" }'

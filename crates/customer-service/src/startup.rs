@@ -351,6 +351,17 @@ impl App {
         background.push(tokio::spawn(
             self.store.clone().watch_replica(stopped.clone()),
         ));
+        // The e-mail keys of customers from before the key (store/email_keys.rs): in the
+        // background, so that start-up never waits for them.
+        let (store, mut stopping) = (self.store.clone(), stopped.clone());
+        background.push(tokio::spawn(async move {
+            tokio::select! {
+                keyed = store.key_emails() => if let Err(error) = keyed {
+                    tracing::warn!(%error, "writing the e-mail keys of earlier customers failed; the next start tries again");
+                },
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
+        }));
         if self.read_models {
             let metrics = self.metrics.clone();
             background.push(tokio::spawn(self.store.clone().run_read_models(

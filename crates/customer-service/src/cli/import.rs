@@ -90,6 +90,12 @@ pub async fn run(config: Config, args: ImportArgs) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("applying database migrations")?;
+    // Customers from before the e-mail key must have theirs: a look-alike of one of them is
+    // then rejected like a taken address.
+    store
+        .key_emails()
+        .await
+        .context("writing the e-mail keys of earlier customers")?;
     let mut source = OriginalDatabase::connect(&args.from, args.source_timezone)
         .await
         .context("connecting to the original service's database (--from)")?;

@@ -6,16 +6,21 @@ use crate::config::Config;
 use crate::startup::connect_store;
 
 /// Prints how many migrations it applied (`applied 5 migrations`), and nothing when the
-/// database was up to date; then the customers whose e-mail keys it wrote, and every pair of
-/// customers whose e-mails look alike (by id: one line each, every run until resolved).
+/// database was up to date; then how many customers' e-mail keys it wrote (rows from before
+/// the key), and every pair of customers whose e-mails look alike (by id: one line each,
+/// every run until resolved).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = connect_store(&config).await?;
-    let migrated = store
+    let applied = store
         .migrate()
         .await
         .context("applying database migrations")?;
+    let migrated = store
+        .key_emails()
+        .await
+        .context("writing the e-mail keys of earlier customers")?;
     store.close().await;
-    match migrated.applied {
+    match applied {
         0 => {}
         1 => println!("applied 1 migration"),
         n => println!("applied {n} migrations"),

@@ -26,11 +26,11 @@ mod sqlite;
 mod stats;
 mod writes;
 
-pub use email_keys::LookAlike;
+pub use email_keys::{KeyedEmails, LookAlike};
 pub use lease::DatabaseLease;
 pub use original::OriginalDatabase;
 pub use read_models::MODELS as READ_MODELS;
-pub use sql_store::{Migrated, SqlStore};
+pub use sql_store::SqlStore;
 
 use std::time::Duration;
 

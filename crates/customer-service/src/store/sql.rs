@@ -226,7 +226,8 @@ pub(super) fn set_email_keys_sql(rows: usize, anonymous: bool) -> String {
         let (id, key) = (next(), next());
         sql.push_str(&format!(" when {id} then {key}"));
     }
-    sql.push_str(" end where id in (");
+    // Only keys still unset: an update that set one meanwhile knows the current address.
+    sql.push_str(" end where email_key is null and id in (");
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");

@@ -36,17 +36,6 @@ pub struct SqlStore {
     pub(super) replica: Option<Arc<Replica>>,
 }
 
-/// What [`SqlStore::migrate`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Migrated {
-    /// Migrations applied.
-    pub applied: usize,
-    /// Customers whose e-mail key was written (rows from before the key existed).
-    pub keyed: u64,
-    /// Pairs of customers from before whose e-mails look alike: the later keeps no key.
-    pub look_alikes: Vec<super::email_keys::LookAlike>,
-}
-
 impl SqlStore {
     /// Connects to the database `options.url` names. Does not migrate: see [`Self::migrate`].
     pub async fn connect(options: &StoreOptions) -> Result<SqlStore, StoreError> {
@@ -179,9 +168,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Applies the embedded migrations of this backend that have not run yet, then keys the
-    /// e-mails of rows written before `email_key` existed (see `email_keys.rs`).
-    pub async fn migrate(&self) -> Result<Migrated, sqlx::migrate::MigrateError> {
+    /// Applies the embedded migrations of this backend that have not run yet. Returns how
+    /// many it applied. Rows from before `email_key` are keyed by [`Self::key_emails`].
+    pub async fn migrate(&self) -> Result<usize, sqlx::migrate::MigrateError> {
         use sqlx::migrate::Migrate;
         let migrator = match self.backend {
             Backend::Postgres => &postgres::MIGRATOR,
@@ -190,29 +179,16 @@ impl SqlStore {
         };
         let table = migrator.table_name.as_ref();
         let mut connection = self.writer.acquire().await?;
-        let result: Result<_, sqlx::migrate::MigrateError> = async {
+        let result = async {
             connection.ensure_migrations_table(table).await?;
             let before = connection.list_applied_migrations(table).await?.len();
             migrator.run(&mut *connection).await?;
             let after = connection.list_applied_migrations(table).await?.len();
-            let (keyed, look_alikes) = self.backfill_email_keys(&mut connection).await?;
-            Ok(Migrated {
-                applied: after.saturating_sub(before),
-                keyed,
-                look_alikes,
-            })
+            Ok(after.saturating_sub(before))
         }
         .await;
         connection.settle(result.is_ok());
-        let migrated = result?;
-        if migrated.keyed > 0 {
-            // The planner last saw every key NULL (the column is new): it would walk the
-            // table for the next start's "rows without a key" instead of the key's index.
-            if let Err(error) = self.analyze().await {
-                tracing::warn!(%error, "refreshing the statistics after the key backfill failed");
-            }
-        }
-        Ok(migrated)
+        result
     }
 
     /// Refreshes the planner's statistics of the customers table after `import`, which

@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::test_app::{json_of, minimal, urlencode, TestApp};
+use crate::test_app::{
+    fresh_database, json_of, minimal, spawn_app_on, urlencode, Backend, TestApp,
+};
 
 crate::on_every_backend!(
     look_alike_emails_are_one_customer,
@@ -163,4 +165,75 @@ async fn migrate_keys_earlier_rows_and_reports_look_alikes(app: TestApp) {
     }
     let path = format!("/api/v1/customers/email/{}", urlencode("carol@example.com"));
     assert_eq!(app.get(&path).await.status(), 404);
+}
+
+mod background {
+    use crate::test_app::{fresh_database, json_of, minimal, spawn_app_on, Backend};
+
+    crate::for_every_backend!(serve_keys_earlier_rows_in_the_background);
+
+    /// A database with customers from before the key (made here with SQL): `serve` answers at
+    /// once and keys them in the background.
+    async fn serve_keys_earlier_rows_in_the_background(backend: Backend) {
+        let (url, _dir) = fresh_database(backend).await;
+        let migrated = std::process::Command::new(env!("CARGO_BIN_EXE_customer-service"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(migrated.status.success(), "{migrated:?}");
+        let mut db = customer_service::store::connect_one(&url).await.unwrap();
+        let backend_of = customer_service::store::Backend::of_url(&url).unwrap();
+        let sql = |text: &str| {
+            sqlx::AssertSqlSafe(customer_service::store::statement_for(backend_of, text))
+        };
+        for (i, email) in [
+            "dana@example.com",
+            "d\u{430}na@example.com",
+            "erin@example.com",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sqlx::query(sql(
+                "insert into customers (email, first_name, last_name, is_active, search_text, \
+                 created_at_ms, updated_at_ms, version) values ($1, 'Ann', 'Lee', $2, $3, $4, $5, 1)",
+            ))
+            .bind(email)
+            .bind(true)
+            .bind(format!("ann\u{1f}lee\u{1f}{email}"))
+            .bind(1_000 + i as i64)
+            .bind(1_000 + i as i64)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        }
+        let app = spawn_app_on(url.clone(), |_| {}).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let keyed: i64 = sqlx::query_scalar(sql(
+                "select count(*) from customers where email_key is not null",
+            ))
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            if keyed == 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{keyed} keyed after 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The first of the look-alikes keeps the key: a new look-alike of it is taken.
+        let body = json_of(
+            app.post_customer(&minimal("\u{ff44}ana@example.com")).await,
+            409,
+        )
+        .await;
+        assert_eq!(body["message"], "Email already exists");
+        app.create_id(&minimal("frank@example.com")).await;
+    }
 }
