@@ -5,9 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::test_app::{
-    fresh_database, json_of, minimal, spawn_app_on, urlencode, Backend, TestApp,
-};
+use crate::test_app::{json_of, minimal, urlencode, TestApp};
 
 crate::on_every_backend!(
     look_alike_emails_are_one_customer,
