@@ -106,8 +106,24 @@ impl CustomerStore for SqlStore {
         &self,
         customers: &[(Customer, Vec<NewEvent>)],
     ) -> Result<(), StoreError> {
-        self.on_writer(async |lease| self.insert_existing_on(lease, customers).await)
-            .await
+        // `import` applies several batches at once. On MariaDB two of them can deadlock in
+        // the unique indexes' gap locks (the e-mail key's order is random): seen when a
+        // re-run inserted the rows of a killed run's transaction that was still rolling
+        // back. The batch is one transaction, rolled back whole, so it is tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .on_writer(async |lease| self.insert_existing_on(lease, customers).await)
+                .await
+            {
+                Err(StoreError::Unavailable(error)) if attempt < 5 => {
+                    tracing::info!(%error, attempt, "an import batch failed; trying it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     #[tracing::instrument(name = "store.erase", skip_all, fields(customer.id = %id))]
