@@ -20,7 +20,7 @@ pub use address::Address;
 pub use birth_date::BirthDate;
 pub use customer::{Customer, CustomerChange, CustomerDraft, CustomerId};
 pub use customer_input::{parse_customer_patch, parse_new_customer, CustomerFields, CustomerPatch};
-pub use email::{skeleton as email_skeleton, Email};
+pub use email::{skeleton as email_skeleton, Email, EMAIL_MESSAGE};
 pub use person_name::PersonName;
 pub use phone::Phone;
 pub use preferences::Preferences;

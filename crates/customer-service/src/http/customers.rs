@@ -1,6 +1,6 @@
 //! `/api/v1/customers`: the contract's "Routes" table, one handler per route.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use super::auth::Actor;
 use super::bodies::{CreateCustomerRequest, CustomerIdPath, IfMatchHeader, UpdateCustomerRequest};
 use super::envelope::{self, Envelope};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{precondition, CustomerIdParam, JsonObject, QueryParams};
+use super::extract::{precondition, CustomerIdParam, EmailParam, JsonObject, QueryParams};
 use super::request_context::CorrelationId;
 use super::AppState;
 
@@ -469,10 +469,11 @@ pub(crate) async fn customer_stats(
     params(("email" = String, Path, description = "The e-mail address, URL-encoded", example = "ada.lovelace@example.com")),
     responses((status = 200, description = "The customer", body = Envelope<CustomerSnapshot>,
                headers(("ETag" = String, description = "The customer's version, quoted"))),
+              (status = 400, description = "The address does not percent-decode to UTF-8 (`%FF`)", body = ErrorBody),
               (status = 404, description = "No customer has this e-mail address", body = ErrorBody)))]
 pub(crate) async fn get_customer_by_email(
     State(state): State<AppState>,
-    Path(email): Path<String>,
+    EmailParam(email): EmailParam,
 ) -> Result<Response, ApiError> {
     let customer = application::find_customer_by_email(&*state.store, &email).await?;
     Ok(customer_response(envelope::ok(customer.snapshot())))

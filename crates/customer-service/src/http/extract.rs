@@ -178,6 +178,22 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The `:email` route parameter, percent-decoded. One that does not decode to UTF-8 (`%FF`)
+/// is the contract's 400 on the field, not axum's plain-text rejection.
+#[derive(Debug)]
+pub struct EmailParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for EmailParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(email)| EmailParam(email))
+            .map_err(|_| ApiError::field("email", crate::domain::EMAIL_MESSAGE))
+    }
+}
+
 /// The `:id` route parameter: a positive integer.
 #[derive(Debug, Clone, Copy)]
 pub struct CustomerIdParam(pub CustomerId);

@@ -10,6 +10,7 @@ crate::on_every_backend!(
     a_body_of_thousands_of_unknown_keys_gets_a_400_of_twenty_fields,
     a_key_given_twice_is_a_400_naming_it_and_nothing_is_stored,
     answers_with_personal_data_are_not_stored_nor_sniffed,
+    path_parameters_that_are_not_utf8_get_the_error_body,
 );
 
 async fn post_raw(app: &TestApp, body: String) -> reqwest::Response {
@@ -123,5 +124,45 @@ async fn answers_with_personal_data_are_not_stored_nor_sniffed(app: TestApp) {
             "nosniff",
             "{path}"
         );
+    }
+}
+
+async fn path_parameters_that_are_not_utf8_get_the_error_body(app: TestApp) {
+    for (path, field, message) in [
+        (
+            "/api/v1/customers/email/%FF",
+            "email",
+            "email must be an email",
+        ),
+        (
+            "/api/v1/customers/email/a%C3@b.co",
+            "email",
+            "email must be an email",
+        ),
+        (
+            "/api/v1/customers/%FF",
+            "id",
+            "Validation failed (numeric string is expected)",
+        ),
+        (
+            "/api/v1/customers/%FF/history",
+            "id",
+            "Validation failed (numeric string is expected)",
+        ),
+        (
+            "/api/v1/customers/%FF/erasure",
+            "id",
+            "Validation failed (numeric string is expected)",
+        ),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let body = json_of(response, 400).await;
+        assert_eq!(body["fieldErrors"], json!({ field: [message] }), "{path}");
+        assert_eq!(body["path"], path);
     }
 }
