@@ -23,6 +23,13 @@ impl BirthDate {
         Ok(BirthDate(date))
     }
 
+    /// The latest date of birth `parse` accepts on `today`, as (year, month, day): today's
+    /// month and day 13 years ago (which on 29 February may not be a date: any date up to it
+    /// is accepted, in order).
+    pub fn latest_on(today: NaiveDate) -> (i32, u32, u32) {
+        (today.year() - MIN_AGE_YEARS, today.month(), today.day())
+    }
+
     /// A stored `YYYY-MM-DD`; `None` if the stored text is not one.
     pub fn from_stored(stored: &str) -> Option<BirthDate> {
         stored.parse::<NaiveDate>().ok().map(BirthDate)
@@ -68,6 +75,18 @@ mod tests {
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_latest_accepted_date_is_today_13_years_ago() {
+        let today = day("2026-12-07");
+        assert_eq!(BirthDate::latest_on(today), (2013, 12, 7));
+        assert!(BirthDate::parse("2013-12-07", today).is_ok());
+        assert!(BirthDate::parse("2013-12-08", today).is_err());
+        let leap = day("2028-02-29");
+        assert_eq!(BirthDate::latest_on(leap), (2015, 2, 29));
+        assert!(BirthDate::parse("2015-02-28", leap).is_ok());
+        assert!(BirthDate::parse("2015-03-01", leap).is_err());
     }
 
     #[test]

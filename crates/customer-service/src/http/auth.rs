@@ -108,18 +108,7 @@ impl Authenticator {
         if !read {
             return true;
         }
-        // The dashboard's page holds no data (its feeds are protected reads), like the docs.
-        let open = matches!(
-            path,
-            "/livez"
-                | "/readyz"
-                | "/api/v1/health"
-                | "/api/v1/customers/health"
-                | "/dashboard"
-                | "/dashboard/app.css"
-                | "/dashboard/app.js"
-        ) || path.starts_with("/api/docs");
-        self.protect_reads && !open
+        self.protect_reads && !is_open_read(path)
     }
 
     fn verify(&self, token: &str) -> Result<Actor, ApiError> {
@@ -201,4 +190,19 @@ pub(crate) async fn authenticate(
         request.extensions_mut().insert(actor);
     }
     next.run(request).await
+}
+
+/// The reads that need no token even with `AUTH_PROTECT_READS=true`: the probes and health,
+/// the documents, and the dashboard's page (which holds no data: its feeds are protected).
+pub(crate) fn is_open_read(path: &str) -> bool {
+    matches!(
+        path,
+        "/livez"
+            | "/readyz"
+            | "/api/v1/health"
+            | "/api/v1/customers/health"
+            | "/dashboard"
+            | "/dashboard/app.css"
+            | "/dashboard/app.js"
+    ) || path.starts_with("/api/docs")
 }

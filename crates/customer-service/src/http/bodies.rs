@@ -10,7 +10,183 @@
 #![allow(dead_code, reason = "read by the OpenAPI derive only")]
 
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::Schema;
+
+use crate::domain::BirthDate;
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, Modify, ToSchema};
+
+/// Puts the patterns below on the body fields they describe (utoipa's `pattern` attribute
+/// takes only a literal).
+pub(crate) struct TextRules {
+    /// The date the document is built on: the date-of-birth rule depends on it.
+    pub today: chrono::NaiveDate,
+}
+
+impl Modify for TextRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let birth_date = birth_date_pattern(BirthDate::latest_on(self.today));
+        let rules = [
+            ("CreateCustomerRequest", "firstName", NAME_PATTERN),
+            ("CreateCustomerRequest", "lastName", NAME_PATTERN),
+            ("CreateCustomerRequest", "phone", PHONE_PATTERN),
+            ("UpdateCustomerRequest", "firstName", NAME_PATTERN),
+            ("UpdateCustomerRequest", "lastName", NAME_PATTERN),
+            ("UpdateCustomerRequest", "phone", PHONE_PATTERN),
+            ("AddressInput", "street", ADDRESS_PATTERN),
+            ("AddressInput", "city", ADDRESS_PATTERN),
+            ("AddressInput", "country", ADDRESS_PATTERN),
+            ("AddressInput", "state", OPTIONAL_ADDRESS_PATTERN),
+            ("AddressInput", "zipCode", OPTIONAL_ADDRESS_PATTERN),
+            ("CreateCustomerRequest", "dateOfBirth", &birth_date),
+            ("UpdateCustomerRequest", "dateOfBirth", &birth_date),
+        ];
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (schema, property, pattern) in rules {
+            let field = match components.schemas.get_mut(schema) {
+                Some(RefOr::T(Schema::Object(object))) => object.properties.get_mut(property),
+                _ => None,
+            };
+            if let Some(RefOr::T(Schema::Object(field))) = field {
+                field.pattern = Some((*pattern).to_owned());
+            }
+        }
+    }
+}
+
+// The domain's text rules as ECMA-262 patterns (JSON Schema's dialect), exact in both
+// directions: what a pattern matches the domain accepts, and what it does not the domain
+// refuses. White space is Rust's `char::is_whitespace` (what `str::trim` trims), control
+// characters `char::is_control` (U+0000–U+001F, U+007F–U+009F); lengths count characters
+// after trimming, which `maxLength` cannot say of the untrimmed value. The API tests check
+// each against the domain's parsers (`openapi_conformance.rs`).
+
+/// A white-space character (`char::is_whitespace`).
+macro_rules! ws {
+    () => {
+        "[\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    };
+}
+/// A white-space character that is not a control character.
+macro_rules! plain_ws {
+    () => {
+        "[ \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    };
+}
+/// A character that is neither white space nor a control character.
+macro_rules! solid {
+    () => {
+        "[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    };
+}
+/// A character that is not a control character.
+macro_rules! not_control {
+    () => {
+        "[^\\u0000-\\u001f\\u007f-\\u009f]"
+    };
+}
+
+/// `domain::PersonName`: trimmed 2–100 characters, no control character among them.
+pub(crate) const NAME_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    "*",
+    solid!(),
+    not_control!(),
+    "{0,98}",
+    solid!(),
+    ws!(),
+    "*$"
+);
+/// `domain::Address`, a required field: trimmed 1–200 characters, no control character in
+/// the value at all (so only the white space that is not one surrounds it).
+pub(crate) const ADDRESS_PATTERN: &str = concat!(
+    "^",
+    plain_ws!(),
+    "*",
+    solid!(),
+    "(?:",
+    not_control!(),
+    "{0,198}",
+    solid!(),
+    ")?",
+    plain_ws!(),
+    "*$"
+);
+/// `domain::Address`, `state` and `zipCode`: also blank (any white space), stored as `null`.
+pub(crate) const OPTIONAL_ADDRESS_PATTERN: &str = concat!(
+    "^(?:",
+    ws!(),
+    "*|",
+    plain_ws!(),
+    "*",
+    solid!(),
+    "(?:",
+    not_control!(),
+    "{0,198}",
+    solid!(),
+    ")?",
+    plain_ws!(),
+    "*)$"
+);
+/// `domain::Phone`: trimmed, an optional `+`, then digits, white space, `(`, `)` and `-` with
+/// at least 10 digits, at most 32 characters in all (the look-ahead).
+pub(crate) const PHONE_PATTERN: &str = concat!(
+    "^",
+    ws!(),
+    "*(?=[+0-9()\\-](?:[0-9()\\-]|",
+    ws!(),
+    "){0,30}[+0-9()\\-]",
+    ws!(),
+    "*$)",
+    "\\+?(?:[()\\-]|",
+    ws!(),
+    ")*(?:[0-9](?:[()\\-]|",
+    ws!(),
+    ")*){10,}$"
+);
+
+/// `domain::BirthDate` on the day `latest` is of: a date (or a date-time, by its first ten
+/// characters) on or before `latest`, after optional white space. The one rule that moves
+/// with the calendar, so the document is rebuilt each day (`openapi::document`).
+/// Approximate only where a date-time's offset moves its UTC date across `latest`.
+pub(crate) fn birth_date_pattern((year, month, day): (i32, u32, u32)) -> String {
+    let before = |value: u32, width: usize| -> Option<String> {
+        (value > 0).then(|| at_most(&format!("{:0width$}", value - 1)))
+    };
+    let mut alternatives = Vec::new();
+    if let Some(years) = u32::try_from(year).ok().and_then(|y| before(y, 4)) {
+        alternatives.push(format!("(?:{years})-[0-9]{{2}}-[0-9]{{2}}"));
+    }
+    let same_year = format!("{year:04}-");
+    if let Some(months) = before(month, 2) {
+        alternatives.push(format!("{same_year}(?:{months})-[0-9]{{2}}"));
+    }
+    alternatives.push(format!(
+        "{same_year}{month:02}-(?:{})",
+        at_most(&format!("{day:02}"))
+    ));
+    format!("^{}*(?:{})", ws!(), alternatives.join("|"))
+}
+
+/// A pattern of the digit strings as long as `limit` that are not greater than it.
+fn at_most(limit: &str) -> String {
+    let Some(first) = limit.chars().next() else {
+        return String::new();
+    };
+    let rest = &limit[1..];
+    let same = if rest.is_empty() {
+        first.to_string()
+    } else {
+        format!("{first}(?:{})", at_most(rest))
+    };
+    match first.to_digit(10) {
+        Some(d) if d > 0 => format!("[0-{}][0-9]{{{}}}|{same}", d - 1, rest.len()),
+        _ => same,
+    }
+}
 
 /// The `{id}` of a customer route.
 #[derive(Deserialize, IntoParams)]
@@ -52,19 +228,16 @@ pub(crate) struct CreateCustomerRequest {
     /// lower-cased. Unique ignoring case: a taken one is answered 409.
     #[schema(format = Email, max_length = 254, example = "ada.lovelace@example.com")]
     email: String,
-    /// 2–100 characters, not counting surrounding spaces (which are trimmed).
-    #[schema(min_length = 2, max_length = 100, example = "Ada")]
+    /// 2–100 characters and no control characters, not counting surrounding white space
+    /// (which is trimmed).
+    #[schema(min_length = 2, example = "Ada")]
     first_name: String,
-    /// 2–100 characters, not counting surrounding spaces (which are trimmed).
-    #[schema(min_length = 2, max_length = 100, example = "Lovelace")]
+    /// As `firstName`.
+    #[schema(min_length = 2, example = "Lovelace")]
     last_name: String,
-    /// Digits, spaces, `+`, `-`, `(` and `)`, with at least 10 digits; at most 32 characters.
-    #[schema(
-        pattern = r"^\+?[\d\s\-()]+$",
-        min_length = 10,
-        max_length = 32,
-        example = "+44 20 7946 0958"
-    )]
+    /// Digits, white space, `(`, `)` and `-`, after an optional leading `+`, with at least 10
+    /// digits; at most 32 characters, not counting surrounding white space (which is trimmed).
+    #[schema(min_length = 10, example = "+44 20 7946 0958")]
     phone: Option<String>,
     /// Whether the customer is active; `true` when left out.
     #[schema(nullable = false, default = true, example = true)]
@@ -87,19 +260,14 @@ pub(crate) struct UpdateCustomerRequest {
     /// As on create; a new address must not be another customer's (409).
     #[schema(nullable = false, format = Email, max_length = 254, example = "ada.king@example.com")]
     email: Option<String>,
-    /// 2–100 characters, not counting surrounding spaces.
-    #[schema(nullable = false, min_length = 2, max_length = 100, example = "Ada")]
+    /// As on create.
+    #[schema(nullable = false, min_length = 2, example = "Ada")]
     first_name: Option<String>,
-    /// 2–100 characters, not counting surrounding spaces.
-    #[schema(nullable = false, min_length = 2, max_length = 100, example = "King")]
+    /// As on create.
+    #[schema(nullable = false, min_length = 2, example = "King")]
     last_name: Option<String>,
     /// As on create; `null` removes it.
-    #[schema(
-        pattern = r"^\+?[\d\s\-()]+$",
-        min_length = 10,
-        max_length = 32,
-        example = "+44 20 7946 0000"
-    )]
+    #[schema(min_length = 10, example = "+44 20 7946 0000")]
     phone: Option<String>,
     #[schema(nullable = false, example = false)]
     is_active: Option<bool>,
@@ -112,21 +280,22 @@ pub(crate) struct UpdateCustomerRequest {
     preferences: Option<PreferencesInput>,
 }
 
-/// A postal address: `street`, `city` and `country` required, each field at most 200
-/// characters, no other keys.
+/// A postal address: `street`, `city` and `country` required, no other keys. Each field is
+/// trimmed and then at most 200 characters; no field holds a control character, not even
+/// around it. `state` and `zipCode` may be left out, `null`, or blank (stored as `null`).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = AddressInput)]
 pub(crate) struct AddressInput {
-    #[schema(min_length = 1, max_length = 200, example = "12 St James's Square")]
+    #[schema(min_length = 1, example = "12 St James's Square")]
     street: String,
-    #[schema(min_length = 1, max_length = 200, example = "London")]
+    #[schema(min_length = 1, example = "London")]
     city: String,
-    #[schema(max_length = 200, example = json!(null))]
+    #[schema(example = json!(null))]
     state: Option<String>,
-    #[schema(max_length = 200, example = "SW1Y 4JH")]
+    #[schema(example = "SW1Y 4JH")]
     zip_code: Option<String>,
-    #[schema(min_length = 1, max_length = 200, example = "United Kingdom")]
+    #[schema(min_length = 1, example = "United Kingdom")]
     country: String,
 }
 
@@ -135,12 +304,12 @@ pub(crate) struct AddressInput {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PreferencesInput {
-    #[schema(nullable = false, example = "Analytical Engines Ltd")]
+    #[schema(example = "Analytical Engines Ltd")]
     company: Option<String>,
-    #[schema(nullable = false, example = "Computing")]
+    #[schema(example = "Computing")]
     industry: Option<String>,
-    #[schema(nullable = false, example = "email")]
+    #[schema(example = "email")]
     preferred_contact: Option<String>,
-    #[schema(nullable = false, example = true)]
+    #[schema(example = true)]
     newsletter: Option<bool>,
 }

@@ -45,7 +45,9 @@ pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse
     let current: Vec<&CatalogEntry> = entries().iter().filter(|e| e.current).collect();
     let mut messages = Map::new();
     let mut message_refs = Map::new();
+    let mut definitions = SharedDefinitions::default();
     for entry in &current {
+        let schema = definitions.hoist(&entry.schema, entry.event_type);
         messages.insert(
             entry.event_type.to_owned(),
             json!({
@@ -55,7 +57,7 @@ pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse
                 "contentType": "application/json",
                 "payload": {
                     "schemaFormat": "application/schema+json;version=draft-2020-12",
-                    "schema": entry.schema
+                    "schema": schema
                 },
                 "examples": [{"name": "example", "payload": entry.example}]
             }),
@@ -166,6 +168,70 @@ pub(crate) async fn asyncapi(State(state): State<AppState>) -> impl IntoResponse
         "servers": servers,
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages}
+        "components": {"messages": messages, "schemas": definitions.schemas}
     }))
+}
+
+const SCHEMA_FORMAT: &str = "application/schema+json;version=draft-2020-12";
+
+/// `components.schemas` of the AsyncAPI document, filled from the catalog's schemas.
+#[derive(Default)]
+struct SharedDefinitions {
+    /// Each definition as the catalog's schema had it, by the plain name it is shared under.
+    originals: Map<String, Value>,
+    /// The Multi Format Schema Objects the document carries, by name.
+    schemas: Map<String, Value>,
+}
+
+impl SharedDefinitions {
+    /// `schema` (a catalog entry's JSON Schema) made to stand inside the AsyncAPI document:
+    /// an AsyncAPI parser resolves a `$ref` of `#/…` against the document's root, so the
+    /// schema's own `$defs` move to `components.schemas` (each a Multi Format Schema Object of
+    /// the same draft) and its references are rewritten to point there. When every definition
+    /// of the schema is identical to one already there under its name, they are shared;
+    /// otherwise all of them are added as `<eventType><Name>`, so a definition never refers
+    /// to another event's variant of its neighbours. The catalog keeps its schemas as they are.
+    fn hoist(&mut self, schema: &Value, event_type: &str) -> Value {
+        let mut schema = schema.clone();
+        let definitions = match schema.as_object_mut().and_then(|s| s.remove("$defs")) {
+            Some(Value::Object(definitions)) => definitions,
+            _ => Map::new(),
+        };
+        let shared = definitions
+            .iter()
+            .all(|(name, definition)| self.originals.get(name).is_none_or(|d| d == definition));
+        let prefix = if shared { "" } else { event_type };
+        for (name, definition) in definitions {
+            if shared {
+                self.originals.insert(name.clone(), definition.clone());
+            }
+            let mut definition = definition;
+            rewrite_refs(&mut definition, prefix);
+            self.schemas
+                .entry(format!("{prefix}{name}"))
+                .or_insert_with(|| json!({"schemaFormat": SCHEMA_FORMAT, "schema": definition}));
+        }
+        rewrite_refs(&mut schema, prefix);
+        schema
+    }
+}
+
+/// Every `$ref` of `#/$defs/<Name>` in `value` becomes
+/// `#/components/schemas/<prefix><Name>/schema`.
+fn rewrite_refs(value: &mut Value, prefix: &str) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                match child.as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+                    Some(name) if key == "$ref" => {
+                        *child =
+                            Value::String(format!("#/components/schemas/{prefix}{name}/schema"));
+                    }
+                    _ => rewrite_refs(child, prefix),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| rewrite_refs(item, prefix)),
+        _ => {}
+    }
 }

@@ -192,7 +192,7 @@ fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers",
     summary = "Create a customer",
     description = "Creates the customer and publishes CustomerCreated. The answer carries the customer's version as its `ETag` and its URL as `Location`.",
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$",
             description = "Any 1–255 visible ASCII characters of your choosing. Sending the same key and body again (a retry) returns the first answer instead of creating a second customer.")),
     request_body(content = CreateCustomerRequest, description = "`email`, `firstName` and `lastName` are required; no keys other than these. At most 64 KiB."),
     responses(
@@ -201,6 +201,7 @@ fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
                  ("Location" = String, description = "The customer's URL"))),
         (status = 400, description = "Invalid input: `fieldErrors` lists the messages per field", body = ErrorBody),
         (status = 409, description = "A customer with this e-mail address already exists", body = ErrorBody),
+        (status = 410, description = "The Idempotency-Key's first request created a customer that was erased since: its answer went with the customer's data and is not replayed; send a new key", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was already used with another body", body = ErrorBody)))]
 pub(crate) async fn create_customer(
@@ -322,8 +323,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     description = "One page of customers, newest first, optionally only those matching `search`. For deep paging pass the `nextCursor` of a page as `after`: it stays fast at any depth.",
     params(("page" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "The page number, from 1 (default 1)", example = 1),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Customers per page, 1–100 (default 10)", example = 10),
-           ("search" = Option<String>, Query, description = "Only customers whose first name, last name or e-mail contains this, ignoring case", example = "ada"),
-           ("after" = Option<String>, Query, description = "The `nextCursor` of the previous page: the page after it in the same order (instead of `page`)")),
+           ("search" = Option<String>, Query, pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]{0,252}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$", description = "Only customers whose first name, last name or e-mail contains this, ignoring case: at most 254 characters and no control characters, not counting surrounding white space (blank: no filter)", example = "ada"),
+           ("after" = Option<String>, Query, pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9a-fA-F]{16}(?:[1-7][0-9a-fA-F]{15}|0(?!0{15})[0-9a-fA-F]{15})[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", description = "The `nextCursor` of the previous page: the page after it in the same order. Not with `page` (a 400): the cursor already says where the page starts")),
     responses((status = 200, description = "One page, with the total and the cursor of the next page", body = Envelope<CustomerList>),
               (status = 400, description = "Invalid paging: `fieldErrors` says which parameter", body = ErrorBody)))]
 pub(crate) async fn list_customers(
@@ -353,7 +354,7 @@ pub(crate) async fn list_customers(
     summary = "List active customers",
     description = "Every active customer, newest first, in one streamed answer (or the first `limit` of them).",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 9223372036854775807_i64, description = "At most this many (default: all)", example = 100),
-           ("after" = Option<String>, Query, description = "A `nextCursor` of the list: start after that customer")),
+           ("after" = Option<String>, Query, pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[0-9a-fA-F]{16}(?:[1-7][0-9a-fA-F]{15}|0(?!0{15})[0-9a-fA-F]{15})[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", description = "A `nextCursor` of the list: start after that customer")),
     responses((status = 200, description = "The active customers, newest first", body = Envelope<Vec<CustomerSnapshot>>),
               (status = 400, description = "Invalid limit or cursor", body = ErrorBody)))]
 pub(crate) async fn list_active_customers(

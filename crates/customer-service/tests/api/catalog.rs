@@ -137,7 +137,29 @@ async fn the_asyncapi_document_describes_the_configured_channels() {
         .keys()
         .collect();
     assert_eq!(messages.len(), 9);
-    // Every reference resolves.
+    // Every reference in the document resolves in the document (AsyncAPI reads `#/…` from
+    // its root): none is left pointing at an embedded schema's own `$defs`.
+    let references = references_in(&doc);
+    assert!(references.len() > 30, "{references:?}");
+    for reference in &references {
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{reference}: not local"));
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "{reference} does not resolve"
+        );
+    }
+    // The schemas it carries are the catalog's, but for where their definitions live.
+    let created = &doc["components"]["messages"]["CustomerCreated"]["payload"]["schema"];
+    assert_eq!(
+        created["properties"]["metadata"]["$ref"],
+        "#/components/schemas/Metadata/schema"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["Metadata"]["schemaFormat"],
+        "application/schema+json;version=draft-2020-12"
+    );
     for (_, op) in doc["operations"].as_object().unwrap() {
         for message in op["messages"].as_array().unwrap() {
             let path = message["$ref"].as_str().unwrap().trim_start_matches("#/");
@@ -153,6 +175,21 @@ async fn json_of_plain(app: &TestApp, path: &str) -> Value {
     let response = app.get(path).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
+}
+
+/// Every `$ref` in `value`, depth first.
+fn references_in(value: &Value) -> Vec<String> {
+    match value {
+        Value::Object(object) => object
+            .iter()
+            .flat_map(|(key, child)| match (key.as_str(), child.as_str()) {
+                ("$ref", Some(reference)) => vec![reference.to_owned()],
+                _ => references_in(child),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(references_in).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn channel_names(doc: &Value) -> Vec<String> {
