@@ -131,7 +131,14 @@ const REGISTER: &str = "insert into projections (name, serving_generation) value
 const CONTROL: &str = "select serving_generation, building_generation, rebuild_requested_at_ms, \
      retired_generation, retired_at_ms from projections where name = $1";
 
-const CHECKPOINT: &str = "select position, event_at_ms, updated_at_ms from projection_checkpoints \
+const STATUS: &str = "select p.serving_generation, p.building_generation, \
+     p.rebuild_requested_at_ms, s.position, s.event_at_ms, s.updated_at_ms, b.position \
+     from projections p \
+     join projection_checkpoints s on s.name = p.name and s.generation = p.serving_generation \
+     left join projection_checkpoints b on b.name = p.name and b.generation = p.building_generation \
+     where p.name = $1";
+
+const CHECKPOINT: &str = "select position from projection_checkpoints \
      where name = $1 and generation = $2";
 
 const NEW_CHECKPOINT: &str = "insert into projection_checkpoints \
@@ -198,27 +205,27 @@ pub async fn serving_tables(
 /// What `model`'s runner has stored; `None` until it has created its serving tables (their
 /// checkpoint is written in the transaction that creates them).
 pub async fn status(conn: &mut AnyConnection, model: &str) -> Result<Option<Status>, sqlx::Error> {
-    let Some(control) = read_control(conn, model).await? else {
-        return Ok(None);
-    };
-    let Some(serving) = read_checkpoint(conn, model, control.serving).await? else {
-        return Ok(None);
-    };
-    let rebuild = match control.building {
-        Some(generation) => read_checkpoint(conn, model, generation)
-            .await?
-            .map(|c| (generation, c.position)),
-        None => None,
-    };
-    Ok(Some(Status {
-        model: model.to_owned(),
-        generation: control.serving,
-        position: serving.position,
-        event_at_ms: serving.event_at_ms,
-        updated_at_ms: serving.updated_at_ms,
-        rebuild,
-        rebuild_requested: control.rebuild_requested,
-    }))
+    // One statement, so one snapshot on every backend: read apart, the control row and the
+    // checkpoints could straddle a swap (the serving generation read before it, its
+    // checkpoint after it was retired), and a reader would see no model at all.
+    let row = query(conn, STATUS)
+        .bind(model)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|row| {
+        let building: Option<i64> = row.try_get(1)?;
+        let building_position: Option<i64> = row.try_get(6)?;
+        Ok(Status {
+            model: model.to_owned(),
+            generation: row.try_get(0)?,
+            position: row.try_get(3)?,
+            event_at_ms: row.try_get(4)?,
+            updated_at_ms: row.try_get(5)?,
+            rebuild: building.zip(building_position),
+            rebuild_requested: row.try_get::<Option<i64>, _>(2)?.is_some(),
+        })
+    })
+    .transpose()
 }
 
 /// Asks `model`'s runner (in whichever process runs it) to rebuild it from position 0
@@ -264,8 +271,6 @@ async fn read_control(
 
 struct Checkpoint {
     position: i64,
-    event_at_ms: Option<i64>,
-    updated_at_ms: i64,
 }
 
 async fn read_checkpoint(
@@ -281,8 +286,6 @@ async fn read_checkpoint(
     row.map(|row| {
         Ok(Checkpoint {
             position: row.try_get(0)?,
-            event_at_ms: row.try_get(1)?,
-            updated_at_ms: row.try_get(2)?,
         })
     })
     .transpose()
