@@ -155,10 +155,13 @@ impl App {
                 })?;
         }
         let store = Arc::new(store);
-        store
+        let applied = store
             .migrate()
             .await
             .context("applying database migrations")?;
+        if applied > 0 {
+            tracing::info!(migrations = applied, "applied the database migrations");
+        }
 
         let redis = match &config.redis {
             Some(redis) => Some(Arc::new(RedisSink::from_config(

@@ -186,6 +186,8 @@ pub async fn tail(config: Config, args: TailArgs) -> anyhow::Result<()> {
         None => store.watermark().await?,
     };
     let mut query = event_query(Some(after), &args.filter)?;
+    // stdout is the events alone (for a pipe); the note goes to stderr.
+    eprintln!("following the event log after position {after}: each new event is printed as one JSON line; Ctrl-C stops");
     let mut stdout = std::io::stdout();
     loop {
         let page = tokio::select! {

@@ -15,6 +15,7 @@ use crate::store::{SqlStore, READ_MODELS};
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
     /// List the read models: serving generation, log position, lag, rebuild under way.
+    #[command(alias = "list")]
     Status,
     /// Rebuild a read model from position 0 beside the serving copy, which keeps answering
     /// until the new one has caught up (blue/green). Carried out by the running service;

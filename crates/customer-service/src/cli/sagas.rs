@@ -14,11 +14,11 @@ use crate::startup::{connect_existing_store, saga_definitions};
 pub enum SagasCommand {
     /// List sagas, newest first: state, deadline, each participant's state.
     List {
-        /// Only sagas in this state: open, failed, completed or cancelled.
-        #[arg(long)]
+        /// Only sagas in this state.
+        #[arg(long, value_parser = ["open", "failed", "completed", "cancelled"])]
         state: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1–10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
     /// Ask every participant that has not confirmed again (with a new request token), and

@@ -124,6 +124,16 @@ fn seed_patch(k: u64) -> Map<String, Value> {
 
 pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Said before it is done: `seed` alone adds the default 400 (`--count` chooses).
+    eprintln!(
+        "adding {count} customers{} to {}",
+        if updates_per_customer > 0 {
+            format!(" with {updates_per_customer} updates each")
+        } else {
+            String::new()
+        },
+        crate::config::without_credentials(&config.database.url)
+    );
     let store = Arc::new(connect_store(&config).await?);
     store
         .migrate()

@@ -6,7 +6,16 @@ use crate::config::Config;
 use crate::startup::App;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    tracing::info!(config = ?config, "starting customer-service");
+    // One line a reader can take in; every setting at debug level (RUST_LOG=debug).
+    tracing::info!(
+        database = %crate::config::without_credentials(&config.database.url),
+        port = config.http.port,
+        redis = config.redis.is_some(),
+        nats = config.nats.is_some(),
+        read_models = config.read_models,
+        "starting customer-service"
+    );
+    tracing::debug!(config = ?config, "settings");
     // Each connection is a descriptor: thousands of SSE clients need more than the usual
     // default soft limit of 1,024.
     match crate::http::raise_open_file_limit() {

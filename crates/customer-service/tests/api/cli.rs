@@ -464,3 +464,51 @@ fn the_log_tools_never_create_a_database() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The tools' command lines behave alike: a bad argument is a usage error (exit 2, clap's
+/// message), `projections list` is `projections status`, and `seed` says what it will add
+/// before adding it.
+#[test]
+fn the_tools_answer_usage_errors_alike_and_say_what_they_do() {
+    let (dir, url) = temp_db();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["migrate"]).status.success());
+    for args in [
+        &["sagas", "list", "--state", "bogus"][..],
+        &["sagas", "list", "--limit", "0"],
+        &["projections", "lst"],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("error:"), "{args:?}: {stderr}");
+    }
+    let list = run(&["projections", "list"]);
+    let status = run(&["projections", "status"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert_eq!(list.stdout, status.stdout);
+
+    let seeded = run(&["seed", "--count", "3"]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&seeded.stderr);
+    assert!(
+        stderr.starts_with(&format!("adding 3 customers to {url}\n")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
