@@ -117,10 +117,44 @@ pub async fn connect_existing_store(config: &Config) -> anyhow::Result<SqlStore>
 /// `error`, with what is wrong with a SQLite file's folder first when something is (it
 /// says more than SQLite's "unable to open database file").
 fn with_folder_problem(error: StoreError, url: &str) -> anyhow::Error {
+    if let Some(said) = database_says(&error, url) {
+        return anyhow::anyhow!(said);
+    }
     match sqlite_folder_problem(url) {
         Some(problem) => anyhow::Error::new(error).context(problem),
         None => anyhow::Error::new(error),
     }
+}
+
+/// What the database server answered, as a user reads it: its message alone (sqlx adds
+/// "error returned from database:" and PostgreSQL's own source line, "at line 768"), and for
+/// a database that does not exist, how to create it.
+fn database_says(error: &StoreError, url: &str) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let database = std::iter::from_fn(|| {
+        let current = source?;
+        source = current.source();
+        Some(current)
+    })
+    .find_map(|e| e.downcast_ref::<sqlx::Error>())?
+    .as_database_error()?;
+    let message = database.message();
+    let name = url
+        .split_once('?')
+        .map_or(url, |(base, _)| base)
+        .rsplit_once('/')
+        .map_or("", |(_, name)| name);
+    let hint = match database.code().as_deref() {
+        // PostgreSQL's invalid_catalog_name, MySQL's ER_BAD_DB_ERROR.
+        Some("3D000") => {
+            format!("; create it first: psql -c 'create database \"{name}\"' (or createdb {name})")
+        }
+        Some("1049") | Some("42000") if message.starts_with("Unknown database") => {
+            format!("; create it first: mysql -e 'create database `{name}`'")
+        }
+        _ => String::new(),
+    };
+    Some(format!("{message}{hint}"))
 }
 
 fn store_options(config: &Config, create_if_missing: bool) -> StoreOptions {

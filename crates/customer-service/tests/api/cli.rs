@@ -512,3 +512,57 @@ fn the_tools_answer_usage_errors_alike_and_say_what_they_do() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A database that does not exist, or a role that does not: the server's own message, without
+/// sqlx's prefix or PostgreSQL's source line, and how to create the database.
+#[test]
+fn a_missing_database_or_role_is_said_plainly_with_how_to_create_it() {
+    let name = format!("cs_test_missing_{}", uuid::Uuid::new_v4().simple());
+    let with_database = |url: &str, database: &str| {
+        let base = url.split_once('?').map_or(url, |(base, _)| base);
+        let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+        format!("{base}/{database}")
+    };
+    let stderr_of = |url: &str| {
+        let output = Command::new(BIN)
+            .arg("migrate")
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{url}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    if let Some(url) = test_servers::Server::Postgres.url_or_skip() {
+        let said = stderr_of(&with_database(&url, &name));
+        assert!(
+            said.ends_with(&format!(
+                "(DATABASE_URL): database \"{name}\" does not exist; create it first: psql -c \
+                 'create database \"{name}\"' (or createdb {name})\n"
+            )),
+            "{said}"
+        );
+        let rest = url.split_once("://").map_or(&*url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let no_role = format!("postgres://nobody_here@{host}/{name}");
+        let said = stderr_of(&no_role);
+        assert!(
+            said.ends_with("role \"nobody_here\" does not exist\n"),
+            "{said}"
+        );
+        assert!(!said.contains("at line"), "{said}");
+    }
+    if let Some(url) = test_servers::Server::MariaDb.url_or_skip() {
+        let said = stderr_of(&with_database(&url, &name));
+        assert!(
+            said.ends_with(&format!(
+                "(DATABASE_URL): Unknown database '{name}'; create it first: mysql -e 'create \
+                 database `{name}`'\n"
+            )),
+            "{said}"
+        );
+    }
+}
