@@ -1222,13 +1222,13 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_setting_with_the_default_declared_here() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+    fn the_configuration_page_lists_every_setting_with_the_default_declared_here() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md"));
         for setting in SETTINGS {
             let name = format!("`{}`", setting.var);
             assert!(
                 readme.contains(&name),
-                "{} missing from README.md",
+                "{} missing from docs/configuration.md",
                 setting.var
             );
             // A row of this variable alone: its second cell is the default.
@@ -1240,7 +1240,7 @@ mod tests {
                 let cell = line[row.len()..].split(" | ").next().unwrap_or_default();
                 assert!(
                     cell.starts_with(&format!("`{default}`")),
-                    "README.md says {cell} for {}, the code {default}",
+                    "docs/configuration.md says {cell} for {}, the code {default}",
                     setting.var
                 );
             }
