@@ -1223,7 +1223,10 @@ mod tests {
 
     #[test]
     fn the_configuration_page_lists_every_setting_with_the_default_declared_here() {
-        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md"));
+        let readme = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ));
         for setting in SETTINGS {
             let name = format!("`{}`", setting.var);
             assert!(

@@ -7,6 +7,7 @@ use customer_service::config::{environment_help, Config};
 use customer_service::{cli, telemetry};
 
 /// glibc's allocator cost a quarter of the CPU of a list request (perf, `bench/RESULTS.md`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

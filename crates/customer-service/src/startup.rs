@@ -15,7 +15,7 @@ use crate::config::{Config, RelayConfig};
 use crate::domain::saga::RetryPolicy;
 use crate::http::{
     self, AppState, Authenticator, HttpMetrics, RateLimiter, RouterOptions, SagaContext,
-    ServerLimits,
+    ServerLimits, Services,
 };
 use crate::orchestrator::{Orchestrator, OrchestratorStatus};
 use crate::outbox::{self, Leadership, LeaseKeeper, Relay, RelayTiming};
@@ -260,7 +260,7 @@ impl App {
             .with_context(|| format!("binding {address} (PORT / HOST)"))?;
         let (stop, stopped) = watch::channel(false);
         let metrics: Arc<HttpMetrics> = Arc::default();
-        let state = AppState {
+        let state = AppState::new(Services {
             store: store.clone(),
             models: store.clone(),
             live: crate::http::LiveLog::start(log.clone(), relay.settled(), stopped.clone()),
@@ -279,7 +279,7 @@ impl App {
                 config.http.sse_max_clients,
                 config.http.sse_max_clients_per_address,
             )),
-        };
+        });
         let authenticator = Authenticator::from_config(&config.auth)?.map(Arc::new);
         if authenticator.is_none() {
             tracing::warn!(

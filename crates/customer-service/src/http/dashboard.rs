@@ -172,12 +172,13 @@ pub(crate) async fn status_stream(
     // A slow check delays the next status; it never sends a burst to catch up.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The slot travels with the stream: the client counts against the SSE caps till it ends.
+    let shutdown = state.shutdown.clone();
     let statuses = stream::unfold(
-        (state, ticks, slot),
-        |(mut state, mut ticks, slot)| async move {
+        (state, shutdown, ticks, slot),
+        |(state, mut shutdown, mut ticks, slot)| async move {
             tokio::select! {
                 _ = ticks.tick() => {}
-                stop = state.shutdown.wait_for(|stop| *stop) => {
+                stop = shutdown.wait_for(|stop| *stop) => {
                     drop(stop);
                     return None;
                 }
@@ -187,7 +188,7 @@ pub(crate) async fn status_stream(
                 .event("status")
                 .json_data(&status)
                 .unwrap_or_else(|_| Event::default().comment("status unavailable"));
-            Some((Ok(event), (state, ticks, slot)))
+            Some((Ok(event), (state, shutdown, ticks, slot)))
         },
     );
     Sse::new(statuses).keep_alive(KeepAlive::default())

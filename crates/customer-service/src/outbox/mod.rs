@@ -182,6 +182,13 @@ impl Relay {
     pub async fn step_under(&self, fence: Option<i64>) -> Result<StepOutcome, RelayError> {
         self.load_watermark_if_needed().await?;
         let positions = self.publish_pending(fence).await?.unwrap_or_default();
+        // Counted as soon as the sinks have them (before the mark), so whoever sees the
+        // events marked published also sees them counted; a batch whose mark fails is
+        // published again later, and counted again, as it is.
+        let published = positions.len() as u64;
+        if published > 0 {
+            self.status.update(|s| s.published_total += published);
+        }
         let watermark = self.advance_watermark(&positions);
         if let Err(error) = self.log.mark_published(&positions, watermark, fence).await {
             // The in-memory watermark may now be ahead of the stored one: reload it.
@@ -195,8 +202,6 @@ impl Relay {
             self.compact_if_due().await?;
             return Ok(StepOutcome::Idle);
         }
-        let published = positions.len() as u64;
-        self.status.update(|s| s.published_total += published);
         self.since_compact
             .fetch_add(published, std::sync::atomic::Ordering::Relaxed);
         // Also mid-drain: each oldest-first read walks past the entries of rows already
