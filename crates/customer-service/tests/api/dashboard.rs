@@ -364,6 +364,17 @@ async fn a_new_customers_event_appears_on_the_dashboard_in_headless_chromium() {
     app.wait_until_published().await;
 
     browser.open(&app.url("/dashboard")).await;
+    // Until the table's events have arrived from the log, it never claims there are none.
+    let first_paint = browser
+        .run(
+            "const empty = document.getElementById('events-empty'); \
+             return empty.hidden ? 'rows' : empty.textContent",
+        )
+        .await;
+    assert!(
+        first_paint == "rows" || first_paint == "Loading the latest events…",
+        "{first_paint}"
+    );
     browser
         .wait_for(
             "the status feed going live",
@@ -371,6 +382,15 @@ async fn a_new_customers_event_appears_on_the_dashboard_in_headless_chromium() {
              && document.getElementById('db-status').textContent === 'OK' || null",
         )
         .await;
+    // No erasure sagas configured here: the card says so.
+    let sagas = browser
+        .run(
+            "const shown = id => !document.getElementById(id).hidden; \
+             return [document.getElementById('sagas-open').textContent, shown('sagas-off'), \
+                     shown('sagas-detail'), shown('sagas-open-label')]",
+        )
+        .await;
+    assert_eq!(sagas, serde_json::json!(["Off", true, false, false]));
     browser
         .wait_for(
             "the earlier event shown",

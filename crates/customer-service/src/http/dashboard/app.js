@@ -34,6 +34,7 @@ const state = {
   lastPosition: null, // the events feed's cursor
   countedUpTo: -1, // the chart holds the log's counts up to this position (rates route)
   eventsStarted: false,
+  eventsLoaded: false, // the table's backfill from the log has arrived
   renderQueued: false,
 };
 
@@ -261,9 +262,14 @@ function onStatus(status) {
 
   const sagas = checks.sagas || { status: "disabled" };
   const configured = sagas.status !== "disabled" && sagas.status !== "error";
+  const off = sagas.status === "disabled";
   setText("sagas-open", configured ? number(sagas.open) : sagas.status === "error" ? "?" : "Off");
   setText("sagas-failed", configured ? number(sagas.failed) : "–");
   setText("sagas-late", configured ? number(sagas.pastHalfDeadline) : "–");
+  // Without ERASURE_PARTICIPANTS there are no sagas to count: say so instead of "Off open".
+  $("sagas-open-label").hidden = off;
+  $("sagas-detail").hidden = off;
+  $("sagas-off").hidden = !off;
   setLevel(
     "card-sagas",
     !configured ? "off" : sagas.failed > 0 ? "bad" : sagas.pastHalfDeadline > 0 ? "warn" : "ok",
@@ -306,6 +312,21 @@ async function startEvents(watermark) {
     console.warn("event rates unavailable; the chart counts the events shown", error);
   }
   state.lastPosition = Math.max(0, from - BACKFILL);
+  // The table is filled from the log at once; the live feed then continues after it.
+  try {
+    const answer = await getJson(`/api/v1/events?after=${state.lastPosition}&limit=${BACKFILL}`);
+    if (answer.status === 200) {
+      for (const { position, event } of answer.body.data.events) {
+        if (state.seen.has(position)) continue;
+        addEvent({ position, type: event.eventType, envelope: event, raw: JSON.stringify(event) });
+        state.lastPosition = Math.max(state.lastPosition, position);
+      }
+    }
+  } catch (error) {
+    console.warn("the event log is unavailable; the live feed fills the table", error);
+  }
+  state.eventsLoaded = true;
+  queueRender();
   followEvents();
   drawChart();
 }
@@ -413,7 +434,9 @@ function renderEvents() {
   $("events-empty").hidden = shown.length > 0;
   $("events-empty").textContent = state.events.length
     ? "No event matches these filters."
-    : "No events yet. They appear here the moment they are published.";
+    : state.eventsLoaded
+      ? "No events yet. They appear here the moment they are published."
+      : "Loading the latest events…";
   const evRate = recentRate();
   setText("events-rate", evRate.toFixed(evRate < 10 ? 1 : 0));
 }
