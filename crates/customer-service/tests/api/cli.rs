@@ -323,6 +323,18 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
     assert!(lines
         .iter()
         .any(|l| l["fields"]["message"] == "SIGTERM received, shutting down"));
+    // The first line says what starts, in a line a reader takes in: the database as
+    // configured (a SQLite path is not a secret), then that the migrations were applied.
+    let start = &lines[0]["fields"];
+    assert_eq!(start["message"], "starting customer-service", "{logs}");
+    assert_eq!(start["database"], url.as_str());
+    assert_eq!(start["redis"], false);
+    assert!(lines[0].to_string().len() < 400, "{}", lines[0]);
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "applied the database migrations"
+            && l["fields"]["migrations"].as_u64().is_some_and(|n| n > 0)),
+        "{logs}"
+    );
     // Where to go, once bound.
     let here = format!("http://localhost:{port}");
     assert!(
