@@ -331,8 +331,10 @@ async fn serve_logs_json_without_personal_data_or_tokens_and_stops_on_sigterm_de
     assert_eq!(start["redis"], false);
     assert!(lines[0].to_string().len() < 400, "{}", lines[0]);
     assert!(
-        lines.iter().any(|l| l["fields"]["message"] == "applied the database migrations"
-            && l["fields"]["migrations"].as_u64().is_some_and(|n| n > 0)),
+        lines.iter().any(
+            |l| l["fields"]["message"] == "applied the database migrations"
+                && l["fields"]["migrations"].as_u64().is_some_and(|n| n > 0)
+        ),
         "{logs}"
     );
     // Where to go, once bound.
