@@ -581,8 +581,13 @@ async fn a_model_registered_but_not_yet_created_has_no_status_and_keeps_a_rebuil
         .execute(&mut *conn)
         .await
         .unwrap();
-    assert!(projection::status(&mut conn, "ledger").await.unwrap().is_none());
-    assert!(projection::request_rebuild(&mut conn, "ledger").await.unwrap());
+    assert!(projection::status(&mut conn, "ledger")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(projection::request_rebuild(&mut conn, "ledger")
+        .await
+        .unwrap());
     drop(conn);
     let mut runner = Runner::start(Ledger, log(N), pool.clone(), options(10))
         .await
