@@ -117,11 +117,11 @@ pub async fn connect_existing_store(config: &Config) -> anyhow::Result<SqlStore>
 /// `error`, with what is wrong with a SQLite file's folder first when something is (it
 /// says more than SQLite's "unable to open database file").
 fn with_folder_problem(error: StoreError, url: &str) -> anyhow::Error {
-    if let Some(said) = database_says(&error, url) {
-        return anyhow::anyhow!(said);
+    if let Some(problem) = sqlite_folder_problem(url) {
+        return anyhow::Error::new(error).context(problem);
     }
-    match sqlite_folder_problem(url) {
-        Some(problem) => anyhow::Error::new(error).context(problem),
+    match database_says(&error, url) {
+        Some(said) => anyhow::anyhow!(said),
         None => anyhow::Error::new(error),
     }
 }

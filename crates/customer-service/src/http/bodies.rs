@@ -3,18 +3,19 @@
 //! that Swagger UI's "Try it out" sends a request that works.
 //!
 //! Documentation only: the handlers take any JSON object and the domain validates it, which
-//! keeps every message the contract's (a typed extractor would answer serde's). The limits
-//! written here are the domain's (`crate::domain`); the API tests send every example and the
-//! boundary values of the limits, so the two cannot drift apart unnoticed.
+//! keeps every message the contract's (a typed extractor would answer serde's). The rules
+//! written here are the domain's (`crate::domain`), as exact patterns where a length or a
+//! character class is involved; the API tests send every example and values at and around
+//! every rule, and schemathesis runs in CI, so the two cannot drift apart unnoticed.
 
 #![allow(dead_code, reason = "read by the OpenAPI derive only")]
 
 use serde::Deserialize;
 use utoipa::openapi::schema::Schema;
-
-use crate::domain::BirthDate;
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, Modify, ToSchema};
+
+use crate::domain::BirthDate;
 
 /// Puts the patterns below on the body fields they describe (utoipa's `pattern` attribute
 /// takes only a literal).
