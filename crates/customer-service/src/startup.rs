@@ -139,11 +139,7 @@ fn database_says(error: &StoreError, url: &str) -> Option<String> {
     .find_map(|e| e.downcast_ref::<sqlx::Error>())?
     .as_database_error()?;
     let message = database.message();
-    let name = url
-        .split_once('?')
-        .map_or(url, |(base, _)| base)
-        .rsplit_once('/')
-        .map_or("", |(_, name)| name);
+    let name = crate::store::database_name(url);
     let hint = match database.code().as_deref() {
         // PostgreSQL's invalid_catalog_name, MySQL's ER_BAD_DB_ERROR.
         Some("3D000") => {

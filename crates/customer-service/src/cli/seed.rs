@@ -132,7 +132,7 @@ pub async fn run(config: Config, count: u64, updates_per_customer: u64) -> anyho
         } else {
             String::new()
         },
-        crate::config::without_credentials(&config.database.url)
+        crate::store::describe_url(&config.database.url)
     );
     let store = Arc::new(connect_store(&config).await?);
     store

@@ -8,7 +8,7 @@ use crate::startup::App;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // One line a reader can take in; every setting at debug level (RUST_LOG=debug).
     tracing::info!(
-        database = %crate::config::without_credentials(&config.database.url),
+        database = %crate::store::describe_url(&config.database.url),
         port = config.http.port,
         redis = config.redis.is_some(),
         nats = config.nats.is_some(),

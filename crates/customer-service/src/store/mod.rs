@@ -89,7 +89,10 @@ pub fn describe_url(url: &str) -> String {
             let rest = without_query
                 .split_once("://")
                 .map_or(without_query, |(_, rest)| rest);
-            let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+            let authority = rest
+                .split_once('/')
+                .map_or(rest, |(authority, _)| authority);
+            let database = database_name(url);
             let host = authority
                 .rsplit_once('@')
                 .map_or(authority, |(_, host)| host);
@@ -105,6 +108,15 @@ pub fn describe_url(url: &str) -> String {
         }
         None => "the database".to_owned(),
     }
+}
+
+/// The database a server URL names (`""` when it names none), without its parameters.
+pub fn database_name(url: &str) -> &str {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let rest = without_query
+        .split_once("://")
+        .map_or(without_query, |(_, rest)| rest);
+    rest.split_once('/').map_or("", |(_, database)| database)
 }
 
 /// The file a `sqlite:` URL names (its parameters left out).
