@@ -8,14 +8,16 @@
 #   bench/ab.sh <rev>                       e.g. bench/ab.sh HEAD~3
 #   ROUNDS=3 SCENARIOS="get floor" bench/ab.sh 863bb0e
 #
-# Prints each round's req/s and peak RSS (VmHWM) per side, then the medians. Needs what
-# run.sh needs (the machine's PostgreSQL and Redis, pgbench, redis-benchmark).
+# Prints each round's req/s and memory per side (peak VmHWM, VmHWM 1 s after start, RssAnon
+# and RssFile after the load: the heap against mapped code and data), then the medians. Needs
+# what run.sh needs (the machine's PostgreSQL and Redis); the machine's limits are not measured
+# (LIMITS=0). SEED (run.sh's 10,000 by default) seeds each side's database first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REV=${1:?usage: bench/ab.sh <rev>}
 ROUNDS=${ROUNDS:-2}
 export SCENARIOS=${SCENARIOS:-create get floor}
-export RUNS=1 BACKLOG=0
+export RUNS=1 BACKLOG=0 LIMITS=0
 SHA=$(git rev-parse --short "$REV")
 ROOT=$(pwd)
 TREE="$ROOT/target/ab/src-$SHA"
@@ -41,7 +43,7 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "== round $round, $side"
         SERVICE_BIN="$bin" bash bench/run.sh > "$OUT/$side.$round" 2>&1 || {
             cat "$OUT/$side.$round"; exit 1; }
-        grep -E '^  [a-z]+ [0-9.]+ req/s|^peak RSS' "$OUT/$side.$round"
+        grep -E '^  [a-z]+ [0-9.]+ req/s|^(peak|start) RSS|^end Rss' "$OUT/$side.$round"
     done
 done
 
@@ -56,5 +58,7 @@ for scenario in $SCENARIOS; do
     a=$(rounds A "/^  $scenario [0-9]/" 2 | tr '\n' ' '); b=$(rounds B "/^  $scenario [0-9]/" 2 | tr '\n' ' ')
     echo "| $scenario req/s (rounds; median) | $a; $(echo $a | tr ' ' '\n' | median) | $b; $(echo $b | tr ' ' '\n' | median) |"
 done
-a=$(rounds A "/^peak RSS/" 3 | tr '\n' ' '); b=$(rounds B "/^peak RSS/" 3 | tr '\n' ' ')
-echo "| peak RSS MB (rounds; median) | $a; $(echo $a | tr ' ' '\n' | median) | $b; $(echo $b | tr ' ' '\n' | median) |"
+for figure in "peak RSS" "start RSS" "end RssAnon" "end RssFile"; do
+    a=$(rounds A "/^$figure/" 3 | tr '\n' ' '); b=$(rounds B "/^$figure/" 3 | tr '\n' ' ')
+    echo "| $figure MB (rounds; median) | $a; $(echo $a | tr ' ' '\n' | median) | $b; $(echo $b | tr ' ' '\n' | median) |"
+done

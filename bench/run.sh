@@ -12,6 +12,8 @@ CONNECTIONS=${CONNECTIONS:-16}
 SEED=${SEED:-10000}
 BACKLOG=${BACKLOG:-100000}
 RUNS=${RUNS:-3}
+# LIMITS=0 skips pgbench and redis-benchmark (an A/B compares two builds, not the machine).
+LIMITS=${LIMITS:-1}
 # A subset for a quick A/B (e.g. SCENARIOS=get BACKLOG=0); the table is written for a full run only.
 SCENARIOS=${SCENARIOS:-create get list search update mixed floor}
 PORT=${PORT:-3099}
@@ -61,6 +63,7 @@ echo "== limits: pgbench and redis-benchmark"
 MAX_ID=$(psql "$PG/$RUN" -Atc "select max(id) from customers")
 PAYLOAD=$(head -c 900 /dev/zero | tr '\0' x)
 for r in $(seq 1 "$RUNS"); do
+    [ "$LIMITS" = 0 ] && break
     pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -f bench/pgbench-insert.sql "$PG/${RUN}_limit" > "$OUT/pg-insert.$r" 2>&1
     pgbench -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -M prepared -D max_id="$MAX_ID" -f bench/pgbench-select.sql "$PG/$RUN" > "$OUT/pg-select.$r" 2>&1
     redis-benchmark -q -n 200000 -c "$CONNECTIONS" -r 100000000 SET "$RUN:k:__rand_int__" "$PAYLOAD" EX 86400 NX > "$OUT/r-set.$r"
@@ -70,6 +73,7 @@ done
 # median NAME PATTERN: the median over the rounds' files $OUT/NAME.* of the first number
 # after PATTERN ("tps = " for pgbench, "" for redis-benchmark's "N requests per second").
 median() {
+    [ "$LIMITS" = 0 ] && { echo 0; return; }
     for f in "$OUT/$1".*; do
         if [ -n "$2" ]; then grep -o "$2[0-9.]*" "$f" | head -n 1 | grep -o '[0-9.]*$'
         else grep -o '[0-9.]* requests per second' "$f" | tail -n 1 | awk '{print $1}'; fi
@@ -82,6 +86,8 @@ R_SET=$(median r-set ''); R_PUB=$(median r-pub ''); R_XADD=$(median r-xadd '')
 echo "== service scenarios ($CONNECTIONS connections, ${WARMUP}s warm-up, ${DURATION}s, $RUNS rounds)"
 start true
 STARTUP=$STARTUP_MS
+sleep 1
+IDLE_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE/status")
 for r in $(seq 1 "$RUNS"); do
     for scenario in $SCENARIOS; do
         $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
@@ -91,6 +97,8 @@ for r in $(seq 1 "$RUNS"); do
         $LOADGEN event-latency --redis-url "$REDIS_URL" --channel "$RUN:events" --rate 1000 --duration-secs 10 | tee "$OUT/latency.$r"
 done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE/status")
+ANON_KB=$(awk '/RssAnon/ {print $2}' "/proc/$SERVICE/status")
+FILE_KB=$(awk '/RssFile/ {print $2}' "/proc/$SERVICE/status")
 stop
 
 echo "== backlog of $BACKLOG events written with the relay off, then drained ($RUNS rounds)"
@@ -106,7 +114,11 @@ done
 
 if [ "$BACKLOG" = 0 ]; then
     echo "medians of $RUNS rounds (limits: pgbench insert $PG_INSERT, select $PG_SELECT tps):"
-    echo "peak RSS $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }') MB"
+    mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+    echo "peak RSS $(mb "$RSS_KB") MB"
+    echo "start RSS $(mb "$IDLE_KB") MB (1 s after the first healthy answer)"
+    echo "end RssAnon $(mb "$ANON_KB") MB"
+    echo "end RssFile $(mb "$FILE_KB") MB"
     for scenario in $SCENARIOS; do
         for f in "$OUT/$scenario".*; do echo "$(field "connections," < "$f") $f"; done | sort -n -k1,1 |
             awk '{ v[NR] = $1 } END { print "  '"$scenario"'", v[int((NR + 1) / 2)], "req/s" }'
