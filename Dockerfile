@@ -8,7 +8,9 @@
 # (no container engine runs on the project's machines); the binary it builds is what the tests
 # cover.
 
-FROM rust:1-bookworm AS chef
+# The toolchain is pinned: the release link's order file (crates/customer-service/link-order.txt)
+# names functions as this version's compiler does (docs/architecture.md, departure 13).
+FROM rust:1.95-bookworm AS chef
 RUN cargo install cargo-chef --locked --version ~0.1
 WORKDIR /src
 
