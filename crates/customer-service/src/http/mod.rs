@@ -191,18 +191,24 @@ const EXPOSED_HEADERS: [&str; 3] = ["x-correlation-id", "etag", "location"];
 /// Browsers may cache a preflight answer for a day.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(86_400);
 
-/// The layers around the routes (see the module's documentation for their order).
+/// The layers around the routes (see the module's documentation for their order). Each
+/// `Router::layer` call boxes every route once more, and axum clones a route's boxed service
+/// for every request it serves: the fixed layers go in two calls (the body limits and the
+/// answered mark; the plumbing outside them), and an optional layer costs a call only when
+/// it is on (tower's `option_layer` would turn every error type into a boxed error, which
+/// axum's routes do not take).
 pub(crate) fn with_layers(
     routes: Router,
     options: &RouterOptions,
     metrics: Arc<HttpMetrics>,
 ) -> Router {
-    // Inside every other layer: what passes here was answered by the router itself.
-    let mut router = routes
-        .layer(MapResponseLayer::new(request_context::mark_answered))
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(options.body_limit_bytes));
-    // Layers that are off cost nothing: they are not there.
+    let mut router = routes.layer(
+        ServiceBuilder::new()
+            .layer(RequestBodyLimitLayer::new(options.body_limit_bytes))
+            .layer(DefaultBodyLimit::disable())
+            // Inside every other layer: what passes here was answered by the router itself.
+            .layer(MapResponseLayer::new(request_context::mark_answered)),
+    );
     if let Some(limiter) = &options.rate_limiter {
         router = router.layer(middleware::from_fn_with_state(
             limiter.clone(),
