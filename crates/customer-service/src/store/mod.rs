@@ -82,13 +82,10 @@ pub async fn connect_one(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> 
 /// Where `url` points, for messages: the SQLite file, or the server and database, never
 /// the credentials or the parameters.
 pub fn describe_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
     match Backend::of_url(url) {
         Some(Backend::Sqlite) => format!("the SQLite file {}", sqlite_path(url)),
         Some(backend) => {
-            let rest = without_query
-                .split_once("://")
-                .map_or(without_query, |(_, rest)| rest);
+            let rest = after_scheme(url);
             let authority = rest
                 .split_once('/')
                 .map_or(rest, |(authority, _)| authority);
@@ -112,20 +109,28 @@ pub fn describe_url(url: &str) -> String {
 
 /// The database a server URL names (`""` when it names none), without its parameters.
 pub fn database_name(url: &str) -> &str {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    let rest = without_query
-        .split_once("://")
-        .map_or(without_query, |(_, rest)| rest);
-    rest.split_once('/').map_or("", |(_, database)| database)
+    after_scheme(url)
+        .split_once('/')
+        .map_or("", |(_, database)| database)
+}
+
+/// `url` without its parameters (`?…`) or fragment (`#…`).
+fn without_parameters(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// A server URL's `user@host:port/database`: no scheme, no parameters.
+fn after_scheme(url: &str) -> &str {
+    let url = without_parameters(url);
+    url.split_once("://").map_or(url, |(_, rest)| rest)
 }
 
 /// The file a `sqlite:` URL names (its parameters left out).
 fn sqlite_path(url: &str) -> &str {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    without_query
-        .strip_prefix("sqlite://")
-        .or_else(|| without_query.strip_prefix("sqlite:"))
-        .unwrap_or(without_query)
+    let url = without_parameters(url);
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
 }
 
 /// Why a SQLite `url` may fail to open, when its folder says so: the folder is missing, or
