@@ -8,8 +8,10 @@
 #   bench/ab.sh <rev>                       e.g. bench/ab.sh HEAD~3
 #   ROUNDS=3 SCENARIOS="get floor" bench/ab.sh 863bb0e
 #
-# Prints each round's req/s and memory per side (peak VmHWM, VmHWM 1 s after start, RssAnon
-# and RssFile after the load: the heap against mapped code and data), then the medians. Needs
+# Prints each round's req/s, the service's CPU time per request (user + system over the
+# measured seconds: steadier than req/s, which the client and databases on the same cores
+# blur) and memory per side (peak VmHWM, VmHWM 1 s after start, RssAnon and RssFile after
+# the load: the heap against mapped code and data), then the medians. Needs
 # what run.sh needs (the machine's PostgreSQL and Redis); the machine's limits are not measured
 # (LIMITS=0). SEED (run.sh's 10,000 by default) seeds each side's database first.
 set -euo pipefail
@@ -43,7 +45,7 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "== round $round, $side"
         SERVICE_BIN="$bin" bash bench/run.sh > "$OUT/$side.$round" 2>&1 || {
             cat "$OUT/$side.$round"; exit 1; }
-        grep -E '^  [a-z]+ [0-9.]+ req/s|^(peak|start) RSS|^end Rss' "$OUT/$side.$round"
+        grep -E '^  [a-z]+ [0-9.]+ req/s|^cpu |^(peak|start) RSS|^end Rss' "$OUT/$side.$round"
     done
 done
 
@@ -57,6 +59,8 @@ rounds() { # $1 side, $2 awk pattern, $3 field
 for scenario in $SCENARIOS; do
     a=$(rounds A "/^  $scenario [0-9]/" 2 | tr '\n' ' '); b=$(rounds B "/^  $scenario [0-9]/" 2 | tr '\n' ' ')
     echo "| $scenario req/s (rounds; median) | $a; $(echo $a | tr ' ' '\n' | median) | $b; $(echo $b | tr ' ' '\n' | median) |"
+    a=$(rounds A "/^cpu $scenario /" 3 | tr '\n' ' '); b=$(rounds B "/^cpu $scenario /" 3 | tr '\n' ' ')
+    echo "| $scenario service CPU µs/request (rounds; median) | $a; $(echo $a | tr ' ' '\n' | median) | $b; $(echo $b | tr ' ' '\n' | median) |"
 done
 for figure in "peak RSS" "start RSS" "end RssAnon" "end RssFile"; do
     a=$(rounds A "/^$figure/" 3 | tr '\n' ' '); b=$(rounds B "/^$figure/" 3 | tr '\n' ' ')

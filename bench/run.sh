@@ -88,10 +88,21 @@ start true
 STARTUP=$STARTUP_MS
 sleep 1
 IDLE_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE/status")
+# The service's CPU time (user + system, from /proc) over a scenario's measured seconds, per
+# request: what a build costs per request, which the client, PostgreSQL and Redis sharing
+# the cores blur in req/s.
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVICE/stat"; }
 for r in $(seq 1 "$RUNS"); do
     for scenario in $SCENARIOS; do
+        ( sleep "$WARMUP"; cpu_ticks > "$OUT/ticks" ) &
+        sampler=$!
         $LOADGEN run --scenario "$scenario" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
             --warmup-secs "$WARMUP" | tee "$OUT/$scenario.$r"
+        wait "$sampler"
+        awk -v t0="$(cat "$OUT/ticks")" -v t1="$(cpu_ticks)" -v hz="$TICK" -v d="$DURATION" \
+            -v rps="$(field "connections," < "$OUT/$scenario.$r")" \
+            'BEGIN { if (rps > 0) printf "%.1f\n", (t1 - t0) / hz * 1e6 / (rps * d) }' > "$OUT/cpu-$scenario.$r"
     done
     [ "$BACKLOG" = 0 ] ||
         $LOADGEN event-latency --redis-url "$REDIS_URL" --channel "$RUN:events" --rate 1000 --duration-secs 10 | tee "$OUT/latency.$r"
@@ -122,6 +133,8 @@ if [ "$BACKLOG" = 0 ]; then
     for scenario in $SCENARIOS; do
         for f in "$OUT/$scenario".*; do echo "$(field "connections," < "$f") $f"; done | sort -n -k1,1 |
             awk '{ v[NR] = $1 } END { print "  '"$scenario"'", v[int((NR + 1) / 2)], "req/s" }'
+        cat "$OUT/cpu-$scenario".* | sort -n |
+            awk '{ v[NR] = $1 } END { print "cpu '"$scenario"'", v[int((NR + 1) / 2)], "us/request" }'
     done
     exit 0
 fi

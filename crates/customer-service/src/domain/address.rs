@@ -80,15 +80,32 @@ impl Address {
         Value::Object(object)
     }
 
-    /// Reads back what [`Address::to_json`] stored; `None` if it is not that shape.
-    pub fn from_stored(value: &Value) -> Option<Address> {
-        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    /// Reads back the JSON text of what [`Address::to_json`] stored; `None` if it is not
+    /// that shape. Read straight into the address, with no `Value` tree in between: every
+    /// read of a customer with an address does this.
+    pub fn from_stored(text: &str) -> Option<Address> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stored {
+            street: String,
+            city: String,
+            state: Option<String>,
+            zip_code: Option<String>,
+            country: String,
+        }
+        let Stored {
+            street,
+            city,
+            state,
+            zip_code,
+            country,
+        } = serde_json::from_str(text).ok()?;
         Some(Address {
-            street: text("street")?,
-            city: text("city")?,
-            state: text("state"),
-            zip_code: text("zipCode"),
-            country: text("country")?,
+            street,
+            city,
+            state,
+            zip_code,
+            country,
         })
     }
 }
@@ -152,5 +169,25 @@ mod tests {
             parse(json!("1 Main St")).unwrap_err().of("address"),
             [ADDRESS_MESSAGE]
         );
+    }
+
+    #[test]
+    fn what_is_stored_reads_back() {
+        for value in [
+            json!({"street": "1 Main St", "city": "Springfield", "country": "US"}),
+            json!({"street": "Rue 2", "city": "Lyon", "state": "ARA", "zipCode": "69001", "country": "FR"}),
+        ] {
+            let address = parse(value).unwrap();
+            let stored = address.to_json().to_string();
+            assert_eq!(Address::from_stored(&stored), Some(address));
+        }
+        for corrupt in [
+            "",
+            "null",
+            r#"{"city": "Lyon", "country": "FR"}"#,
+            r#"{"street": 1, "city": "Lyon", "country": "FR"}"#,
+        ] {
+            assert_eq!(Address::from_stored(corrupt), None, "{corrupt}");
+        }
     }
 }

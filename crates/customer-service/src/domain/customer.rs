@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::birth_date::BirthDate;
 use super::customer_input::{CustomerFields, CustomerPatch, CUSTOMER_FIELDS};
+use super::phone::Phone;
+use super::preferences::Preferences;
 use super::timestamp::Timestamp;
 
 /// `reason` of a CustomerDeactivated caused by a PATCH.
@@ -137,40 +139,58 @@ impl Customer {
 
     /// `firstName + " " + lastName`, trimmed.
     pub fn full_name(&self) -> String {
-        format!(
-            "{} {}",
+        let (first, last) = (
             self.fields.first_name.as_str(),
-            self.fields.last_name.as_str()
-        )
-        .trim()
-        .to_owned()
+            self.fields.last_name.as_str(),
+        );
+        let mut name = String::with_capacity(first.len() + 1 + last.len());
+        name.push_str(first);
+        name.push(' ');
+        name.push_str(last);
+        if name.trim().len() != name.len() {
+            name = name.trim().to_owned();
+        }
+        name
     }
 
     /// The API representation (also `previousData` in events).
     pub fn snapshot(&self) -> CustomerSnapshot {
+        self.clone().into_snapshot()
+    }
+
+    /// [`Customer::snapshot`] of a customer no longer needed: its values move into the
+    /// snapshot rather than being copied (a read answers with one).
+    pub fn into_snapshot(self) -> CustomerSnapshot {
+        let full_name = self.full_name();
+        let CustomerFields {
+            email,
+            first_name,
+            last_name,
+            phone,
+            is_active,
+            date_of_birth,
+            address,
+            preferences,
+        } = self.fields;
         CustomerSnapshot {
             id: self.id.get(),
-            email: self.fields.email.as_str().to_owned(),
-            first_name: self.fields.first_name.as_str().to_owned(),
-            last_name: self.fields.last_name.as_str().to_owned(),
-            phone: self.fields.phone.as_ref().map(|p| p.as_str().to_owned()),
-            is_active: self.fields.is_active,
-            date_of_birth: self.fields.date_of_birth.map(BirthDate::to_iso),
-            address: self
-                .fields
-                .address
-                .as_ref()
-                .map(|a| customer_events::Address {
-                    street: a.street.clone(),
-                    city: a.city.clone(),
-                    state: a.state.clone(),
-                    zip_code: a.zip_code.clone(),
-                    country: a.country.clone(),
-                }),
-            preferences: self.fields.preferences.as_ref().map(|p| p.as_map().clone()),
+            email: email.into_string(),
+            first_name: first_name.into_string(),
+            last_name: last_name.into_string(),
+            phone: phone.map(Phone::into_string),
+            is_active,
+            date_of_birth: date_of_birth.map(BirthDate::to_iso),
+            address: address.map(|a| customer_events::Address {
+                street: a.street,
+                city: a.city,
+                state: a.state,
+                zip_code: a.zip_code,
+                country: a.country,
+            }),
+            preferences: preferences.map(Preferences::into_map),
             created_at: self.created_at.to_iso(),
             updated_at: self.updated_at.to_iso(),
-            full_name: self.full_name(),
+            full_name,
             version: self.version,
         }
     }

@@ -66,6 +66,10 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// [`Email::skeleton`] of any text (an address as typed into a lookup, normalised first).

@@ -71,6 +71,10 @@ impl Preferences {
     pub fn as_map(&self) -> &Map<String, Value> {
         &self.0
     }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
 }
 
 /// Nesting of objects and arrays in `value` (a scalar is 0). The request body parser stops

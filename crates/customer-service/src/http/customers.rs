@@ -166,7 +166,8 @@ pub(crate) struct Liveness {
 fn customer_response((status, body): (StatusCode, Json<Envelope<CustomerSnapshot>>)) -> Response {
     let etag = format!("\"{}\"", body.data.version);
     let mut response = (status, body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    // Digits and quotes: always a valid value (taken without a copy).
+    if let Ok(value) = HeaderValue::try_from(etag) {
         response.headers_mut().insert(ETAG, value);
     }
     response
@@ -185,7 +186,7 @@ fn write_context(
 }
 
 fn snapshots(customers: Vec<Customer>) -> Vec<CustomerSnapshot> {
-    customers.iter().map(Customer::snapshot).collect()
+    customers.into_iter().map(Customer::into_snapshot).collect()
 }
 
 /// Contract: POST /api/v1/customers → 201 and CustomerCreated.
@@ -398,7 +399,7 @@ pub(crate) async fn list_active_customers(
                 std::io::Error::other("the customer stream failed")
             })?;
             let mut chunk = if n == 0 { Vec::new() } else { vec![b','] };
-            serde_json::to_writer(&mut chunk, &customer.snapshot())
+            serde_json::to_writer(&mut chunk, &customer.into_snapshot())
                 .map_err(std::io::Error::other)?;
             Ok::<_, std::io::Error>(chunk)
         })
@@ -477,7 +478,7 @@ pub(crate) async fn get_customer_by_email(
     EmailParam(email): EmailParam,
 ) -> Result<Response, ApiError> {
     let customer = application::find_customer_by_email(&*state.store, &email).await?;
-    Ok(customer_response(envelope::ok(customer.snapshot())))
+    Ok(customer_response(envelope::ok(customer.into_snapshot())))
 }
 
 /// Contract: GET /api/v1/customers/:id.
@@ -502,7 +503,7 @@ pub(crate) async fn get_customer(
         return Ok(envelope::ok(customer).into_response());
     }
     let customer = application::get_customer(&*state.store, id).await?;
-    Ok(customer_response(envelope::ok(customer.snapshot())))
+    Ok(customer_response(envelope::ok(customer.into_snapshot())))
 }
 
 /// Every event of the customer, in sequence order; also after its deletion.
@@ -552,7 +553,9 @@ pub(crate) async fn update_customer(
     let customer =
         application::update_customer(&*state.store, &ctx, id, &body, precondition(&headers))
             .await?;
-    Ok(customer_response(envelope::updated(customer.snapshot())))
+    Ok(customer_response(envelope::updated(
+        customer.into_snapshot(),
+    )))
 }
 
 /// Contract: DELETE /api/v1/customers/:id → 204 and CustomerDeleted; with `erase=true` the

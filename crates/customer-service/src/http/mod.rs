@@ -3,7 +3,8 @@
 //!
 //! Layers, outermost first, from tower-http unless named: unusable correlation ids dropped →
 //! request id (`X-Correlation-ID`: the client's or a new UUID, echoed on the answer) →
-//! compression → request context (ours: span, error bodies, access log, metrics) → time
+//! compression (answers of 1 KiB or more) → request context (ours: span, read scope, error
+//! bodies, access log, metrics) → time
 //! limit (503) → panic catcher (500) → CORS → authentication (ours) → write rate limit (ours,
 //! on governor) → body limit (413) → routes.
 
@@ -44,6 +45,7 @@ use axum::{middleware, Router};
 use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -164,9 +166,7 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .merge(catalog::router())
         .merge(dashboard::router())
         .merge(health::router())
-        .merge(sagas::router())
-        // After routing (the route template decides), around every handler.
-        .layer(axum::middleware::from_fn(replica::read_scope));
+        .merge(sagas::router());
     let metrics = state.metrics.clone();
     let routes = Router::new()
         .nest("/api/v1", api)
@@ -188,6 +188,9 @@ const ALLOWED_METHODS: [Method; 5] = [
     Method::OPTIONS,
 ];
 const EXPOSED_HEADERS: [&str; 3] = ["x-correlation-id", "etag", "location"];
+/// Answers smaller than this are sent as they are: one packet either way, and the
+/// compression's work (and its `Vary` header) would cost more than the bytes it saves.
+const COMPRESS_FROM_BYTES: u16 = 1024;
 /// Browsers may cache a preflight answer for a day.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(86_400);
 
@@ -249,7 +252,10 @@ pub(crate) fn with_layers(
             .layer(PropagateRequestIdLayer::new(
                 request_context::CORRELATION_ID.clone(),
             ))
-            .layer(CompressionLayer::new())
+            .layer(
+                CompressionLayer::new()
+                    .compress_when(SizeAbove::new(COMPRESS_FROM_BYTES).and(NotForContentType::SSE)),
+            )
             .layer(middleware::from_fn_with_state(
                 metrics,
                 request_context::request_context,

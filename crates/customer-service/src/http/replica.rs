@@ -1,19 +1,17 @@
-//! Which reads may go to a read replica (`DATABASE_READ_URL`): a middleware on the API routes
-//! that runs each request in its read scope (`application::read_scope`). Get, list, search,
+//! Which reads may go to a read replica (`DATABASE_READ_URL`): the read scope
+//! (`application::read_scope`) the request context runs each request in. Get, list, search,
 //! `/active`, `/count`, `/email/:email`, history and the events API may; every other route —
-//! and a request with `Cache-Control: no-cache` — reads the primary. Without a replica the
-//! scope changes nothing.
+//! and a request with `Cache-Control: no-cache` — reads the primary (and, replica or not,
+//! does not take a cached total).
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 
-use crate::application::{reading, ReadScope};
+use crate::application::ReadScope;
 
-/// The read scope of a request, by its route.
-fn scope_of(request: &Request) -> Option<ReadScope> {
+/// The read scope of a request, by its route (the full template, `/api/v1` included).
+pub(super) fn scope_of(request: &Request) -> Option<ReadScope> {
     if request.method() != Method::GET {
         return None;
     }
@@ -25,11 +23,10 @@ fn scope_of(request: &Request) -> Option<ReadScope> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"));
-    // The segment after `customers` (the URI here may have lost the `/api/v1` prefix).
+    // The segment after `customers/` (the template said there is one).
     let after_customers = || {
-        let mut segments = request.uri().path().split('/');
-        segments.find(|s| *s == "customers")?;
-        segments.next()
+        let rest = request.uri().path().strip_prefix("/api/v1/customers/")?;
+        rest.split('/').next()
     };
     let scope = match route {
         "/api/v1/customers/{id}" | "/api/v1/customers/{id}/history" => {
@@ -52,11 +49,4 @@ fn scope_of(request: &Request) -> Option<ReadScope> {
         _ => return None,
     };
     Some(if no_cache { ReadScope::Primary } else { scope })
-}
-
-pub(crate) async fn read_scope(request: Request, next: Next) -> Response {
-    match scope_of(&request) {
-        Some(scope) => reading(scope, next.run(request)).await,
-        None => next.run(request).await,
-    }
 }

@@ -78,11 +78,8 @@ pub(crate) async fn request_context(
         || request.uri().path().to_owned(),
         |pq| pq.as_str().to_owned(),
     );
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", MatchedPath::as_str)
-        .to_owned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("<unmatched>", MatchedPath::as_str);
     // The caller's W3C trace context: the request's trace continues it (when traces are
     // exported); a well-formed one is also logged with the span.
     let caller = crate::telemetry::caller_context(request.headers());
@@ -106,8 +103,16 @@ pub(crate) async fn request_context(
         crate::telemetry::continue_trace(&span, caller);
     }
 
+    // Decided here, where the route is known, rather than in a layer of its own around
+    // the routes (one more boxed service cloned for every request).
+    let scope = super::replica::scope_of(&request);
+
     async move {
-        let mut response = next.run(request).await;
+        let answer = next.run(request);
+        let mut response = match scope {
+            Some(scope) => crate::application::reading(scope, answer).await,
+            None => answer.await,
+        };
         let answered = response.extensions_mut().remove::<Answered>().is_some();
         let report = response.extensions_mut().remove::<ErrorReport>();
         if let Some(report) = report {
@@ -137,7 +142,7 @@ pub(crate) async fn request_context(
         }
         crate::telemetry::answer_trace(&span, response.headers_mut());
         let elapsed = started.elapsed();
-        metrics.observe(method.as_str(), &route, status, elapsed);
+        metrics.observe(method.as_str(), route, status, elapsed);
         let duration_ms = elapsed.as_millis() as u64;
         if status.is_server_error() {
             tracing::warn!(http.status = status.as_u16(), duration_ms, "request failed");

@@ -181,17 +181,13 @@ pub(super) fn read_customer(row: &AnyRow) -> Result<Customer, StoreError> {
             .map(|d| BirthDate::from_stored(&d).ok_or_else(|| corrupt("date of birth")))
             .transpose()?,
         address: address
-            .map(|a| {
-                serde_json::from_str::<Value>(&a)
-                    .ok()
-                    .and_then(|v| Address::from_stored(&v))
-                    .ok_or_else(|| corrupt("address"))
-            })
+            .map(|a| Address::from_stored(&a).ok_or_else(|| corrupt("address")))
             .transpose()?,
         preferences: preferences
-            .map(|p| match serde_json::from_str::<Value>(&p) {
-                Ok(Value::Object(map)) => Ok(Preferences::from_stored(map)),
-                _ => Err(corrupt("preferences")),
+            .map(|p| {
+                serde_json::from_str::<serde_json::Map<String, Value>>(&p)
+                    .map(Preferences::from_stored)
+                    .map_err(|_| corrupt("preferences"))
             })
             .transpose()?,
     };

@@ -12,7 +12,7 @@ crate::on_every_backend!(
     unreadable_bodies_are_400_with_a_clear_message,
     bodies_over_the_limit_are_413,
     the_openapi_document_and_swagger_ui_are_served,
-    answers_are_gzipped_only_when_the_client_asks,
+    answers_of_1_kib_or_more_are_gzipped_only_when_the_client_asks,
 );
 
 fn is_uuid(value: &str) -> bool {
@@ -186,7 +186,7 @@ async fn bodies_over_the_limit_are_413(app: TestApp) {
     assert_eq!(app.event_count().await, 0);
 }
 
-async fn answers_are_gzipped_only_when_the_client_asks(app: TestApp) {
+async fn answers_of_1_kib_or_more_are_gzipped_only_when_the_client_asks(app: TestApp) {
     for i in 0..5 {
         app.create_id(&minimal(&format!("gzip{i}@example.com")))
             .await;
@@ -194,7 +194,25 @@ async fn answers_are_gzipped_only_when_the_client_asks(app: TestApp) {
     let plain = app.get("/api/v1/customers?limit=5").await;
     assert_eq!(plain.status(), 200);
     assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
     let plain = plain.bytes().await.unwrap();
+    assert!(plain.len() >= 1024, "{}", plain.len());
+
+    // One customer is under 1 KiB: sent as it is, whatever the client accepts.
+    let id = app.create_id(&minimal("gzip-small@example.com")).await;
+    let small = app
+        .get_with(
+            &format!("/api/v1/customers/{id}"),
+            "Accept-Encoding",
+            "gzip",
+        )
+        .await;
+    assert_eq!(small.status(), 200);
+    assert!(small.headers().get("content-encoding").is_none());
+    assert!(small.headers().get("vary").is_none());
+    let small = small.bytes().await.unwrap();
+    assert!(small.len() < 1024, "{}", small.len());
+    assert_eq!(small[0], b'{');
 
     let gzipped = app
         .get_with("/api/v1/customers?limit=5", "Accept-Encoding", "gzip")
