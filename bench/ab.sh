@@ -32,6 +32,8 @@ echo "== building $SHA (B) into $TARGET"
 (cd "$TREE" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p customer-service)
 echo "== building the working tree (A)"
 cargo build --release -p customer-service -p loadgen
+bash bench/link-order.sh --check ||
+    echo "WARNING: A is linked with a stale order file: its memory figures overstate it (bench/link-order.sh)"
 cp "${CARGO_TARGET_DIR:-target}/release/customer-service" "$ROOT/target/ab/A-customer-service"
 A="$ROOT/target/ab/A-customer-service"
 B="$TARGET/release/customer-service"
