@@ -343,7 +343,7 @@ pub(super) fn bind_keyset(
 /// fetching every skipped row.
 pub(super) fn list_page(backend: Backend, filter: &Filter, after: bool, offset: bool) -> String {
     let (condition, mut used) = filter.condition(1);
-    let mut inner = format!("select id from customers where {condition}");
+    let mut inner = format!("select id, created_at_ms from customers where {condition}");
     if after {
         let (keyset, placeholders) = keyset(backend, used + 1);
         used += placeholders;
@@ -358,11 +358,21 @@ pub(super) fn list_page(backend: Backend, filter: &Filter, after: bool, offset: 
         used += 1;
         inner.push_str(&format!(" offset ${used}"));
     }
-    // The page's ids as a derived table: MySQL refuses `LIMIT` in an `IN` subquery itself.
+    // The page's ids as a derived table joined to their rows, ordered by the page's own
+    // columns. Not `where id in (select id from (…) page)`: MariaDB runs that as a
+    // semi-join materialised into a temporary table and then sorts the rows, text columns
+    // and all, through an on-disk (Aria) temporary table — a file created and unlinked per
+    // page, 0.66 ms of the server's CPU for a page of ten at 10,000 customers; joined,
+    // the same page runs 2.5 × as many per second (mysqlslap, 16 clients). (MySQL also
+    // refuses `LIMIT` in an `IN` subquery itself.)
+    let columns: Vec<String> = customer_columns!()
+        .split(',')
+        .map(|column| format!("c.{}", column.trim()))
+        .collect();
     format!(
-        "select {} from customers where id in (select id from ({inner}) page) \
-         order by created_at_ms desc, id desc",
-        customer_columns!()
+        "select {} from ({inner}) page join customers c on c.id = page.id \
+         order by page.created_at_ms desc, page.id desc",
+        columns.join(", ")
     )
 }
 
@@ -647,13 +657,13 @@ mod tests {
         };
         assert_eq!(
             list_page(Backend::Postgres, &like, true, false),
-            format!(
-                "select {} from customers where id in (select id from (select id from customers \
-                 where search_text like $1 escape '\\' and (created_at_ms, id) < ($2, $3) \
-                 order by created_at_ms desc, id desc limit $4) page) \
-                 order by created_at_ms desc, id desc",
-                customer_columns!()
-            )
+            "select c.id, c.email, c.first_name, c.last_name, c.phone, c.is_active, \
+             c.date_of_birth, c.address, c.preferences, c.created_at_ms, c.updated_at_ms, \
+             c.version from (select id, created_at_ms from customers \
+             where search_text like $1 escape '\\' and (created_at_ms, id) < ($2, $3) \
+             order by created_at_ms desc, id desc limit $4) page \
+             join customers c on c.id = page.id \
+             order by page.created_at_ms desc, page.id desc"
         );
         let trigram = Filter::Trigram {
             phrase: "\"abc\"".into(),
@@ -664,8 +674,12 @@ mod tests {
             "select count(*) from customers where id in (select rowid from customers_search \
              where customers_search match $1) and search_text like $2 escape '\\'"
         );
-        assert!(list_page(Backend::Sqlite, &Filter::All, false, true)
-            .ends_with("limit $1 offset $2) page) order by created_at_ms desc, id desc"));
+        assert!(
+            list_page(Backend::Sqlite, &Filter::All, false, true).ends_with(
+                "limit $1 offset $2) page join customers c on c.id = page.id \
+             order by page.created_at_ms desc, page.id desc"
+            )
+        );
         assert_eq!(
             active_customers(Backend::Postgres, true, true),
             format!(
