@@ -45,21 +45,21 @@ measure() { # $1 binary; prints "instructions/request requests"
     local env=(DATABASE_URL="$PG/$DB" PORT="$PORT" RUST_LOG=warn DATABASE_POOL_SIZE=16
         REDIS_URL="$REDIS_URL" REDIS_KEY_PREFIX="$DB" EVENT_CHANNEL="$DB:events" EVENT_STREAM="$DB:stream")
     env "${env[@]}" "$bin" migrate >/dev/null
-    env "${env[@]}" "$bin" seed --count "$SEED" >/dev/null
+    env "${env[@]}" "$bin" seed --count "$SEED" >/dev/null 2>&1
     rm -f "$OUT"/cg.*
     env "${env[@]}" valgrind -q --tool=callgrind --callgrind-out-file="$OUT/cg.%p" "$bin" \
         >"$OUT/service.log" 2>&1 &
     SERVICE=$!
     until curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null; do sleep 0.2; done
     sleep 3
-    callgrind_control -z "$SERVICE" >/dev/null
+    callgrind_control -z "$SERVICE" >/dev/null 2>&1
     sleep "$IDLE"
-    callgrind_control -d "$SERVICE" >/dev/null
+    callgrind_control -d "$SERVICE" >/dev/null 2>&1
     local idle; idle=$(total)
-    callgrind_control -z "$SERVICE" >/dev/null
+    callgrind_control -z "$SERVICE" >/dev/null 2>&1
     "$LOADGEN" --base-url "http://127.0.0.1:$PORT" run --scenario "$SCENARIO" \
         --connections "$CONNECTIONS" --duration-secs "$DURATION" --warmup-secs 0 >"$OUT/load"
-    callgrind_control -d "$SERVICE" >/dev/null
+    callgrind_control -d "$SERVICE" >/dev/null 2>&1
     local load; load=$(total)
     [ -n "${PROFILE:-}" ] && mkdir -p "$PROFILE" &&
         cp "$(ls -t "$OUT"/cg.* | head -n 1)" "$PROFILE/$(basename "$bin").$(date +%s)"

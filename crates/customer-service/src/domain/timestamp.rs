@@ -1,6 +1,6 @@
 //! Instants at millisecond precision: what is stored is exactly what is published.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Timelike, Utc};
 
 /// Milliseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,46 +28,30 @@ impl Timestamp {
 
     /// ISO-8601 with exactly three fraction digits and `Z`: `2026-01-01T10:00:00.000Z`.
     pub fn to_iso(self) -> String {
-        // Computed and written digit by digit: every answer carries two or three of these,
-        // and chrono's formatter (a `fmt::Write` call per field) cost ~800 instructions
-        // each, 3 % of a GET by id (callgrind, bench/NOTES.md). The calendar arithmetic is
-        // Howard Hinnant's `civil_from_days`. Years outside 0–9999 (only a corrupted stored
-        // value) take chrono's path, which writes them with a sign.
-        const DAY_MS: i64 = 86_400_000;
-        let (days, ms) = (self.0.div_euclid(DAY_MS), self.0.rem_euclid(DAY_MS));
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z - era * 146_097;
-        let year_of_era =
-            (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_from_march = (5 * day_of_year + 2) / 153;
-        let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-        let month = if month_from_march < 10 {
-            month_from_march + 3
-        } else {
-            month_from_march - 9
+        // chrono's fields, written here two digits at a time: every answer carries two or
+        // three of these, and chrono's formatter (a `fmt::Write` call per field) cost ~2 %
+        // of a GET by id (callgrind, bench/NOTES.md). `format("…")` cost more, parsing its
+        // pattern on every call. Years outside 0–9999 (only a corrupted stored value) are
+        // chrono's to write, with a sign.
+        let at = self.datetime();
+        let Some(year) = u32::try_from(at.year()).ok().filter(|year| *year <= 9999) else {
+            return at.to_rfc3339_opts(SecondsFormat::Millis, true);
         };
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
-        if !(0..=9999).contains(&year) {
-            return self.datetime().to_rfc3339_opts(SecondsFormat::Millis, true);
-        }
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        for (at, width, value) in [
-            (0, 4, year),
-            (5, 2, month),
-            (8, 2, day),
-            (11, 2, ms / 3_600_000),
-            (14, 2, ms / 60_000 % 60),
-            (17, 2, ms / 1000 % 60),
-            (20, 3, ms % 1000),
-        ] {
-            let mut value = value;
-            for digit in text[at..at + width].iter_mut().rev() {
-                *digit = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        }
+        let two = |value: u32| [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8];
+        let millis = at.timestamp_subsec_millis();
+        let [y1, y2] = two(year / 100);
+        let [y3, y4] = two(year % 100);
+        let [mo1, mo2] = two(at.month());
+        let [d1, d2] = two(at.day());
+        let [h1, h2] = two(at.hour());
+        let [mi1, mi2] = two(at.minute());
+        let [s1, s2] = two(at.second());
+        let [ms2, ms3] = two(millis % 100);
+        let ms1 = b'0' + (millis / 100 % 10) as u8;
+        let text = [
+            y1, y2, y3, y4, b'-', mo1, mo2, b'-', d1, d2, b'T', h1, h2, b':', mi1, mi2, b':', s1,
+            s2, b'.', ms1, ms2, ms3, b'Z',
+        ];
         // ASCII digits and separators: always UTF-8.
         std::str::from_utf8(&text)
             .map(str::to_owned)
@@ -98,8 +82,8 @@ mod tests {
 
     #[test]
     fn writes_what_chrono_writes_over_the_whole_range() {
-        // Every field at both ends of its range, leap days and seconds before the epoch,
-        // and years chrono writes with a sign.
+        // Every field at both ends of its range, leap days, instants before the epoch, and
+        // years chrono writes with a sign.
         let chrono = |ms: i64| {
             DateTime::from_timestamp_millis(ms)
                 .unwrap()
