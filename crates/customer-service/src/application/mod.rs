@@ -33,8 +33,8 @@ pub use ports::{
     ActiveQuery, Clock, Complete, CompleteBulk, Created, CustomerStore, CustomerStream,
     EventFilter, EventLog, IdempotencyClaim, IdempotencyRecord, ListPosition, ListQuery, NewEvent,
     OutboxStatus, PoolUsage, ProjectionState, ReadModels, RelayLease, ReplicaStatus, Responder,
-    Rewrite, SagaStart, SagaStore, SagaSummary, StatsRows, StoreError, StoredEvent, StoredResponse,
-    SystemClock,
+    Rewrite, SagaStart, SagaStore, SagaSummary, SearchQueries, StatsRows, StoreError, StoredEvent,
+    StoredResponse, SystemClock,
 };
 pub use query_customers::{
     count_customers, find_customer_by_email, get_customer, list_active_customers, list_customers,

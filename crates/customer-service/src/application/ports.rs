@@ -193,6 +193,16 @@ pub struct PoolUsage {
     pub max: usize,
 }
 
+/// Search queries so far, by what served them (for metrics and tests): totals counted
+/// through an index or by a scan, pages found through an index or by walking the list order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchQueries {
+    pub count_index: u64,
+    pub count_scan: u64,
+    pub page_index: u64,
+    pub page_walk: u64,
+}
+
 /// Which settled events to read (every filter optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -329,6 +339,10 @@ pub trait CustomerStore: Send + Sync {
     /// The read replica's state, when one is configured.
     fn replica_status(&self) -> Option<ReplicaStatus> {
         None
+    }
+    /// Search queries so far, by path (none by default).
+    fn search_queries(&self) -> SearchQueries {
+        SearchQueries::default()
     }
 }
 

@@ -271,6 +271,25 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         }
         register(&scrape, pools);
     }
+    if let Ok(searches) = IntCounterVec::new(
+        Opts::new(
+            "customer_search_queries_total",
+            "Search queries by what they find (query: the total's count, or the page) and how \
+             (path: through the trigram index, or by a scan / walk of the list order).",
+        ),
+        &["query", "path"],
+    ) {
+        let queries = state.store.search_queries();
+        for (query, path, value) in [
+            ("count", "index", queries.count_index),
+            ("count", "scan", queries.count_scan),
+            ("page", "index", queries.page_index),
+            ("page", "walk", queries.page_walk),
+        ] {
+            searches.with_label_values(&[query, path]).inc_by(value);
+        }
+        register(&scrape, searches);
+    }
     let now = state.clock.now();
     let lags = tokio::time::timeout(
         PROBE_TIMEOUT,

@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::application::{
     ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
     IdempotencyRecord, ListQuery, NewEvent, PoolUsage, ReplicaStatus, Rewrite, SagaStart,
-    StoreError, StoredEvent, StoredResponse,
+    SearchQueries, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Email, Timestamp};
 
@@ -19,10 +19,32 @@ use super::sql::Filter;
 use super::sql_store::{first_column, SqlStore};
 use super::{sql, Backend};
 
-/// Search terms of fewer characters than this have no trigram to look up.
-const TRIGRAM: usize = 3;
-
 impl SqlStore {
+    /// The page of `query` narrowed by `filter`, with its `total`.
+    async fn page(
+        &self,
+        query: &ListQuery,
+        filter: &Filter,
+        keep: bool,
+        total: i64,
+    ) -> Result<(Vec<Customer>, i64), StoreError> {
+        let statement = sql::list_page(
+            self.backend,
+            filter,
+            query.after.is_some(),
+            query.offset > 0,
+        );
+        let mut page = filter.bind(self.query(statement)).persistent(keep);
+        if let Some(after) = query.after {
+            page = sql::bind_keyset(self.backend, page, after);
+        }
+        page = page.bind(query.limit);
+        if query.offset > 0 {
+            page = page.bind(query.offset);
+        }
+        Ok((self.fetch_customers(page).await?, total))
+    }
+
     /// `prefix` followed by `(…)` with `n` placeholders.
     fn in_list(&self, prefix: &str, n: usize) -> String {
         sql::values_sql(prefix, 1, n, self.backend != Backend::Postgres)
@@ -43,35 +65,6 @@ impl SqlStore {
             found.extend(self.fetch_customers(query).await?);
         }
         Ok(found)
-    }
-
-    /// The filter a search term (already lower-cased) needs on this backend.
-    fn filter(&self, search: Option<&str>) -> Filter {
-        let Some(term) = search else {
-            return Filter::All;
-        };
-        let pattern = like_pattern(term);
-        if self.backend == Backend::Sqlite && term.chars().count() >= TRIGRAM {
-            // An FTS5 phrase: the term in double quotes, its own quotes doubled.
-            let phrase = format!("\"{}\"", term.replace('"', "\"\""));
-            Filter::Trigram { phrase, pattern }
-        } else {
-            Filter::Like { pattern }
-        }
-    }
-
-    /// SQLite: whether walking the list order and checking each row's text finds the page
-    /// sooner than the trigram index. The walk reads about `(offset + limit) × customers /
-    /// matches` rows, the index every match (then sorts them): a term most customers match
-    /// ("example.com") took 570 ms through FTS5 at a million customers, and under a
-    /// millisecond by the walk. PostgreSQL's planner weighs the same itself.
-    async fn walk_is_cheaper(&self, query: &ListQuery, matches: i64) -> Result<bool, StoreError> {
-        if matches == 0 {
-            return Ok(false);
-        }
-        let customers = i128::from(self.count().await?);
-        let wanted = i128::from(query.offset.saturating_add(query.limit));
-        Ok(wanted * customers < i128::from(matches) * i128::from(matches))
     }
 }
 
@@ -214,7 +207,6 @@ impl CustomerStore for SqlStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<(Vec<Customer>, i64), StoreError> {
-        let filter = self.filter(query.search.as_deref());
         // A search is planned for its own term on PostgreSQL: a prepared statement's generic
         // plan would pick one of "walk the list order" and "look the term up in the trigram
         // index" for every term, and each is very wrong for some. So its statements are not
@@ -223,43 +215,45 @@ impl CustomerStore for SqlStore {
         // TCP_NODELAY (sqlx sets none) the next command on that connection waited for the
         // server's delayed ACK, 36 ms on every search request (measured on MariaDB).
         let keep_search = self.backend != Backend::Postgres;
-        let total = match &filter {
-            Filter::All => self.count().await?,
-            Filter::Like { pattern } | Filter::Trigram { pattern, .. } => {
-                let count = filter
-                    .bind(self.query(sql::count(&filter)))
+        let Some(term) = query.search.as_deref() else {
+            let total = self.count().await?;
+            if total == 0 {
+                return Ok((Vec::new(), 0));
+            }
+            return self.page(query, &Filter::All, true, total).await;
+        };
+        let plan = self.search_plan(term).await?;
+        let total = match plan.known_total {
+            Some(total) => {
+                self.search.counted(true);
+                total
+            }
+            None => {
+                let count = plan
+                    .count
+                    .bind(self.query(sql::count(&plan.count)))
                     .persistent(keep_search);
-                self.cached_count(pattern, count).await?
+                self.cached_count(&like_pattern(term), count, Some(plan.count_by_index))
+                    .await?
             }
         };
         if total == 0 {
             // Nothing to page through: the page query would only find out the slow way
-            // (on MySQL, without a search index, by reading every customer).
+            // (on MySQL without the posting table, by reading every customer).
             return Ok((Vec::new(), 0));
         }
-        let filter = match filter {
-            Filter::Trigram { pattern, .. } if self.walk_is_cheaper(query, total).await? => {
-                Filter::Like { pattern }
+        let (filter, by_index) = match plan.index {
+            Some(index)
+                if !self
+                    .walk_is_cheaper(query, total, plan.index_candidates)
+                    .await? =>
+            {
+                (index, true)
             }
-            filter => filter,
+            _ => (plan.walk, false),
         };
-        let statement = sql::list_page(
-            self.backend,
-            &filter,
-            query.after.is_some(),
-            query.offset > 0,
-        );
-        let mut page = filter
-            .bind(self.query(statement))
-            .persistent(keep_search || filter == Filter::All);
-        if let Some(after) = query.after {
-            page = sql::bind_keyset(self.backend, page, after);
-        }
-        page = page.bind(query.limit);
-        if query.offset > 0 {
-            page = page.bind(query.offset);
-        }
-        Ok((self.fetch_customers(page).await?, total))
+        self.search.paged(by_index);
+        self.page(query, &filter, keep_search, total).await
     }
 
     fn stream_active(&self, query: ActiveQuery) -> CustomerStream {
@@ -276,7 +270,7 @@ impl CustomerStore for SqlStore {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        self.cached_count(ALL_CUSTOMERS, self.query(sql::COUNT_CUSTOMERS))
+        self.cached_count(ALL_CUSTOMERS, self.query(sql::COUNT_CUSTOMERS), None)
             .await
     }
 
@@ -314,6 +308,10 @@ impl CustomerStore for SqlStore {
 
     fn replica_status(&self) -> Option<ReplicaStatus> {
         self.replica.as_ref().map(|replica| replica.status())
+    }
+
+    fn search_queries(&self) -> SearchQueries {
+        self.search.queries()
     }
 
     async fn find_many(&self, ids: &[CustomerId]) -> Result<Vec<Customer>, StoreError> {

@@ -20,6 +20,7 @@ mod read_models;
 mod replica;
 mod row;
 mod sagas;
+mod search;
 mod sql;
 mod sql_store;
 mod sqlite;

@@ -17,7 +17,7 @@ use crate::domain::{
 use super::error::classify;
 
 /// Separates the fields of `search_text`, so that a search cannot match across two of them.
-const SEARCH_SEPARATOR: char = '\u{1f}';
+pub(super) const SEARCH_SEPARATOR: char = '\u{1f}';
 
 /// A row of `position, event_id, event_type, customer_id, sequence, occurred_at_ms, payload`.
 pub(super) fn read_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {

@@ -253,36 +253,78 @@ pub(super) const ALIGN_ID_SEQUENCE_POSTGRES: &str = "select setval(\
      greatest(nextval(pg_get_serial_sequence('customers', 'id')) - 1, \
               (select max(id) from customers)))";
 
-/// How a list narrows the customers table (see [`list_page`]).
+/// How a list narrows the customers table (see [`list_page`]), and where its rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Filter {
     /// Every customer.
     All,
     /// `search_text` contains the term: one LIKE pattern, escaped with `\`. PostgreSQL's
-    /// trigram index serves it for terms of three or more characters; shorter terms, and
-    /// every term on SQLite that FTS5 cannot look up, scan.
+    /// planner may serve it from its trigram index (terms of three or more characters) or by
+    /// walking the list order; the other engines have no index this condition can use.
     Like { pattern: String },
+    /// [`Filter::Like`] hidden from PostgreSQL's trigram index (`coalesce` of the column is
+    /// an expression the index does not cover): the page is found by walking the list order
+    /// and testing each row, whatever the statistics say. The store chooses it (see
+    /// `search.rs`); on the other engines it runs as `Like` does.
+    Walk { pattern: String },
     /// SQLite, terms of three or more characters: candidates from the FTS5 trigram index (a
     /// quoted phrase), each rechecked with the LIKE pattern, so the result is exactly
     /// [`Filter::Like`]'s.
     Trigram { phrase: String, pattern: String },
+    /// MySQL, terms of three or more characters: candidates from the posting list of one or
+    /// two of the term's trigrams (`customer_trigrams`, the rarest first), each rechecked
+    /// with the LIKE pattern. `straight_join` makes the order the store's: the rarest
+    /// posting list drives, the second is probed by its primary key, and only the
+    /// survivors' rows are read.
+    Postings {
+        trigrams: Vec<String>,
+        pattern: String,
+    },
 }
 
 impl Filter {
-    /// The condition, numbering its placeholders from `$first`; and how many it used.
-    fn condition(&self, first: usize) -> (String, usize) {
+    /// `<tables> where <condition>`, numbering its placeholders from `$first`; and how many
+    /// it used. The columns `id`, `created_at_ms` and `search_text` are the customer's in
+    /// every shape (the posting table names its own `trigram` and `customer_id`).
+    fn tables_and_condition(&self, first: usize) -> (String, usize) {
         let like = |n: usize| format!(r"search_text like ${n} escape '\'");
         match self {
-            Filter::All => ("true".to_owned(), 0),
-            Filter::Like { .. } => (like(first), 1),
+            Filter::All => ("customers where true".to_owned(), 0),
+            Filter::Like { .. } => (format!("customers where {}", like(first)), 1),
+            Filter::Walk { .. } => (
+                format!(r"customers where coalesce(search_text, '') like ${first} escape '\'"),
+                1,
+            ),
             Filter::Trigram { .. } => (
                 format!(
-                    "id in (select rowid from customers_search where customers_search match ${first}) \
-                     and {}",
+                    "customers where id in (select rowid from customers_search \
+                     where customers_search match ${first}) and {}",
                     like(first + 1)
                 ),
                 2,
             ),
+            Filter::Postings { trigrams, .. } => {
+                let mut tables = "customer_trigrams t0".to_owned();
+                let mut condition = String::new();
+                for (i, _) in trigrams.iter().enumerate() {
+                    if i > 0 {
+                        tables.push_str(&format!(
+                            " straight_join customer_trigrams t{i} on t{i}.customer_id = t0.customer_id"
+                        ));
+                        condition.push_str(" and ");
+                    }
+                    condition.push_str(&format!("t{i}.trigram = ${}", first + i));
+                }
+                let used = trigrams.len();
+                (
+                    format!(
+                        "{tables} straight_join customers on id = t0.customer_id \
+                         where {condition} and {}",
+                        like(first + used)
+                    ),
+                    used + 1,
+                )
+            }
         }
     }
 
@@ -293,10 +335,30 @@ impl Filter {
     ) -> Query<'q, Any, AnyArguments> {
         match self {
             Filter::All => query,
-            Filter::Like { pattern } => query.bind(pattern.clone()),
+            Filter::Like { pattern } | Filter::Walk { pattern } => query.bind(pattern.clone()),
             Filter::Trigram { phrase, pattern } => query.bind(phrase.clone()).bind(pattern.clone()),
+            Filter::Postings { trigrams, pattern } => trigrams
+                .iter()
+                .fold(query, |query, trigram| query.bind(trigram.clone()))
+                .bind(pattern.clone()),
         }
     }
+}
+
+/// MySQL: how many customers' texts hold each of `n` trigrams (`$1..$n`), each counted up to
+/// `cap` (the posting list's primary-key range, read no further than that).
+pub(super) fn trigram_frequencies(n: usize, cap: i64) -> String {
+    let mut sql = String::from("select ");
+    for i in 1..=n {
+        if i > 1 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(select count(*) from (select 1 from customer_trigrams where trigram = ${i} \
+             limit {cap}) f{i})"
+        ));
+    }
+    sql
 }
 
 /// "Before `after` in list order" (`after` = the last row of the previous page), numbering
@@ -343,8 +405,8 @@ pub(super) fn bind_keyset(
 /// rows then walks the list-order index alone (index-only on every engine) instead of
 /// fetching every skipped row.
 pub(super) fn list_page(backend: Backend, filter: &Filter, after: bool, offset: bool) -> String {
-    let (condition, mut used) = filter.condition(1);
-    let mut inner = format!("select id, created_at_ms from customers where {condition}");
+    let (tables_and_condition, mut used) = filter.tables_and_condition(1);
+    let mut inner = format!("select id, created_at_ms from {tables_and_condition}");
     if after {
         let (keyset, placeholders) = keyset(backend, used + 1);
         used += placeholders;
@@ -384,10 +446,7 @@ static PAGE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 
 /// How many customers `filter` selects; bound by [`Filter::bind`].
 pub(super) fn count(filter: &Filter) -> String {
-    format!(
-        "select count(*) from customers where {}",
-        filter.condition(1).0
-    )
+    format!("select count(*) from {}", filter.tables_and_condition(1).0)
 }
 
 /// Active customers in list order, optionally from a keyset start ([`bind_keyset`]) and with
@@ -603,7 +662,14 @@ mod tests {
         let like = Filter::Like {
             pattern: "%a%".into(),
         };
+        let postings = Filter::Postings {
+            trigrams: vec!["abc".into(), "bcd".into()],
+            pattern: "%abcd%".into(),
+        };
         let built = [
+            list_page(Backend::MySql, &postings, true, true),
+            count(&postings),
+            trigram_frequencies(3, 50_000),
             list_page(Backend::Postgres, &like, true, true),
             list_page(Backend::MySql, &like, true, true),
             list_page(Backend::Sqlite, &Filter::All, false, false),
@@ -679,6 +745,22 @@ mod tests {
             count(&trigram),
             "select count(*) from customers where id in (select rowid from customers_search \
              where customers_search match $1) and search_text like $2 escape '\\'"
+        );
+        let postings = Filter::Postings {
+            trigrams: vec!["abc".into(), "bcd".into()],
+            pattern: "%abcd%".into(),
+        };
+        assert_eq!(
+            count(&postings),
+            "select count(*) from customer_trigrams t0 straight_join customer_trigrams t1 \
+             on t1.customer_id = t0.customer_id straight_join customers on id = t0.customer_id \
+             where t0.trigram = $1 and t1.trigram = $2 and search_text like $3 escape '\\'"
+        );
+        assert_eq!(
+            count(&Filter::Walk {
+                pattern: "%a%".into()
+            }),
+            "select count(*) from customers where coalesce(search_text, '') like $1 escape '\\'"
         );
         assert!(
             list_page(Backend::Sqlite, &Filter::All, false, true).ends_with(

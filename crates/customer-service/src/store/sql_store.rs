@@ -18,6 +18,7 @@ use super::error::{classify, classify_append};
 use super::pool::{Lease, Pool};
 use super::replica::{self, Replica};
 use super::row::read_customer;
+use super::search::SearchState;
 use super::{mysql, postgres, sql, sqlite, Backend, StoreOptions};
 
 /// The store over one database. Cheap to share behind an `Arc`.
@@ -34,6 +35,8 @@ pub struct SqlStore {
     pub(super) count_cache: Arc<CountCache>,
     /// A streaming replica for the reads that allow one (`DATABASE_READ_URL`).
     pub(super) replica: Option<Arc<Replica>>,
+    /// Posting-list sizes for planning searches, and the paths searches took.
+    pub(super) search: Arc<SearchState>,
 }
 
 impl SqlStore {
@@ -67,6 +70,7 @@ impl SqlStore {
             committed: Arc::new(Notify::new()),
             count_cache: Arc::default(),
             replica: None,
+            search: Arc::default(),
         })
     }
 
@@ -329,9 +333,13 @@ impl SqlStore {
         &self,
         key: &str,
         query: Query<'static, Any, AnyArguments>,
+        search_by_index: Option<bool>,
     ) -> Result<i64, StoreError> {
         if read_scope::current() == Some(ReadScope::Primary) {
             // The client asked for the primary: no total counted elsewhere or earlier.
+            if let Some(by_index) = search_by_index {
+                self.search.counted(by_index);
+            }
             return self.fetch_scalar(query).await;
         }
         let generation = match self.count_cache.lookup(key) {
@@ -343,13 +351,15 @@ impl SqlStore {
                 let (store, key) = (self.clone(), key.to_owned());
                 tokio::spawn(async move {
                     // A failure was handed on by `recount`; the next request tries again.
-                    let _ = store.recount(&key, query, generation).await;
+                    let _ = store
+                        .recount(&key, query, generation, search_by_index)
+                        .await;
                 });
                 return Ok(previous);
             }
             Lookup::Recount(generation) => generation,
         };
-        self.recount(key, query, generation).await
+        self.recount(key, query, generation, search_by_index).await
     }
 
     async fn recount(
@@ -357,7 +367,11 @@ impl SqlStore {
         key: &str,
         query: Query<'static, Any, AnyArguments>,
         generation: u64,
+        search_by_index: Option<bool>,
     ) -> Result<i64, StoreError> {
+        if let Some(by_index) = search_by_index {
+            self.search.counted(by_index);
+        }
         let started = std::time::Instant::now();
         match self.fetch_scalar(query).await {
             Ok(count) => {
