@@ -49,15 +49,18 @@ where n <= char_length(new.search_text) - 2
   and locate(substring(new.search_text, n, 3), new.search_text) = n
   and locate(char(31), substring(new.search_text, n, 3)) = 0;
 
--- An update that changes the text: the old pieces go (one primary-key delete each), then
--- the new ones come (the next trigger: both engines fire triggers of one event in the order
--- they were created, and FOLLOWS says so).
+-- An update that changes the text: the pieces it no longer has go (one primary-key delete
+-- each), then the ones it did not have come (the next trigger: both engines fire triggers
+-- of one event in the order they were created, and FOLLOWS says so). A piece has no U+001F,
+-- so it is one of a text's pieces exactly when `locate` finds it in that text. Pieces both
+-- texts have stay: a PATCH of the last name rewrites a handful of rows, not all of them.
 create trigger customers_trigrams_on_update_remove after update on customers for each row
 delete t from search_positions p
 join customer_trigrams t
     on t.trigram = substring(old.search_text, p.n, 3) and t.customer_id = old.id
 where old.search_text <> new.search_text
-  and p.n <= char_length(old.search_text) - 2;
+  and p.n <= char_length(old.search_text) - 2
+  and locate(substring(old.search_text, p.n, 3), new.search_text) = 0;
 
 create trigger customers_trigrams_on_update_add after update on customers for each row
 follows customers_trigrams_on_update_remove
@@ -67,7 +70,8 @@ from search_positions
 where old.search_text <> new.search_text
   and n <= char_length(new.search_text) - 2
   and locate(substring(new.search_text, n, 3), new.search_text) = n
-  and locate(char(31), substring(new.search_text, n, 3)) = 0;
+  and locate(char(31), substring(new.search_text, n, 3)) = 0
+  and locate(substring(new.search_text, n, 3), old.search_text) = 0;
 
 create trigger customers_trigrams_on_delete after delete on customers for each row
 delete t from search_positions p
