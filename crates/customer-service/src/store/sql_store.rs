@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::application::{read_scope, CustomerStream, NewEvent, ReadScope, StoreError};
 use crate::domain::Customer;
 
-use super::count_cache::{CountCache, Lookup};
+use super::count_cache::{CountCache, FirstCount, Lookup};
 use super::error::{classify, classify_append};
 use super::pool::{Lease, Pool};
 use super::replica::{self, Replica};
@@ -342,24 +342,38 @@ impl SqlStore {
             }
             return self.fetch_scalar(query).await;
         }
-        let generation = match self.count_cache.lookup(key) {
-            Lookup::Fresh(count) | Lookup::Previous(count) => return Ok(count),
-            Lookup::Refresh {
-                previous,
-                generation,
-            } => {
-                let (store, key) = (self.clone(), key.to_owned());
-                tokio::spawn(async move {
-                    // A failure was handed on by `recount`; the next request tries again.
-                    let _ = store
-                        .recount(&key, query, generation, search_by_index)
-                        .await;
-                });
-                return Ok(previous);
-            }
-            Lookup::Recount(generation) => generation,
-        };
-        self.recount(key, query, generation, search_by_index).await
+        loop {
+            let generation = match self.count_cache.lookup(key) {
+                Lookup::Fresh(count) | Lookup::Previous(count) => return Ok(count),
+                Lookup::Refresh {
+                    previous,
+                    generation,
+                } => {
+                    let (store, key) = (self.clone(), key.to_owned());
+                    tokio::spawn(async move {
+                        // A failure was handed on by `recount`; the next request tries again.
+                        let _ = store
+                            .recount(&key, query, generation, search_by_index)
+                            .await;
+                    });
+                    return Ok(previous);
+                }
+                Lookup::Recount(generation) => generation,
+                Lookup::First(generation) => match self.count_cache.first_count(key) {
+                    FirstCount::Count(_counting) => {
+                        // `_counting` wakes the waiting requests once the count is put (or
+                        // failed, or this request was cancelled: then they count).
+                        return self.recount(key, query, generation, search_by_index).await;
+                    }
+                    FirstCount::Wait(mut counted) => {
+                        // Woken when the counter is done, whatever its outcome.
+                        let _ = counted.changed().await;
+                        continue;
+                    }
+                },
+            };
+            return self.recount(key, query, generation, search_by_index).await;
+        }
     }
 
     async fn recount(
