@@ -224,7 +224,8 @@ ratio() { python3 -c "import sys; a, b = sys.argv[1:]; print(f'{float(a) / float
     echo "$(nproc) cores. PostgreSQL: $SMALL vs $BIG customers with $((1 + UPDATES)) events each;"
     echo "SQLite: $SQLITE_BIG customers with $((1 + SQLITE_UPDATES)) event(s) each. p50/p99 in ms from one client;"
     echo "req/s at $CONNECTIONS connections. Search: the 20 terms of bench/search-terms.txt, a random one"
-    echo "per request; 1–2 characters: bench/search-terms-short.txt."
+    echo "per request; 1–2 characters: bench/search-terms-short.txt. MariaDB, and all three engines at 1M"
+    echo "right after \`seed\`: \"Search and lists at 1M right after \`seed\`\" below (issue #29)."
     echo
     echo "| figure | PostgreSQL $SMALL | PostgreSQL $BIG | SQLite $SQLITE_BIG | target at 1M |"
     echo "|---|---|---|---|---|"

@@ -1,14 +1,16 @@
 //! [`CustomerStore`] on [`SqlStore`]: the customers table, its reads, and the writes (see
 //! `writes.rs` for their transactions).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use customer_events::EventType;
 use sqlx::Row;
 
 use crate::application::{
-    ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream, IdempotencyClaim,
-    IdempotencyRecord, ListQuery, NewEvent, PoolUsage, ReplicaStatus, Rewrite, SagaStart,
-    SearchQueries, StoreError, StoredEvent, StoredResponse,
+    read_scope, ActiveQuery, Complete, CompleteBulk, CustomerStore, CustomerStream,
+    IdempotencyClaim, IdempotencyRecord, ListQuery, NewEvent, PoolUsage, ReadScope, ReplicaStatus,
+    Rewrite, SagaStart, SearchQueries, StoreError, StoredEvent, StoredResponse,
 };
 use crate::domain::{Customer, CustomerDraft, CustomerId, Email, Timestamp};
 
@@ -20,14 +22,13 @@ use super::sql_store::{first_column, SqlStore};
 use super::{sql, Backend};
 
 impl SqlStore {
-    /// The page of `query` narrowed by `filter`, with its `total`.
+    /// The page of `query` narrowed by `filter` (its statement kept prepared if `keep`).
     async fn page(
         &self,
         query: &ListQuery,
         filter: &Filter,
         keep: bool,
-        total: i64,
-    ) -> Result<(Vec<Customer>, i64), StoreError> {
+    ) -> Result<Vec<Customer>, StoreError> {
         let statement = sql::list_page(
             self.backend,
             filter,
@@ -42,7 +43,7 @@ impl SqlStore {
         if query.offset > 0 {
             page = page.bind(query.offset);
         }
-        Ok((self.fetch_customers(page).await?, total))
+        self.fetch_customers(page).await
     }
 
     /// `prefix` followed by `(…)` with `n` placeholders.
@@ -220,12 +221,24 @@ impl CustomerStore for SqlStore {
             if total == 0 {
                 return Ok((Vec::new(), 0));
             }
-            return self.page(query, &Filter::All, true, total).await;
+            return Ok((self.page(query, &Filter::All, true).await?, total));
         };
+        let key = like_pattern(term);
+        let cached = read_scope::current() != Some(ReadScope::Primary);
+        if cached && self.count_cache.fresh(&key) == Some(0) {
+            // Known to match nothing: no plan, no query (a term nobody matches is a common
+            // search, and a frequent one in the benchmarks).
+            return Ok((Vec::new(), 0));
+        }
+        let generation = self.count_cache.generation();
         let plan = self.search_plan(term).await?;
         let total = match plan.known_total {
             Some(total) => {
                 self.search.counted(true);
+                if cached {
+                    self.count_cache
+                        .put(&key, total, generation, Duration::ZERO);
+                }
                 total
             }
             None => {
@@ -233,13 +246,13 @@ impl CustomerStore for SqlStore {
                     .count
                     .bind(self.query(sql::count(&plan.count)))
                     .persistent(keep_search);
-                self.cached_count(&like_pattern(term), count, Some(plan.count_by_index))
+                self.cached_count(&key, count, Some(plan.count_by_index))
                     .await?
             }
         };
         if total == 0 {
             // Nothing to page through: the page query would only find out the slow way
-            // (on MySQL without the posting table, by reading every customer).
+            // (walking the whole list order, or every candidate of a posting list).
             return Ok((Vec::new(), 0));
         }
         let (filter, by_index) = match plan.index {
@@ -253,7 +266,7 @@ impl CustomerStore for SqlStore {
             _ => (plan.walk, false),
         };
         self.search.paged(by_index);
-        self.page(query, &filter, keep_search, total).await
+        Ok((self.page(query, &filter, keep_search).await?, total))
     }
 
     fn stream_active(&self, query: ActiveQuery) -> CustomerStream {

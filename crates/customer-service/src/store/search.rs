@@ -14,6 +14,9 @@
 //!   (up to [`SCAN_ABOVE`]) and kept a minute per trigram: they choose a plan and are never
 //!   a total. PostgreSQL (trigram index) and SQLite (FTS5) count through their index.
 //!
+//! A total of 0, counted or proven, is kept as any total is (`count_cache.rs`): while it is
+//! up to date, the term costs no query at all.
+//!
 //! Every count and page query is counted by the path that served it
 //! ([`crate::application::SearchQueries`], `/metrics`).
 
