@@ -228,16 +228,15 @@ impl SqlStore {
                 let chars: Vec<char> = term.chars().collect();
                 let mut sized = self.trigram_sizes(trigrams).await?;
                 sized.sort_by_key(|(_, n)| *n);
-                let rarest = sized.first().map_or(0, |(_, n)| *n);
-                let mut chosen: Vec<String> =
-                    sized.first().map(|(t, _)| t.clone()).into_iter().collect();
+                let Some((driver, rarest)) = sized.first().cloned() else {
+                    return Ok(scan(walk));
+                };
+                let mut chosen = vec![driver.clone()];
                 if rarest >= INTERSECT_ABOVE {
-                    let at = |trigram: &str| first_position(&chars, trigram);
-                    let driver = at(&chosen[0]);
-                    if let Some((partner, _)) = sized
-                        .iter()
-                        .find(|(trigram, _)| at(trigram).abs_diff(driver) >= TRIGRAM)
-                    {
+                    let at = first_position(&chars, &driver);
+                    if let Some((partner, _)) = sized.iter().find(|(trigram, _)| {
+                        first_position(&chars, trigram).abs_diff(at) >= TRIGRAM
+                    }) {
                         chosen.push(partner.clone());
                     }
                 }
