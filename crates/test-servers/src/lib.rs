@@ -518,6 +518,16 @@ impl OwnMariaDb {
         let install = find_on_path("mariadb-install-db").ok_or_else(missing)?;
         let dir = temp_dir("cs_mariadb", Some("mysql:mysql"));
         let data = dir.join("data");
+        // Temporary tables of its own: a server that starts removes every `#sql*` file of
+        // its tmpdir, so with the shared /tmp one test's server deleted the temporary tables
+        // another's bootstrap was using ("Unknown table 'mysql.tmp_user_nopasswd'", a flaky
+        // `mariadb-install-db`).
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("creating {}: {e}", tmp.display()));
+        if is_root() {
+            run_quietly(Command::new("chown").arg("mysql:mysql").arg(&tmp), "chown");
+        }
+        let tmpdir = format!("--tmpdir={}", tmp.display());
         // Root must name the user the server runs as; anyone else runs it as themselves.
         let user: &[&str] = if is_root() { &["--user=mysql"] } else { &[] };
         run_quietly(
@@ -525,7 +535,8 @@ impl OwnMariaDb {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .args(user)
-                .args(["--skip-test-db", "--auth-root-authentication-method=normal"]),
+                .args(["--skip-test-db", "--auth-root-authentication-method=normal"])
+                .arg(&tmpdir),
             "mariadb-install-db",
         );
         let port = free_port();
@@ -537,6 +548,7 @@ impl OwnMariaDb {
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--port={port}"))
+            .arg(&tmpdir)
             .args(user)
             .args([
                 "--bind-address=127.0.0.1",
