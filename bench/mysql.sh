@@ -92,7 +92,7 @@ import_rate() { # customers/s from "imported N, … in X s"
 }
 
 echo "== search and list at $IMPORT_ROWS imported customers (relay off)"
-urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+. bench/lib.sh
 terms=()
 while read -r term; do terms+=("/api/v1/customers?search=$(urlencode "$term")&limit=10"); done < bench/search-terms.txt
 printf '%s\n' "${terms[@]}" > "$OUT/search-paths"

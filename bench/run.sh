@@ -52,7 +52,7 @@ start() { # $1 = RELAY_ENABLED; sets SERVICE and STARTUP_MS
     STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
 stop() { kill "$SERVICE"; wait "$SERVICE" || true; SERVICE=; }
-field() { grep -o "$1 [0-9.]*" | head -n 1 | awk '{print $2}'; }
+. bench/lib.sh
 
 echo "== schema and seed ($SEED customers)"
 env $(service_env) "$BIN" migrate

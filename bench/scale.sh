@@ -52,6 +52,7 @@ REDIS_PID=$!
 until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.05; done
 
 declare -A R   # figure name → value, for the report
+. bench/lib.sh
 
 start() { # $1 = DATABASE_URL; sets SERVICE
     env DATABASE_URL="$1" PORT="$PORT" RUST_LOG=warn DATABASE_POOL_SIZE="$CONNECTIONS" \
@@ -61,8 +62,6 @@ start() { # $1 = DATABASE_URL; sets SERVICE
     until curl -sf "http://127.0.0.1:$PORT/api/v1/health" >/dev/null; do sleep 0.01; done
 }
 stop() { kill "$SERVICE"; wait "$SERVICE" || true; SERVICE=; }
-field() { grep -o "$1 [0-9.]*" | head -n 1 | awk '{print $2}'; }
-urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 
 # measure KEY CONNECTIONS SECONDS PATH... : GETs the paths (a random one per request); stores
 # KEY.rps, KEY.p50, KEY.p99.
@@ -79,18 +78,6 @@ scenario() {
     $LOADGEN run --scenario "$2" --connections "$3" --duration-secs "$DURATION" \
         --warmup-secs "$WARMUP" > "$OUT/$1.out"
     record "$1"
-}
-record() {
-    local line; line=$(cat "$OUT/$1.out")
-    echo "  $1: $line"
-    R[$1.rps]=$(echo "$line" | field "connections,")
-    R[$1.p50]=$(echo "$line" | field "p50")
-    R[$1.p99]=$(echo "$line" | field "p99")
-}
-# The nextCursor of page PAGE (limit 10).
-cursor_at() {
-    curl -sf "http://127.0.0.1:$PORT/api/v1/customers?page=$1&limit=10" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["nextCursor"])'
 }
 # seed KEY DATABASE_URL COUNT UPDATES: stores KEY.seed_s.
 seed() {

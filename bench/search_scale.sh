@@ -77,6 +77,7 @@ MY_PORT=${MY_PORT:-$(echo "$MY" | sed -E 's|.*:([0-9]+).*|\1|')}
 my() { mariadb -h "$MY_HOST" -P "$MY_PORT" -u root "$@"; }
 
 declare -A R
+. bench/lib.sh
 
 start() { # $1 = DATABASE_URL
     env DATABASE_URL="$1" PORT="$PORT" RUST_LOG=warn DATABASE_POOL_SIZE="$CONNECTIONS" \
@@ -84,15 +85,6 @@ start() { # $1 = DATABASE_URL
     until curl -sf "http://127.0.0.1:$PORT/livez" >/dev/null 2>&1; do sleep 0.01; done
 }
 stop() { kill "$SERVICE"; wait "$SERVICE" || true; SERVICE=; }
-field() { grep -o "$1 [0-9.]*" | head -n 1 | awk '{print $2}'; }
-urlencode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
-record() {
-    local line; line=$(cat "$OUT/$1.out")
-    echo "  $1: $line"
-    R[$1.rps]=$(echo "$line" | field "connections,")
-    R[$1.p50]=$(echo "$line" | field "p50")
-    R[$1.p99]=$(echo "$line" | field "p99")
-}
 # paths KEY CONNECTIONS SECONDS WARMUP PATH...
 paths() {
     local key=$1 connections=$2 seconds=$3 warmup=$4
@@ -106,10 +98,6 @@ scenario() { # KEY SCENARIO
     $LOADGEN run --scenario "$2" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --warmup-secs 2 > "$OUT/$1.out"
     record "$1"
-}
-cursor_at() {
-    curl -sf "http://127.0.0.1:$PORT/api/v1/customers?page=$1&limit=10" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["nextCursor"])'
 }
 
 terms=()

@@ -55,6 +55,11 @@ pub(super) const SCAN_ABOVE: i64 = 50_000;
 /// 3,700 candidates: 7.6 ms either way); below 2,000 the rows are read at once.
 const INTERSECT_ABOVE: i64 = 2_000;
 
+/// At most this many of a term's trigrams are sized (spread over the term): any of them can
+/// drive the lookup, since every candidate is rechecked, and a 254-character term of common
+/// trigrams would otherwise count up to 250 posting lists of 50,000 entries each.
+const MAX_SIZED: usize = 16;
+
 /// How long a posting list's size is reused for planning.
 const FREQUENCY_TTL: Duration = Duration::from_secs(60);
 /// Sizes kept at once (then all are forgotten).
@@ -98,22 +103,14 @@ impl SearchState {
         }
     }
 
+    /// A total counted, through the index or by a scan.
     pub(super) fn counted(&self, by_index: bool) {
-        let counter = if by_index {
-            &self.count_index
-        } else {
-            &self.count_scan
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        tally(by_index, &self.count_index, &self.count_scan);
     }
 
+    /// A page found, through the index or by the walk.
     pub(super) fn paged(&self, by_index: bool) {
-        let counter = if by_index {
-            &self.page_index
-        } else {
-            &self.page_walk
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        tally(by_index, &self.page_index, &self.page_walk);
     }
 
     /// The remembered sizes of `trigrams` (`None` where unknown or too old).
@@ -151,6 +148,11 @@ impl SearchState {
     }
 }
 
+fn tally(first: bool, if_first: &AtomicU64, otherwise: &AtomicU64) {
+    let counter = if first { if_first } else { otherwise };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The distinct trigrams of `term` (characters, in order of first appearance), or `None`
 /// when no index can serve it: fewer than three characters, or the fields' separator in it
 /// (no trigram spans fields, and only a scan can find it where it appears).
@@ -167,6 +169,24 @@ pub(super) fn trigrams(term: &str) -> Option<Vec<String>> {
         }
     }
     Some(found)
+}
+
+/// At most [`MAX_SIZED`] of `trigrams`, evenly spread over them (first and last included).
+fn spread(trigrams: Vec<String>) -> Vec<String> {
+    let n = trigrams.len();
+    if n <= MAX_SIZED {
+        return trigrams;
+    }
+    // Indices 0, …, n − 1 in MAX_SIZED steps; each step is at least 1, so all distinct.
+    let picked: Vec<usize> = (0..MAX_SIZED)
+        .map(|k| k * (n - 1) / (MAX_SIZED - 1))
+        .collect();
+    trigrams
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| picked.contains(i))
+        .map(|(_, trigram)| trigram)
+        .collect()
 }
 
 /// Where `trigram` first starts in `chars` (a trigram of them).
@@ -226,7 +246,7 @@ impl SqlStore {
             }
             Backend::MySql => {
                 let chars: Vec<char> = term.chars().collect();
-                let mut sized = self.trigram_sizes(trigrams).await?;
+                let mut sized = self.trigram_sizes(spread(trigrams)).await?;
                 sized.sort_by_key(|(_, n)| *n);
                 let Some((driver, rarest)) = sized.first().cloned() else {
                     return Ok(scan(walk));
@@ -340,6 +360,15 @@ mod tests {
         assert_eq!(first_position(&chars, "999"), 1);
         assert_eq!(first_position(&chars, "99@"), 4);
         assert_eq!(trigrams("ab"), None);
+        let many: Vec<String> = (0..100).map(|i| format!("{i:03}")).collect();
+        let sized = spread(many.clone());
+        assert_eq!(sized.len(), MAX_SIZED);
+        assert_eq!(sized.first(), many.first());
+        assert_eq!(sized.last(), many.last());
+        assert_eq!(
+            spread(many[..MAX_SIZED].to_vec()),
+            many[..MAX_SIZED].to_vec()
+        );
         assert_eq!(trigrams("a\u{1f}bc"), None);
     }
 }
