@@ -11,8 +11,10 @@
 #     requests: nothing was searched since start);
 #   - the same terms repeated, one client; then at 16 connections;
 #   - cursor pages and offset pages by depth, one client.
-# On MariaDB also the write cost of the posting table: create and PATCH at 16 connections on
-# two databases of AB_SEED customers, one with the triggers and one without, alternately.
+# On PostgreSQL and MariaDB also the write cost of what search maintains: create and PATCH at
+# 16 connections on two databases of AB_SEED customers, alternately: PostgreSQL with the
+# narrow search table and with the trigram index on `customers` instead (as before
+# migration 10), MariaDB with the posting table's triggers and without them.
 #
 # MariaDB: a server of its own (mariadbd from the machine's packages) with
 # innodb_buffer_pool_size=$MARIADB_BUFFER_POOL (default 4G: a 1M-customer database with its
@@ -135,14 +137,37 @@ figures() { # KEY DATABASE_URL
     stop
 }
 
+# KEY URL_ON URL_OFF: create and PATCH at $CONNECTIONS connections on the database with the
+# search index's write path and on the one without, alternately, $AB_ROUNDS rounds.
+write_cost() {
+    local round side url
+    for round in $(seq "$AB_ROUNDS"); do
+        for side in on off; do
+            url=$2; [ "$side" = off ] && url=$3
+            start "$url"
+            scenario "ab.$1.$side.create.$round" create
+            scenario "ab.$1.$side.update.$round" update
+            stop
+        done
+    done
+}
+
 for engine in $ENGINES; do
     echo "== $engine, $BIG customers"
     case $engine in
         postgres)
             psql "$PG/postgres" -qc "create database $RUN"
             figures pg "$PG/$RUN"
-            R[pg.bytes]=$(psql "$PG/$RUN" -Atc "select pg_total_relation_size('customers') / greatest(count(*), 1) from customers")
+            R[pg.bytes]=$(psql "$PG/$RUN" -Atc "select (pg_total_relation_size('customers') + pg_total_relation_size('customers_search')) / greatest(count(*), 1) from customers")
             psql "$PG/postgres" -qc "drop database $RUN"
+            echo "-- the narrow search table's write cost: $AB_SEED customers, with it and with the trigram index on customers instead"
+            for side in on off; do
+                psql "$PG/postgres" -qc "create database ${RUN}_$side"
+                env DATABASE_URL="$PG/${RUN}_$side" RUST_LOG=warn "$BIN" seed --count "$AB_SEED" > /dev/null
+            done
+            psql "$PG/${RUN}_off" -qc "drop trigger customers_search_on_insert on customers; drop trigger customers_search_on_update on customers; drop trigger customers_search_on_delete on customers; drop index customers_search_text_trgm; create index customers_search_trgm on customers using gin (search_text gin_trgm_ops)"
+            write_cost pg "$PG/${RUN}_on" "$PG/${RUN}_off"
+            for side in on off; do psql "$PG/postgres" -qc "drop database ${RUN}_$side"; done
             ;;
         mariadb)
             my -e "create database $RUN"
@@ -156,14 +181,7 @@ for engine in $ENGINES; do
                 env DATABASE_URL="$MY/${RUN}_$side" RUST_LOG=warn "$BIN" seed --count "$AB_SEED" > /dev/null
             done
             my "${RUN}_off" -e "drop trigger customers_trigrams_on_insert; drop trigger customers_trigrams_on_update_add; drop trigger customers_trigrams_on_update_remove; drop trigger customers_trigrams_on_delete"
-            for round in $(seq "$AB_ROUNDS"); do
-                for side in on off; do
-                    start "$MY/${RUN}_$side"
-                    scenario "ab.$side.create.$round" create
-                    scenario "ab.$side.update.$round" update
-                    stop
-                done
-            done
+            write_cost my "$MY/${RUN}_on" "$MY/${RUN}_off"
             ;;
         sqlite)
             figures sq "sqlite://$OUT/search.db"
@@ -175,15 +193,26 @@ done
 
 v() { echo "${R[$1]:-–}"; }
 median() { printf '%s\n' "$@" | grep -v '^$' | sort -n | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]; else print "–"}'; }
-ab() { # KIND SIDE: the median req/s over the rounds
+ab() { # ENGINE KIND SIDE: the median req/s over the rounds
     local values=() round
-    for round in $(seq "$AB_ROUNDS"); do values+=("${R[ab.$2.$1.$round.rps]:-}"); done
+    for round in $(seq "$AB_ROUNDS"); do values+=("${R[ab.$1.$3.$2.$round.rps]:-}"); done
     median "${values[@]}"
+}
+ab_report() { # ENGINE WHAT: the write cost's lines
+    [ -n "${R[ab.$1.on.create.1.rps]:-}" ] || return 0
+    echo "$2 ($AB_SEED seeded customers, 16 connections, $AB_ROUNDS rounds"
+    echo "alternately, median req/s): create $(ab "$1" create on) with it, $(ab "$1" create off) without;"
+    echo "PATCH $(ab "$1" update on) with, $(ab "$1" update off) without. Target: each loses ≤ 15 %."
+    echo
+    for round in $(seq "$AB_ROUNDS"); do
+        echo "- round $round: create $(v ab.$1.on.create.$round.rps) / $(v ab.$1.off.create.$round.rps), PATCH $(v ab.$1.on.update.$round.rps) / $(v ab.$1.off.update.$round.rps)"
+    done
+    echo
 }
 {
     echo "# Search and lists at $BIG customers, right after \`seed\`"
     echo
-    echo "Written by \`bench/search_scale.sh\` on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`,"
+    echo "Written by \`bench/search_scale.sh\` on $(date -u +%Y-%m-%d) at commit \`$(git describe --always --dirty)\`,"
     echo "$(nproc) cores; the service, \`loadgen\` and the databases share them. Each engine: \`seed --count $BIG\`,"
     echo "then the service started (relay off) and measured at once: no ANALYZE, no VACUUM, no warm-up."
     echo "MariaDB: its own server, innodb_buffer_pool_size=$MARIADB_BUFFER_POOL. p50/p99 in ms."
@@ -206,14 +235,7 @@ ab() { # KIND SIDE: the median req/s over the rounds
         [ -n "${R[$key.first_list]:-}" ] && echo "- $key: ${R[$key.first_list]}"
     done
     echo
-    if [ -n "${R[ab.on.create.1.rps]:-}" ]; then
-        echo "MariaDB's write cost of the posting table ($AB_SEED seeded customers, 16 connections, $AB_ROUNDS rounds"
-        echo "alternately, median req/s): create $(ab create on) with the triggers, $(ab create off) without;"
-        echo "PATCH $(ab update on) with, $(ab update off) without. Target: each loses ≤ 15 %."
-        echo
-        for round in $(seq "$AB_ROUNDS"); do
-            echo "- round $round: create $(v ab.on.create.$round.rps) / $(v ab.off.create.$round.rps), PATCH $(v ab.on.update.$round.rps) / $(v ab.off.update.$round.rps)"
-        done
-    fi
+    ab_report pg "PostgreSQL's write cost of the narrow search table, against the trigram index on customers"
+    ab_report my "MariaDB's write cost of the posting table, against no triggers"
 } > bench/SEARCH-SCALE.md
 cat bench/SEARCH-SCALE.md

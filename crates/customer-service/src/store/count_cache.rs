@@ -22,7 +22,7 @@ const COUNT_CACHE_TTL: Duration = Duration::from_secs(1);
 /// search rechecked): it is reused for [`REUSE_PER_COST`] times as long as counting took
 /// (at least [`COUNT_CACHE_TTL`]), commits or not, and always recounted in the background.
 /// At a million customers a common term matches ~40,000 of them and counting it takes
-/// ~240 ms; recounting twenty such terms every second (or after every write) took more CPU
+/// ~240 ms (before issue #29's narrow search table); recounting twenty such terms every second (or after every write) took more CPU
 /// than the machine has, and search throughput fell from 2,550 to 660 req/s
 /// (bench/SCALE.md). By rows rather than by time, so that a small count slowed by a busy
 /// machine still follows every write.

@@ -283,7 +283,11 @@ impl CustomerStore for SqlStore {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        self.cached_count(ALL_CUSTOMERS, self.query(sql::COUNT_CUSTOMERS), None)
+        let statement = match self.backend {
+            Backend::Postgres => sql::COUNT_CUSTOMERS_POSTGRES,
+            Backend::Sqlite | Backend::MySql => sql::COUNT_CUSTOMERS,
+        };
+        self.cached_count(ALL_CUSTOMERS, self.query(statement), None)
             .await
     }
 

@@ -30,6 +30,6 @@ pub(super) const RELAXED_COMMIT: &str = "set local synchronous_commit = off";
 pub(super) const VACUUM_PENDING: &str = "vacuum (truncate false) customer_events_pending";
 
 /// See `SqlStore::analyze`.
-pub(super) const ANALYZE: &str = "analyze customers";
+pub(super) const ANALYZE: &str = "analyze customers, customers_search";
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -12,7 +12,10 @@
 //!   otherwise (a term whose every trigram is that common: `example.com`). A trigram in no
 //!   text at all makes the total 0 without a count. The posting lists' sizes are counted
 //!   (up to [`SCAN_ABOVE`]) and kept a minute per trigram: they choose a plan and are never
-//!   a total. PostgreSQL (trigram index) and SQLite (FTS5) count through their index.
+//!   a total. PostgreSQL counts through the trigram index of its narrow search table
+//!   (`customers_search`, ~90 rows a page: each candidate is rechecked there, not in
+//!   `customers`), SQLite through its FTS5 phrase alone (no row read; see
+//!   [`Filter::Phrase`]).
 //!
 //! A total of 0, counted or proven, is kept as any total is (`count_cache.rs`): while it is
 //! up to date, the term costs no query at all.
@@ -205,10 +208,13 @@ impl SqlStore {
         let walk = Filter::Walk {
             pattern: pattern.clone(),
         };
+        // PostgreSQL scans its narrow search table rather than `customers`.
+        let scanned = |pattern: String| match self.backend {
+            Backend::Postgres => Filter::SearchTable { pattern },
+            Backend::Sqlite | Backend::MySql => Filter::Like { pattern },
+        };
         let scan = |walk| SearchPlan {
-            count: Filter::Like {
-                pattern: pattern.clone(),
-            },
+            count: scanned(pattern.clone()),
             count_by_index: false,
             known_total: None,
             index: None,
@@ -220,23 +226,22 @@ impl SqlStore {
         };
         match self.backend {
             Backend::Postgres => Ok(SearchPlan {
-                count: Filter::Like {
-                    pattern: pattern.clone(),
-                },
+                count: scanned(pattern.clone()),
                 count_by_index: true,
                 known_total: None,
-                index: Some(Filter::Like { pattern }),
+                index: Some(scanned(pattern)),
                 index_candidates: 0,
                 walk,
             }),
             Backend::Sqlite => {
                 // An FTS5 phrase: the term in double quotes, its own quotes doubled.
+                let phrase = format!("\"{}\"", term.replace('"', "\"\""));
                 let trigram = Filter::Trigram {
-                    phrase: format!("\"{}\"", term.replace('"', "\"\"")),
+                    phrase: phrase.clone(),
                     pattern,
                 };
                 Ok(SearchPlan {
-                    count: trigram.clone(),
+                    count: Filter::Phrase { phrase },
                     count_by_index: true,
                     known_total: None,
                     index: Some(trigram),

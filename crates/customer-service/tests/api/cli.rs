@@ -174,7 +174,7 @@ fn migrate_creates_the_sqlite_file_and_its_schema() {
     assert!(dir.join("cli.db").exists());
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "applied 9 migrations\n"
+        "applied 10 migrations\n"
     );
     // Running it again is a no-op, and says nothing.
     let again = Command::new(BIN)
