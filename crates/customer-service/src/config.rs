@@ -29,6 +29,11 @@ pub struct Config {
     pub erasure: Option<ErasureConfig>,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    /// A test hook, not a setting (so not in the settings table):
+    /// `CUSTOMER_SERVICE_FAIL_WORKER=<name>` makes the background worker of that name panic
+    /// as it starts ("relay", "live log", …; see `workers.rs`), so that tests can watch what
+    /// a failed worker does to readiness and to the exit status.
+    pub fail_worker: Option<String>,
 }
 
 /// The NATS JetStream sink (see docs/architecture.md, "The NATS JetStream sink").
@@ -760,6 +765,9 @@ pub fn environment_help() -> String {
     help
 }
 
+/// See [`Config::fail_worker`].
+const FAIL_WORKER: &str = "CUSTOMER_SERVICE_FAIL_WORKER";
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -819,6 +827,7 @@ impl Config {
                 filter: s.rust_log,
                 otlp,
             },
+            fail_worker: lookup(FAIL_WORKER),
         })
     }
 }

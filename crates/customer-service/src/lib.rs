@@ -4,11 +4,14 @@
 //! # Layout
 //! - [`domain`]: the customer, its validation rules and the events each change emits (pure).
 //! - [`application`]: one use case per file, and the ports they need ([`application::CustomerStore`]).
-//! - [`store`]: the store on PostgreSQL and SQLite, with migrations per backend.
-//! - [`outbox`]: the relay that publishes the event log; [`sinks`]: Redis.
+//! - [`store`]: the store on PostgreSQL, SQLite and MySQL / MariaDB, with migrations per
+//!   backend.
+//! - [`outbox`]: the relay that publishes the event log; [`sinks`]: Redis (single server or
+//!   cluster) and NATS JetStream.
 //! - [`orchestrator`]: runs the sagas (GDPR erasure across services) on the relay's leader.
 //! - [`http`]: the axum router, envelopes, errors, OpenAPI.
-//! - [`config`], [`telemetry`], [`startup`]: reading settings, logging, wiring it together.
+//! - [`config`], [`telemetry`], [`startup`]: reading settings, logging, wiring it together;
+//!   [`workers`]: the background workers under one supervisor.
 //! - [`cli`]: the subcommands of the `customer-service` binary.
 
 pub mod application;
@@ -22,5 +25,6 @@ pub mod sinks;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod workers;
 
 pub use startup::App;

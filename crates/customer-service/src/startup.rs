@@ -27,6 +27,7 @@ use crate::sinks::{
 use crate::store::{
     describe_url, sqlite_folder_problem, Backend, DatabaseLease, SqlStore, StoreOptions,
 };
+use crate::workers::{until_stopped, Lifetime, WorkerHealth, Workers, FAILURE_DRAIN};
 
 /// A built application: database connected and migrated, listener bound, relay wired.
 pub struct App {
@@ -55,6 +56,12 @@ pub struct App {
     sagas: SagaContext,
     /// Where their answers arrive (Redis, NATS); none without any saga.
     replies: Vec<Arc<dyn ReplySource>>,
+    /// The live tail of the log for the SSE streams; its worker runs from `run_until_stopped`.
+    live: Arc<crate::http::LiveLog>,
+    /// Which worker failed (read by `/readyz`).
+    worker_health: Arc<WorkerHealth>,
+    /// Test hook: see `Config::fail_worker`.
+    fail_worker: Option<String>,
 }
 
 /// The sagas `config` asks for: the erasure saga when `ERASURE_PARTICIPANTS` is set.
@@ -271,10 +278,13 @@ impl App {
             .with_context(|| format!("binding {address} (PORT / HOST)"))?;
         let (stop, stopped) = watch::channel(false);
         let metrics: Arc<HttpMetrics> = Arc::default();
+        let live = crate::http::LiveLog::new(log.clone());
+        let worker_health: Arc<WorkerHealth> = Arc::default();
         let state = AppState::new(Services {
             store: store.clone(),
             models: store.clone(),
-            live: crate::http::LiveLog::start(log.clone(), relay.settled(), stopped.clone()),
+            live: live.clone(),
+            workers: worker_health.clone(),
             events: log,
             clock: Arc::new(SystemClock),
             started_at,
@@ -341,6 +351,9 @@ impl App {
             stop: Arc::new(stop),
             sagas,
             replies,
+            live,
+            worker_health,
+            fail_worker: config.fail_worker.clone(),
         })
     }
 
@@ -395,33 +408,52 @@ impl App {
         });
 
         let wake = self.store.commit_signal();
-        let mut background = Vec::new();
-        background.push(tokio::spawn(
-            self.store.clone().watch_replica(stopped.clone()),
-        ));
+        let mut workers = Workers::new(self.worker_health.clone(), self.fail_worker.clone());
+        workers.spawn(
+            "live log",
+            Lifetime::UntilStop,
+            self.live.clone().run(self.settled.clone(), stopped.clone()),
+        );
+        if self.store.has_replica() {
+            workers.spawn(
+                "replica watch",
+                Lifetime::UntilStop,
+                self.store.clone().watch_replica(stopped.clone()),
+            );
+        } else {
+            tracing::debug!("no replica configured (DATABASE_READ_URL): no replica watch");
+        }
         // The e-mail keys of customers from before the key (store/email_keys.rs): in the
         // background, so that start-up never waits for them.
-        let (store, mut stopping) = (self.store.clone(), stopped.clone());
-        background.push(tokio::spawn(async move {
-            tokio::select! {
-                keyed = store.key_emails() => if let Err(error) = keyed {
-                    tracing::warn!(%error, "writing the e-mail keys of earlier customers failed; the next start tries again");
-                },
-                _ = stopping.wait_for(|stop| *stop) => {}
+        let store = self.store.clone();
+        let keyed = async move {
+            if let Err(error) = store.key_emails().await {
+                tracing::warn!(%error, "writing the e-mail keys of earlier customers failed; the next start tries again");
             }
-        }));
+        };
+        workers.spawn(
+            "e-mail keys",
+            Lifetime::MayEnd,
+            until_stopped(keyed, stopped.clone()),
+        );
         if self.read_models {
             let metrics = self.metrics.clone();
-            background.push(tokio::spawn(self.store.clone().run_read_models(
-                self.settled.clone(),
-                stopped.clone(),
-                Arc::new(move |batch| metrics.observe_projection(batch)),
-            )));
+            workers.spawn(
+                "read models",
+                Lifetime::UntilStop,
+                self.store.clone().run_read_models(
+                    self.settled.clone(),
+                    stopped.clone(),
+                    Arc::new(move |batch| metrics.observe_projection(batch)),
+                ),
+            );
+        } else {
+            tracing::debug!("read models kept elsewhere (READ_MODELS_ENABLED=false)");
         }
         if let Some((redis, host)) = self.redis.clone() {
             // Said at once, rather than by the relay's retries later: writes still succeed,
             // their events wait in the database.
-            tokio::spawn(async move {
+            let probe = async move {
                 let answered = tokio::time::timeout(REDIS_START_CHECK, redis.ping()).await;
                 if !matches!(answered, Ok(Ok(()))) {
                     tracing::warn!(
@@ -429,10 +461,12 @@ impl App {
                          database and are published when it does; health says degraded until then"
                     );
                 }
-            });
+            };
+            let probe = until_stopped(probe, stopped.clone());
+            workers.spawn("Redis start-up probe", Lifetime::MayEnd, probe);
         }
         if let Some(nats) = self.nats.clone() {
-            tokio::spawn(async move {
+            let probe = async move {
                 let answered = tokio::time::timeout(REDIS_START_CHECK * 3, nats.ping()).await;
                 if !matches!(answered, Ok(Ok(()))) {
                     tracing::warn!(
@@ -443,7 +477,9 @@ impl App {
                         nats.config().stream
                     );
                 }
-            });
+            };
+            let probe = until_stopped(probe, stopped.clone());
+            workers.spawn("NATS start-up probe", Lifetime::MayEnd, probe);
         }
         if self.relay_config.enabled {
             let timing = RelayTiming {
@@ -457,12 +493,18 @@ impl App {
                         self.relay_config.lease_ttl,
                         timing.lease_retry,
                     ));
-                    background.push(tokio::spawn(keeper.clone().run(stopped.clone())));
+                    workers.spawn(
+                        "relay lease",
+                        Lifetime::UntilStop,
+                        keeper.clone().run(stopped.clone()),
+                    );
                     Leadership::Lease(keeper)
                 }
                 Backend::Sqlite => Leadership::Sole,
             };
-            if !self.replies.is_empty() {
+            if self.replies.is_empty() {
+                tracing::debug!("no saga configured (ERASURE_PARTICIPANTS): no orchestrator");
+            } else {
                 let orchestrator = Orchestrator {
                     store: self.sagas.store.clone(),
                     sagas: self.sagas.definitions.clone(),
@@ -470,18 +512,27 @@ impl App {
                     clock: Arc::new(SystemClock),
                     status: self.sagas.status.clone(),
                 };
-                background.push(tokio::spawn(
+                workers.spawn(
+                    "orchestrator",
+                    Lifetime::UntilStop,
                     orchestrator.run(leadership.clone(), stopped.clone()),
-                ));
+                );
             }
-            background.push(tokio::spawn(outbox::run(
-                self.relay.clone(),
-                leadership,
-                wake,
-                timing,
-                stopped.clone(),
-            )));
+            workers.spawn(
+                "relay",
+                Lifetime::UntilStop,
+                outbox::run(
+                    self.relay.clone(),
+                    leadership,
+                    wake,
+                    timing,
+                    stopped.clone(),
+                ),
+            );
+        } else {
+            tracing::debug!("relay off (RELAY_ENABLED=false): no relay, lease or orchestrator");
         }
+        let supervisor = tokio::spawn(workers.supervise(stop.clone(), FAILURE_DRAIN));
 
         let main = http::serve(
             self.listener,
@@ -499,12 +550,14 @@ impl App {
                 tokio::join!(main, http::serve(listener, router, limits, stopped.clone()));
             }
         }
-        let _ = stop.send(true);
-        for task in background {
-            let _ = task.await;
-        }
+        stop.send_replace(true);
+        let supervised = supervisor.await;
         self.store.close().await;
-        Ok(())
+        match supervised {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failed)) => Err(failed.into()),
+            Err(error) => Err(anyhow::anyhow!("the workers' supervisor failed: {error}")),
+        }
     }
 }
 

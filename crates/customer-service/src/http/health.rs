@@ -33,8 +33,10 @@ pub(crate) fn probes() -> Router<AppState> {
 pub(crate) struct Probe {
     /// "ok", "ready" or "not ready".
     status: &'static str,
+    /// Why not ready: "database unreachable", or "worker failed: <name>" (a background
+    /// worker ended before stop; the instance stops a few seconds later, to be restarted).
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+    reason: Option<String>,
 }
 
 /// Liveness: answers as long as the process serves requests; checks nothing else.
@@ -49,13 +51,23 @@ pub(crate) async fn livez() -> impl IntoResponse {
     })
 }
 
-/// Readiness: 200 while the database answers within 400 ms, else 503.
+/// Readiness: 200 while the database answers within 400 ms and every background worker
+/// runs, else 503.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     summary = "Readiness probe",
-    description = "200 while the database answers within 400 ms, 503 otherwise.",
+    description = "200 while the database answers within 400 ms and every background worker runs, 503 otherwise.",
     responses((status = 200, description = "Ready", body = Probe),
-              (status = 503, description = "The database does not answer", body = Probe)))]
+              (status = 503, description = "The database does not answer, or a background worker failed", body = Probe)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(worker) = state.workers.failed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Probe {
+                status: "not ready",
+                reason: Some(format!("worker failed: {worker}")),
+            }),
+        );
+    }
     match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (
             StatusCode::OK,
@@ -68,7 +80,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Probe {
                 status: "not ready",
-                reason: Some("database unreachable"),
+                reason: Some("database unreachable".to_owned()),
             }),
         ),
     }

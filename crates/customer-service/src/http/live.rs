@@ -39,21 +39,16 @@ pub struct LiveLog {
 }
 
 impl LiveLog {
-    /// The hub of this instance; its task ends at shutdown.
-    pub fn start(
-        events: Arc<dyn EventLog>,
-        settled: watch::Receiver<i64>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Arc<LiveLog> {
-        let live = Arc::new(LiveLog {
+    /// The hub of this instance; [`LiveLog::run`] is its worker (the app's supervisor runs
+    /// it, `startup.rs`).
+    pub fn new(events: Arc<dyn EventLog>) -> Arc<LiveLog> {
+        Arc::new(LiveLog {
             events,
             sender: broadcast::Sender::new(CLIENT_BUFFER),
             tip: watch::Sender::new(None),
             subscribed: Notify::new(),
             reads: AtomicU64::new(0),
-        });
-        tokio::spawn(live.clone().run(settled, shutdown));
-        live
+        })
     }
 
     /// Log queries made for live readers so far (for `/metrics` and the tests).
@@ -90,7 +85,8 @@ impl LiveLog {
         }
     }
 
-    async fn run(
+    /// Reads the settled log for the live readers while there are any; ends at shutdown.
+    pub async fn run(
         self: Arc<Self>,
         mut settled: watch::Receiver<i64>,
         mut shutdown: watch::Receiver<bool>,

@@ -102,6 +102,8 @@ pub struct Services {
     pub metrics: Arc<HttpMetrics>,
     /// The live tail of the settled log, shared by every SSE stream of this instance.
     pub live: Arc<LiveLog>,
+    /// Which background worker failed, if one did: `/readyz` answers 503 naming it.
+    pub workers: Arc<crate::workers::WorkerHealth>,
     /// Turns true at shutdown: ends open SSE streams, which would otherwise hold the
     /// graceful shutdown open forever.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

@@ -101,6 +101,12 @@ impl SqlStore {
 
     /// Compares the replica's position with the primary's every 100 ms until `stop`
     /// (nothing to do without a replica).
+    /// Whether reads may go to a replica (`DATABASE_READ_URL`): then [`Self::watch_replica`]
+    /// runs until stop.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
     pub async fn watch_replica(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let Some(replica) = self.replica.clone() else {
             return;

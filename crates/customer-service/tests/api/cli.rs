@@ -1,6 +1,7 @@
 //! The `customer-service` binary itself: help, configuration errors, `migrate`, and `serve`
 //! with JSON logs that carry correlation ids but no personal data, stopped by SIGTERM.
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -583,4 +584,44 @@ fn a_missing_database_or_role_is_said_plainly_with_how_to_create_it() {
             "{said}"
         );
     }
+}
+
+#[test]
+fn serve_exits_non_zero_naming_a_worker_that_failed() {
+    let (dir, url) = temp_db();
+    let port = test_servers::free_port();
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", &url)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .env("CUSTOMER_SERVICE_FAIL_WORKER", "live log")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not stop after its worker failed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the live log worker panicked before the instance was stopped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("worker=\"live log\""), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
 }

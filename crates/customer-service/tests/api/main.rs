@@ -41,3 +41,4 @@ mod sagas;
 mod tls;
 mod trace_export;
 mod update_customer;
+mod workers;
