@@ -1,8 +1,9 @@
 //! The public event contract of `customer-service`: the customer event types, their
 //! `data` payloads and the wire envelope every sink carries byte for byte.
 //!
-//! This crate deliberately knows nothing of HTTP, SQL or Redis, so any Rust consumer can
-//! depend on it. Timestamps are carried as the contract's strings (`2026-01-01T10:00:00.000Z`)
+//! Its core (the modules without a feature) knows nothing of HTTP, SQL, Redis or NATS, so any
+//! Rust consumer can depend on it; the consumers of Redis and NATS and the read models'
+//! runner are behind features. Timestamps are carried as the contract's strings (`2026-01-01T10:00:00.000Z`)
 //! rather than a date type, which keeps the crate free of a date-time dependency and makes
 //! what is deserialized exactly what was published.
 //!
@@ -17,7 +18,8 @@
 //! - [`erasure`]: personal data erased from a stored envelope, its shape kept.
 //! - `catalog` (feature `schema`): JSON Schema and an example of every type and version.
 //! - `consumer` (feature `consumer`): a Redis Streams consumer with retries, a dead-letter
-//!   stream, reclaiming and de-duplication.
+//!   stream, reclaiming and de-duplication; `redis_target`: one Redis server or a cluster,
+//!   and the connection to either (also the service's sink's).
 //! - `participant` (feature `consumer`): the participant side of the erasure saga: one
 //!   `erase(customer_id)` function, and requests, de-duplication, retries and replies handled.
 //! - `jetstream` (feature `jetstream`): the same consumer on a NATS JetStream stream.
@@ -41,6 +43,8 @@ pub mod outcome;
 pub mod participant;
 #[cfg(feature = "projection")]
 pub mod projection;
+#[cfg(feature = "consumer")]
+pub mod redis_target;
 pub mod snapshot;
 pub mod versions;
 

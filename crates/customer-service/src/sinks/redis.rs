@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use customer_events::consumer::RedisTarget;
+use customer_events::redis_target::RedisTarget;
 use customer_events::EventType;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncConnectionConfig, Cmd, Value};
@@ -28,70 +28,25 @@ use crate::config::RedisConfig;
 
 use super::{EventSink, SinkError};
 
-/// The relay lease's fence, the first lines of both batch scripts: KEYS[2] holds the newest
-/// epoch that published, ARGV[4] is this relay's (empty: unfenced). A superseded epoch
-/// gets a `FENCED` error before anything is published.
-macro_rules! fence_lua {
-    () => {
-        r"
-local epoch = tonumber(ARGV[4])
-if epoch then
-  local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if epoch < newest then
-    return redis.error_reply('FENCED relay lease epoch ' .. ARGV[4] .. ' is superseded')
-  end
-  if epoch > newest then
-    redis.call('SET', KEYS[2], ARGV[4])
-  end
-end
-"
-    };
-}
-
-/// KEYS[1] = stream, KEYS[2] = the relay's fence, KEYS[3..] = one event key per event.
-/// ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = the relay lease's
-/// epoch (empty: unfenced), then per event three values: type, id, envelope. Returns how many
-/// events were new; a `FENCED` error, publishing nothing, if a newer epoch has published.
+/// The batch scripts (Lua, in `redis/`), each after the relay lease's fence: KEYS[2] holds
+/// the newest epoch that published, ARGV[4] is this relay's (empty: unfenced); a superseded
+/// epoch gets a `FENCED` error before anything is published.
+///
+/// Single server: KEYS[1] = stream, KEYS[2] = the relay's fence, KEYS[3..] = one event key
+/// per event; ARGV[1] = ttl, ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = the
+/// relay lease's epoch (empty: unfenced), then per event three values: type, id, envelope.
+/// Returns how many events were new.
 const PUBLISH_BATCH: &str = concat!(
-    fence_lua!(),
-    r"
-local published = 0
-for i = 3, #KEYS do
-  local base = 4 + (i - 3) * 3
-  local event_type, event_id, envelope = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  if redis.call('SET', KEYS[i], envelope, 'EX', ARGV[1], 'NX') then
-    redis.call('PUBLISH', ARGV[2], envelope)
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
-               'type', event_type, 'id', event_id, 'event', envelope)
-    published = published + 1
-  end
-end
-return published
-"
+    include_str!("redis/fence.lua"),
+    include_str!("redis/publish_batch.lua")
 );
 
-/// The batch script of a Redis Cluster (see the module's documentation): KEYS[1] = stream,
-/// KEYS[2] = the relay's fence, KEYS[3] = the ids published in the last 24 h; ARGV[1] = ttl,
-/// ARGV[2] = channel, ARGV[3] = stream max length, ARGV[4] = epoch (empty: unfenced), then
-/// per event: type, id, envelope. Returns how many events were new.
+/// Redis Cluster (see the module's documentation): KEYS[1] = stream, KEYS[2] = the relay's
+/// fence, KEYS[3] = the ids published in the last 24 h; ARGV as on a single server. Returns
+/// how many events were new.
 const PUBLISH_BATCH_CLUSTER: &str = concat!(
-    fence_lua!(),
-    r"
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]) * 1000)
-local published = 0
-for base = 5, #ARGV, 3 do
-  local event_type, event_id, envelope = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  if redis.call('ZADD', KEYS[3], 'NX', now, event_id) == 1 then
-    redis.call('PUBLISH', ARGV[2], envelope)
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*',
-               'type', event_type, 'id', event_id, 'event', envelope)
-    published = published + 1
-  end
-end
-return published
-"
+    include_str!("redis/fence.lua"),
+    include_str!("redis/publish_batch_cluster.lua")
 );
 
 /// How long one Redis round trip (or a connection attempt) may take before the batch is
@@ -147,7 +102,7 @@ pub async fn append_to_stream(
 
 /// A connection to one server or to a cluster (which routes each command to its slot's
 /// master, following slot moves and failovers by itself): the consumer crate's.
-pub use customer_events::consumer::RedisConnection as Connection;
+pub use customer_events::redis_target::RedisConnection as Connection;
 
 pub struct RedisSink {
     /// One server, or a Redis Cluster.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use customer_events::consumer::{RedisConnection, RedisTarget};
+use customer_events::redis_target::{RedisConnection, RedisTarget};
 use redis::Value;
 use tokio::sync::Mutex;
 
