@@ -29,7 +29,9 @@
 //! checkpoint still moves past them). `CustomerErased` is delivered like every event: a model
 //! that keeps personal data removes it there.
 
+mod control;
 mod db;
+mod generations;
 #[cfg(feature = "projection-http")]
 pub mod http;
 mod runner;
@@ -39,11 +41,9 @@ use async_trait::async_trait;
 
 use crate::{CustomerEvent, Envelope};
 
+pub use control::{ensure_tables, request_rebuild, serving_tables, status};
 pub use db::{placeholders, portable, Db, Tables};
-pub use runner::{
-    ensure_tables, request_rebuild, serving_tables, status, AppliedBatch, Connections, Lag,
-    OnApplied, Options, Runner, Status,
-};
+pub use runner::{AppliedBatch, Connections, Lag, OnApplied, Options, Runner, Status};
 pub use time::iso_to_unix_ms;
 
 /// One event of the log, typed and upcast to the current schema.

@@ -1,17 +1,18 @@
 //! The runner: batches from a source, applied with their checkpoint in one transaction, and
-//! the blue/green rebuild.
+//! the blue/green rebuild (its steps in `generations.rs`; the control tables and the reader
+//! API in `control.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Connection};
 
 use crate::versions::ReadError;
 use crate::{CustomerEvent, Envelope};
 
-use super::db::{placeholders, positional, Db, Tables};
+use super::db::{Db, Tables};
 use super::{EventSource, LogEvent, ProjectionError, RawEvent, ReadModel};
 
 /// Where a runner gets the connection it writes with.
@@ -92,6 +93,9 @@ pub struct Lag {
     pub ms: i64,
 }
 
+use super::control::*;
+use super::generations::*;
+
 /// A model's state as stored: what readers and `status` commands see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -106,189 +110,6 @@ pub struct Status {
     pub rebuild: Option<(i64, i64)>,
     /// A rebuild asked for and not yet started.
     pub rebuild_requested: bool,
-}
-
-const CREATE_PROJECTIONS: &str = "create table if not exists projections (
-    name varchar(64) not null primary key,
-    serving_generation bigint not null,
-    building_generation bigint,
-    rebuild_requested_at_ms bigint,
-    retired_generation bigint,
-    retired_at_ms bigint
-)";
-
-const CREATE_CHECKPOINTS: &str = "create table if not exists projection_checkpoints (
-    name varchar(64) not null,
-    generation bigint not null,
-    position bigint not null,
-    event_at_ms bigint,
-    updated_at_ms bigint not null,
-    primary key (name, generation)
-)";
-
-const REGISTER: &str = "insert into projections (name, serving_generation) values ($1, 1)";
-
-const CONTROL: &str = "select serving_generation, building_generation, rebuild_requested_at_ms, \
-     retired_generation, retired_at_ms from projections where name = $1";
-
-const STATUS: &str = "select p.serving_generation, p.building_generation, \
-     p.rebuild_requested_at_ms, s.position, s.event_at_ms, s.updated_at_ms, b.position \
-     from projections p \
-     join projection_checkpoints s on s.name = p.name and s.generation = p.serving_generation \
-     left join projection_checkpoints b on b.name = p.name and b.generation = p.building_generation \
-     where p.name = $1";
-
-const CHECKPOINT: &str = "select position from projection_checkpoints \
-     where name = $1 and generation = $2";
-
-const NEW_CHECKPOINT: &str = "insert into projection_checkpoints \
-     (name, generation, position, event_at_ms, updated_at_ms) values ($1, $2, 0, null, $3)";
-
-/// The compare-and-set that makes a batch count once.
-const MOVE_CHECKPOINT: &str = "update projection_checkpoints \
-     set position = $1, event_at_ms = $2, updated_at_ms = $3 \
-     where name = $4 and generation = $5 and position = $6";
-
-const DELETE_CHECKPOINT: &str =
-    "delete from projection_checkpoints where name = $1 and generation = $2";
-
-const REQUEST_REBUILD: &str = "update projections set rebuild_requested_at_ms = $1 where name = $2";
-
-const START_REBUILD: &str = "update projections \
-     set building_generation = $1, rebuild_requested_at_ms = null \
-     where name = $2 and serving_generation = $3 and building_generation is null";
-
-const SWAP: &str = "update projections \
-     set serving_generation = $1, building_generation = null, \
-         retired_generation = $2, retired_at_ms = $3 \
-     where name = $4 and serving_generation = $5 and building_generation = $6";
-
-const FORGET_RETIRED: &str = "update projections \
-     set retired_generation = null, retired_at_ms = null \
-     where name = $1 and retired_generation = $2";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn query(
-    conn: &AnyConnection,
-    text: &'static str,
-) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
-    sqlx::query(sqlx::AssertSqlSafe(
-        placeholders(positional(conn), text.into()).into_owned(),
-    ))
-}
-
-/// Creates the runner's own tables (`projections`, `projection_checkpoints`) if missing. A
-/// runner does so when it starts; a reader that may look before any runner started calls it
-/// first (or creates them with its migrations, as the service does).
-pub async fn ensure_tables(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    use sqlx::Executor;
-    conn.execute(CREATE_PROJECTIONS).await?;
-    conn.execute(CREATE_CHECKPOINTS).await?;
-    Ok(())
-}
-
-/// The serving tables of `model`, for readers; `None` until its runner has created them.
-pub async fn serving_tables(
-    conn: &mut AnyConnection,
-    model: &str,
-) -> Result<Option<Tables>, sqlx::Error> {
-    Ok(status(conn, model)
-        .await?
-        .map(|status| Tables::new(model, status.generation)))
-}
-
-/// What `model`'s runner has stored; `None` until it has created its serving tables (their
-/// checkpoint is written in the transaction that creates them).
-pub async fn status(conn: &mut AnyConnection, model: &str) -> Result<Option<Status>, sqlx::Error> {
-    // One statement, so one snapshot on every backend: read apart, the control row and the
-    // checkpoints could straddle a swap (the serving generation read before it, its
-    // checkpoint after it was retired), and a reader would see no model at all.
-    let row = query(conn, STATUS)
-        .bind(model)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|row| {
-        let building: Option<i64> = row.try_get(1)?;
-        let building_position: Option<i64> = row.try_get(6)?;
-        Ok(Status {
-            model: model.to_owned(),
-            generation: row.try_get(0)?,
-            position: row.try_get(3)?,
-            event_at_ms: row.try_get(4)?,
-            updated_at_ms: row.try_get(5)?,
-            rebuild: building.zip(building_position),
-            rebuild_requested: row.try_get::<Option<i64>, _>(2)?.is_some(),
-        })
-    })
-    .transpose()
-}
-
-/// Asks `model`'s runner (in whichever process runs it) to rebuild it from position 0
-/// beside the serving copy. `false` when no runner of that model ever started here.
-pub async fn request_rebuild(conn: &mut AnyConnection, model: &str) -> Result<bool, sqlx::Error> {
-    ensure_tables(conn).await?;
-    let done = query(conn, REQUEST_REBUILD)
-        .bind(now_ms())
-        .bind(model)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Control {
-    serving: i64,
-    building: Option<i64>,
-    rebuild_requested: bool,
-    retired: Option<(i64, i64)>,
-}
-
-async fn read_control(
-    conn: &mut AnyConnection,
-    model: &str,
-) -> Result<Option<Control>, sqlx::Error> {
-    let row = query(conn, CONTROL)
-        .bind(model)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|row| {
-        let retired: Option<i64> = row.try_get(3)?;
-        let retired_at: Option<i64> = row.try_get(4)?;
-        Ok(Control {
-            serving: row.try_get(0)?,
-            building: row.try_get(1)?,
-            rebuild_requested: row.try_get::<Option<i64>, _>(2)?.is_some(),
-            retired: retired.zip(retired_at),
-        })
-    })
-    .transpose()
-}
-
-struct Checkpoint {
-    position: i64,
-}
-
-async fn read_checkpoint(
-    conn: &mut AnyConnection,
-    model: &str,
-    generation: i64,
-) -> Result<Option<Checkpoint>, sqlx::Error> {
-    let row = query(conn, CHECKPOINT)
-        .bind(model)
-        .bind(generation)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|row| {
-        Ok(Checkpoint {
-            position: row.try_get(0)?,
-        })
-    })
-    .transpose()
 }
 
 /// One generation being written: its tables, checkpoint and reader of the log.
@@ -613,108 +434,6 @@ impl<M: ReadModel, S: EventSource, C: Connections> Runner<M, S, C> {
     }
 }
 
-/// Registers `name` if it is new; its control row.
-async fn register(conn: &mut AnyConnection, name: &str) -> Result<Control, ProjectionError> {
-    ensure_tables(conn).await?;
-    if read_control(conn, name).await?.is_none() {
-        // Another process may register it at the same moment: then its row stands.
-        let _ = query(conn, REGISTER).bind(name).execute(&mut *conn).await;
-    }
-    read_control(conn, name)
-        .await?
-        .ok_or_else(|| ProjectionError::Model(format!("read model {name} could not be registered")))
-}
-
-/// The checkpoint of `tables`' generation, its tables created (empty) first if it has none.
-async fn prepare<M: ReadModel>(
-    conn: &mut AnyConnection,
-    model: &M,
-    tables: &Tables,
-) -> Result<i64, ProjectionError> {
-    let name = model.name();
-    let generation = tables.generation();
-    if let Some(checkpoint) = read_checkpoint(conn, name, generation).await? {
-        return Ok(checkpoint.position);
-    }
-    // Never dropped here: another process may have prepared this generation a moment ago.
-    // Tables without a checkpoint (MySQL commits DDL at once, so a start that died in
-    // between leaves them) are empty, as nothing is applied before the checkpoint exists,
-    // and `create` keeps them (`if not exists`).
-    let mut tx = conn.begin().await?;
-    model.create(&mut Db::new(&mut tx), tables).await?;
-    let inserted = query(&tx, NEW_CHECKPOINT)
-        .bind(name)
-        .bind(generation)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
-    match inserted {
-        Ok(_) => tx.commit().await?,
-        // Another process prepared it meanwhile: use theirs.
-        Err(_) => tx.rollback().await?,
-    }
-    Ok(read_checkpoint(conn, name, generation)
-        .await?
-        .map_or(0, |c| c.position))
-}
-
-/// Drops a replaced generation's tables and checkpoint.
-async fn retire<M: ReadModel>(
-    conn: &mut AnyConnection,
-    model: &M,
-    tables: &Tables,
-) -> Result<(), ProjectionError> {
-    drop_tables(conn, model.tables(), tables).await?;
-    query(conn, DELETE_CHECKPOINT)
-        .bind(model.name())
-        .bind(tables.generation())
-        .execute(&mut *conn)
-        .await?;
-    query(conn, FORGET_RETIRED)
-        .bind(model.name())
-        .bind(tables.generation())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Starts building generation `next` of `name` if `serving` still serves and no rebuild
-/// runs; the rows changed.
-async fn start_rebuild(
-    conn: &mut AnyConnection,
-    name: &str,
-    next: i64,
-    serving: i64,
-) -> Result<u64, ProjectionError> {
-    let done = query(conn, START_REBUILD)
-        .bind(next)
-        .bind(name.to_owned())
-        .bind(serving)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
-}
-
-/// Makes `new` serve instead of `old` (retired now) if the control row is still so; the
-/// rows changed.
-async fn swap(
-    conn: &mut AnyConnection,
-    name: &str,
-    old: i64,
-    new: i64,
-) -> Result<u64, ProjectionError> {
-    let done = query(conn, SWAP)
-        .bind(new)
-        .bind(old)
-        .bind(now_ms())
-        .bind(name.to_owned())
-        .bind(old)
-        .bind(new)
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
-}
-
 /// Moves the checkpoint from `after` to `last` and applies one batch, in one transaction;
 /// `false` (nothing changed) when the checkpoint was no longer at `after`.
 ///
@@ -797,25 +516,8 @@ fn describe(error: &ReadError) -> String {
     }
 }
 
-/// Drops the tables of one generation (missing ones are fine).
-async fn drop_tables(
-    conn: &mut AnyConnection,
-    names: &[&str],
-    tables: &Tables,
-) -> Result<(), sqlx::Error> {
-    use sqlx::Executor;
-    for table in names {
-        conn.execute(sqlx::AssertSqlSafe(format!(
-            "drop table if exists {}",
-            tables.name(table)
-        )))
-        .await?;
-    }
-    Ok(())
-}
-
 /// Whether an error came from a server that answered (the connection is still usable).
-fn answered(error: &sqlx::Error) -> bool {
+pub(super) fn answered(error: &sqlx::Error) -> bool {
     matches!(
         error,
         sqlx::Error::Database(_)
