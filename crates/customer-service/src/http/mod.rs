@@ -18,6 +18,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod idempotency;
 mod live;
 mod metrics;
 mod openapi;
