@@ -129,9 +129,10 @@ async fn serve_connection(
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(WatchedIo {
-        inner: stream,
+        inner: Some(stream),
         activity: activity.clone(),
         replacing: None,
+        answered_error: false,
     });
     let service = {
         let activity = activity.clone();
@@ -314,10 +315,51 @@ impl hyper::body::Body for TrackedBody {
 /// The TCP stream, reporting reads and writes to the connection's [`Activity`], and
 /// replacing hyper's own bare error answers.
 struct WatchedIo {
-    inner: TcpStream,
+    /// `None` only once dropped (see `Drop`).
+    inner: Option<TcpStream>,
     activity: Arc<Activity>,
     /// The contract's answer being written in place of hyper's bare one.
     replacing: Option<Replacement>,
+    /// Whether such an answer was written: the peer may still be sending the request hyper
+    /// refused, so the connection is closed lingering (see [`linger`]).
+    answered_error: bool,
+}
+
+/// How long, and for how many bytes, a connection answered with an error before its request
+/// was read keeps reading (and discarding) after the answer: closing a socket with unread
+/// input sends a reset, and a client still sending (a 500 kB header) then loses the answer
+/// it had not read yet (the kernel drops it). As nginx's `lingering_close`.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Ends the write side (the client reads the answer, then end of stream), then reads and
+/// discards what the client still sends, for at most [`LINGER`] and [`LINGER_BYTES`],
+/// before the socket is closed.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+}
+
+impl Drop for WatchedIo {
+    fn drop(&mut self) {
+        if !self.answered_error {
+            return;
+        }
+        if let (Some(stream), Ok(runtime)) =
+            (self.inner.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(linger(stream));
+        }
+    }
 }
 
 struct Replacement {
@@ -328,6 +370,12 @@ struct Replacement {
 }
 
 impl WatchedIo {
+    fn stream(&mut self) -> io::Result<&mut TcpStream> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+
     fn write_one(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.replacing.is_none() && self.activity.in_flight.load(Ordering::Acquire) == 0 {
             self.replacing = hyper_error(buf).map(|bytes| Replacement {
@@ -336,14 +384,17 @@ impl WatchedIo {
                 answers: buf.len(),
             });
         }
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
         let Some(replacement) = &mut self.replacing else {
-            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            let polled = Pin::new(inner).poll_write(cx, buf);
             self.activity.wrote(polled.is_ready());
             return polled;
         };
         while replacement.written < replacement.bytes.len() {
             let rest = &replacement.bytes[replacement.written..];
-            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+            match Pin::new(&mut *inner).poll_write(cx, rest) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => replacement.written += n,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -356,6 +407,7 @@ impl WatchedIo {
         self.activity.wrote(true);
         let answered = replacement.answers.min(buf.len());
         self.replacing = None;
+        self.answered_error = true;
         Poll::Ready(Ok(answered))
     }
 }
@@ -431,7 +483,11 @@ impl AsyncRead for WatchedIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let inner = match this.stream() {
+            Ok(inner) => inner,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let polled = Pin::new(inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.bytes_read();
         }
@@ -461,21 +517,33 @@ impl AsyncWrite for WatchedIo {
                 return this.write_one(cx, only);
             }
         }
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let inner = match this.stream() {
+            Ok(inner) => inner,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let polled = Pin::new(inner).poll_write_vectored(cx, bufs);
         this.activity.wrote(polled.is_ready());
         polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner
+            .as_ref()
+            .is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        match self.get_mut().stream() {
+            Ok(inner) => Pin::new(inner).poll_flush(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        match self.get_mut().stream() {
+            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 }
 

@@ -396,14 +396,21 @@ async fn requests_hyper_cannot_parse_get_the_contracts_error_body() {
     ] {
         let mut stream = connect(&app).await;
         // The server may answer and close before it has read all of a huge head.
+        let request_len = request.len();
         let _ = stream.write_all(&request).await;
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
         let answer = String::from_utf8_lossy(&answer).into_owned();
-        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| {
+            panic!(
+                "a whole answer to {status}, got {} bytes: {answer:?}",
+                answer.len()
+            )
+        });
         assert!(
             head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
-            "{head}"
+            "expected {status} for a request of {} bytes: {head}",
+            request_len
         );
         let lower = head.to_ascii_lowercase();
         assert!(
