@@ -392,3 +392,88 @@ async fn active_customers_are_streamed_with_limit_and_cursor(app: TestApp) {
     .await;
     assert_eq!(body["data"], json!([]));
 }
+
+/// Migration 10 (issue #29) moves PostgreSQL's trigram index to the narrow `customers_search`
+/// table, filled from `customers` by the migration itself: customers written by an older
+/// release (schema 9) must be found, counted and paged after the upgrade, and the table
+/// must follow their later changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_customers_from_before_the_narrow_search_table_are_found_after_the_upgrade() {
+    use sqlx::Connection;
+    let backend = crate::test_app::Backend::Postgres;
+    if !backend.available() {
+        return;
+    }
+    let (url, _) = crate::test_app::fresh_database(backend).await;
+    // Schema 9, as the release before applied it: the same files, so their checksums match.
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let older =
+        std::env::temp_dir().join(format!("cs_migrations_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&older).unwrap();
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "20261209" {
+            std::fs::copy(&path, older.join(&name)).unwrap();
+        }
+    }
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(older.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&older);
+    for (n, (first, last)) in [("Ada", "Lovelace"), ("Adam", "Smith"), ("Grace", "Hopper")]
+        .into_iter()
+        .enumerate()
+    {
+        let email = format!(
+            "{}.{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        );
+        let text = format!("{first}\u{1f}{last}\u{1f}{email}").to_lowercase();
+        sqlx::query(
+            "insert into customers (email, first_name, last_name, is_active, search_text, \
+             created_at_ms, updated_at_ms, version) values ($1, $2, $3, true, $4, $5, $5, 1)",
+        )
+        .bind(&email)
+        .bind(first)
+        .bind(last)
+        .bind(&text)
+        .bind(1_700_000_000_000_i64 + n as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    // Start the current release on it: it applies migration 10.
+    let app = crate::test_app::spawn_app_on(url, |_| {}).await;
+    let names = |page: &Value| -> Vec<String> {
+        page["data"]["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["lastName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = json_of(app.get("/api/v1/customers?search=ada").await, 200).await;
+    assert_eq!(page["data"]["total"], 2, "{page}");
+    assert_eq!(names(&page), ["Smith", "Lovelace"]);
+    let page = json_of(app.get("/api/v1/customers?search=hopper").await, 200).await;
+    assert_eq!(page["data"]["total"], 1, "{page}");
+    assert_eq!(names(&page), ["Hopper"]);
+    // The table follows a rename through the API.
+    let id = page["data"]["customers"][0]["id"].as_i64().unwrap();
+    let renamed = app.patch_customer(id, &json!({"lastName": "Adams"})).await;
+    assert_eq!(renamed.status(), 200);
+    let page = json_of(app.get("/api/v1/customers?search=ada").await, 200).await;
+    assert_eq!(page["data"]["total"], 3, "{page}");
+    assert_eq!(names(&page), ["Adams", "Smith", "Lovelace"]);
+    let page = json_of(app.get("/api/v1/customers?search=adams").await, 200).await;
+    assert_eq!(page["data"]["total"], 1, "{page}");
+    assert_eq!(names(&page), ["Adams"]);
+}
