@@ -399,6 +399,7 @@ async fn active_customers_are_streamed_with_limit_and_cursor(app: TestApp) {
 /// must follow their later changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_customers_from_before_the_narrow_search_table_are_found_after_the_upgrade() {
+    use crate::test_app::Available as _;
     use sqlx::Connection;
     let backend = crate::test_app::Backend::Postgres;
     if !backend.available() {

@@ -12,26 +12,20 @@ use sqlx::{AnyConnection, Connection};
 use test_servers::{OrSkip, OwnMariaDb, OwnPostgres};
 
 use crate::test_app::{
-    create_mysql_database, create_postgres_database, json_of, minimal, spawn_app_on, TestApp,
+    create_mysql_database, create_postgres_database, eventually, json_of, minimal, spawn_app_on,
+    TestApp,
 };
 
-async fn health(app: &TestApp) -> Value {
-    json_of(app.get("/api/v1/health").await, 200).await["data"].clone()
-}
-
 async fn wait_for_replica(app: &TestApp, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let health = health(app).await;
+    eventually(&format!("the replica {status}"), || async {
+        let health = app.health().await;
         if health["checks"]["replica"]["status"] == status {
-            return health;
+            Ok(health)
+        } else {
+            Err(health.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "replica never {status}: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Connects to `url` once the replica has the database (it replays its creation late).

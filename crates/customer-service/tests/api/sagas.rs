@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use crate::own_server::ServiceProcess;
 use crate::test_app::{
-    assert_matches_catalog, fresh_database, john, json_of, redis_url, spawn_app_with,
-    streamed_payloads, unique_redis, Backend, TestApp,
+    assert_matches_catalog, eventually, fresh_database, health_at, john, json_of, metric_at,
+    redis_url, spawn_app_with, streamed_payloads, unique_redis, Backend, TestApp,
 };
 
 crate::for_every_backend!(
@@ -122,18 +122,15 @@ async fn erasure_record(base: &str, id: i64) -> Value {
 
 /// The customer's erasure saga once `done` holds for it (bounded wait).
 async fn wait_for(base: &str, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(&format!("the saga {what}"), || async {
         let record = erasure_record(base, id).await;
         if done(&record) {
-            return record;
+            Ok(record)
+        } else {
+            Err(record.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the saga never got {what}: {record}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn wait_for_state(base: &str, id: i64, state: &str) -> Value {
@@ -173,19 +170,15 @@ fn requests_for<'a>(events: &'a [Value], participant: &str) -> Vec<&'a Value> {
 
 /// Waits until the stream holds `n` saga events.
 async fn wait_for_saga_events(redis: &RedisConfig, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(&format!("{n} saga events streamed"), || async {
         let events = saga_events(redis).await;
         if events.len() >= n {
-            return events;
+            Ok(events)
+        } else {
+            Err(format!("{} streamed", events.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} saga events streamed, waiting for {n}",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// `XADD <stream>:erasure-replies * field value …`.
@@ -198,24 +191,6 @@ async fn send_reply(redis: &RedisConfig, fields: &[(&str, &str)]) {
         command.arg(*field).arg(*value);
     }
     let _: String = command.query_async(&mut connection).await.unwrap();
-}
-
-/// A series' value in `/metrics` (0 when absent).
-async fn metric(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn health(base: &str) -> Value {
-    let response = reqwest::get(format!("{base}/api/v1/health")).await.unwrap();
-    response.json::<Value>().await.unwrap()["data"].clone()
 }
 
 /// Runs `customer-service <args>` against `app` with the saga settings: (success, stdout).
@@ -375,10 +350,10 @@ async fn every_participant_confirms_and_the_saga_completes_without_touching_the_
     assert_eq!(list["data"]["nextBefore"], Value::Null);
     let open = json_of(app.get("/api/v1/sagas?state=open").await, 200).await;
     assert_eq!(open["data"]["sagas"], json!([]));
-    assert_eq!(metric(&base, r#"sagas{state="completed"}"#).await, 1.0);
-    assert_eq!(metric(&base, r#"sagas{state="open"}"#).await, 0.0);
-    assert_eq!(metric(&base, "saga_oldest_open_age_seconds").await, 0.0);
-    let note = &health(&base).await["checks"]["sagas"];
+    assert_eq!(metric_at(&base, r#"sagas{state="completed"}"#).await, 1.0);
+    assert_eq!(metric_at(&base, r#"sagas{state="open"}"#).await, 0.0);
+    assert_eq!(metric_at(&base, "saga_oldest_open_age_seconds").await, 0.0);
+    let note = &health_at(&base).await["checks"]["sagas"];
     assert_eq!(note["status"], "ok", "{note}");
     assert_eq!(note["open"], 0);
 
@@ -491,7 +466,7 @@ async fn a_participant_that_was_down_is_asked_again_and_erases_once(backend: Bac
     let record = wait_for_state(&base, id, "completed").await;
     assert_eq!(participant(&record, "email")["state"], "confirmed");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&base, "saga_replies_recorded_total").await < 4.0 {
+    while metric_at(&base, "saga_replies_recorded_total").await < 4.0 {
         assert!(
             Instant::now() < deadline,
             "the repeated answers never arrived"
@@ -499,7 +474,7 @@ async fn a_participant_that_was_down_is_asked_again_and_erases_once(backend: Bac
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(email.calls(), [id], "erased once for three requests");
-    assert_eq!(metric(&base, "saga_replies_refused_total").await, 0.0);
+    assert_eq!(metric_at(&base, "saga_replies_refused_total").await, 0.0);
     let completions = saga_events(&redis)
         .await
         .into_iter()
@@ -533,11 +508,11 @@ async fn a_failed_answer_fails_the_saga_and_a_retry_asks_again_with_a_new_token(
     );
     // (e-mail's confirmation counts if it came before the failure; after it, it is refused
     // and the retry asks e-mail again too.)
-    let note = &health(&base).await["checks"]["sagas"];
+    let note = &health_at(&base).await["checks"]["sagas"];
     assert_eq!(note["status"], "attention");
     assert_eq!(note["failed"], 1);
     assert_eq!(
-        health(&base).await["status"],
+        health_at(&base).await["status"],
         "healthy",
         "a note, not a degradation"
     );
@@ -640,7 +615,7 @@ async fn duplicate_late_forged_and_unknown_replies_change_nothing(backend: Backe
         send_reply(&redis, fields).await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&base, "saga_replies_refused_total").await < 5.0 {
+    while metric_at(&base, "saga_replies_refused_total").await < 5.0 {
         assert!(
             Instant::now() < deadline,
             "the forged replies were not all refused"
@@ -694,8 +669,8 @@ async fn duplicate_late_forged_and_unknown_replies_change_nothing(backend: Backe
     .await;
     send_reply(&redis, &email_erased).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&base, "saga_replies_refused_total").await < 6.0
-        || metric(&base, "saga_replies_recorded_total").await < 4.0
+    while metric_at(&base, "saga_replies_refused_total").await < 6.0
+        || metric_at(&base, "saga_replies_recorded_total").await < 4.0
     {
         assert!(
             Instant::now() < deadline,
@@ -704,7 +679,7 @@ async fn duplicate_late_forged_and_unknown_replies_change_nothing(backend: Backe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(erasure_record(&base, id).await, completed);
-    assert_eq!(metric(&base, "saga_replies_refused_total").await, 6.0);
+    assert_eq!(metric_at(&base, "saga_replies_refused_total").await, 6.0);
     let completions = saga_events(&redis)
         .await
         .into_iter()
@@ -728,7 +703,7 @@ async fn the_deadline_fails_the_saga_visibly(backend: Backend) {
     // Past half its deadline: a note in health, not a degradation.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let report = health(&base).await;
+        let report = health_at(&base).await;
         let note = &report["checks"]["sagas"];
         if note["pastHalfDeadline"] == 1 {
             assert_eq!(note["status"], "attention");
@@ -741,8 +716,8 @@ async fn the_deadline_fails_the_saga_visibly(backend: Backend) {
                 "{note}"
             );
             assert_eq!(report["status"], "healthy");
-            assert_eq!(metric(&base, "sagas_past_half_deadline").await, 1.0);
-            assert!(metric(&base, "saga_oldest_open_age_seconds").await >= 1.5);
+            assert_eq!(metric_at(&base, "sagas_past_half_deadline").await, 1.0);
+            assert!(metric_at(&base, "saga_oldest_open_age_seconds").await >= 1.5);
             break;
         }
         assert!(
@@ -762,9 +737,9 @@ async fn the_deadline_fails_the_saga_visibly(backend: Backend) {
     assert_eq!(participant(&record, "billing")["nextAskAt"], Value::Null);
     assert!(crate::test_app::is_iso_millis(&record["endedAt"]));
     assert!(record["endedAt"].as_str() >= record["deadline"].as_str());
-    assert_eq!(metric(&base, r#"sagas{state="failed"}"#).await, 1.0);
-    assert_eq!(metric(&base, r#"sagas{state="open"}"#).await, 0.0);
-    let report = health(&base).await;
+    assert_eq!(metric_at(&base, r#"sagas{state="failed"}"#).await, 1.0);
+    assert_eq!(metric_at(&base, r#"sagas{state="open"}"#).await, 0.0);
+    let report = health_at(&base).await;
     assert_eq!(report["checks"]["sagas"]["failed"], 1);
     assert_eq!(report["checks"]["sagas"]["pastHalfDeadline"], 0);
     assert_eq!(report["status"], "healthy");
@@ -847,7 +822,7 @@ async fn a_cancelled_saga_refuses_answers(backend: Backend) {
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&base, "saga_replies_refused_total").await < 1.0 {
+    while metric_at(&base, "saga_replies_refused_total").await < 1.0 {
         assert!(
             Instant::now() < deadline,
             "the answer to a cancelled saga was not refused"

@@ -16,18 +16,18 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use test_servers::Server;
 
-/// Which database a test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-    MySql,
-}
+/// Which database a test runs against: the store's own.
+pub use customer_service::store::Backend;
 
-impl Backend {
+/// Whether a backend's server is there for the tests.
+pub trait Available {
     /// Whether this backend's server is there (SQLite needs none); when it is not, the
     /// calling test is recorded as skipped.
-    pub fn available(self) -> bool {
+    fn available(self) -> bool;
+}
+
+impl Available for Backend {
+    fn available(self) -> bool {
         match self {
             Backend::Sqlite => true,
             Backend::Postgres => postgres_url().is_some(),
@@ -108,6 +108,7 @@ macro_rules! backend_module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    use $crate::test_app::Available as _;
                     let backend = $crate::test_app::Backend::$backend;
                     if !backend.available() {
                         return;
@@ -358,10 +359,12 @@ impl TestApp {
 
     /// A series' value in `/metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self.get("/metrics").await.text().await.unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        metric_at(&self.address, series).await
+    }
+
+    /// The `data` of `/api/v1/health`.
+    pub async fn health(&self) -> Value {
+        health_at(&self.address).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -499,15 +502,55 @@ impl TestApp {
 
     /// Waits (bounded) until the running relay has published everything.
     pub async fn wait_until_published(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.pending_count().await > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "events still pending after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("every event published", || async {
+            match self.pending_count().await {
+                0 => Ok(()),
+                pending => Err(format!("{pending} pending")),
+            }
+        })
+        .await
     }
+}
+
+/// How long [`eventually`] waits.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Polls `probe` every 20 ms until it gives `Ok`, for at most [`EVENTUALLY`]; then fails the
+/// test with `what` and the state the probe last described (its `Err`).
+pub async fn eventually<T, F: std::future::Future<Output = Result<T, String>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {EVENTUALLY:?}; last seen: {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A series' value in the `/metrics` of the service at `base` (0 when absent).
+pub async fn metric_at(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The `data` of the service at `base`'s `/api/v1/health`.
+pub async fn health_at(base: &str) -> Value {
+    let response = reqwest::get(format!("{base}/api/v1/health")).await.unwrap();
+    response.json::<Value>().await.unwrap()["data"].clone()
 }
 
 /// Validators of every (eventType, version) of the event catalog, compiled once.
