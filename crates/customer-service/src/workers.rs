@@ -179,11 +179,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(not text)".to_owned())
 }
 
-/// Runs `work` until `stopped` turns true (for workers that do not watch it themselves).
-pub async fn until_stopped(work: impl Future<Output = ()>, mut stopped: watch::Receiver<bool>) {
+/// Returns once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs `work` until `shutdown` turns true (for workers that do not watch it themselves).
+pub async fn until_stopped(work: impl Future<Output = ()>, mut shutdown: watch::Receiver<bool>) {
     tokio::select! {
         () = work => {}
-        _ = stopped.wait_for(|stop| *stop) => {}
+        () = stopped(&mut shutdown) => {}
     }
 }
 

@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 use tokio::sync::broadcast;
 
 use crate::application::{self, EventFilter, EventPageRequest, StoredEvent};
+use crate::workers::stopped;
 
 use super::customers::LoggedEvent;
 use super::envelope::{self, Envelope};
@@ -247,7 +248,7 @@ impl StreamReader {
             if let Phase::Live(receiver) = &mut self.phase {
                 let received = tokio::select! {
                     received = receiver.recv() => received,
-                    () = live::stopped(&mut self.shutdown) => return None,
+                    () = stopped(&mut self.shutdown) => return None,
                 };
                 match received {
                     Ok(event) => {
@@ -269,7 +270,7 @@ impl StreamReader {
             }
             let page = tokio::select! {
                 page = self.live.read(self.read_to, &self.filter) => page,
-                () = live::stopped(&mut self.shutdown) => return None,
+                () = stopped(&mut self.shutdown) => return None,
             };
             let events = match page {
                 Ok(events) => events,
@@ -292,7 +293,7 @@ impl StreamReader {
                 Phase::CatchUp => {
                     let subscribed = tokio::select! {
                         subscribed = self.live.subscribe() => subscribed,
-                        () = live::stopped(&mut self.shutdown) => return None,
+                        () = stopped(&mut self.shutdown) => return None,
                     };
                     Phase::HandOver(subscribed?.0)
                 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::application::{EventFilter, EventLog, StoredEvent};
+use crate::workers::stopped;
 
 /// Events read per query, by the hub and by a client catching up.
 pub(crate) const PAGE: i64 = 500;
@@ -150,11 +151,6 @@ impl LiveLog {
             }
         }
     }
-}
-
-/// Returns once `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Whether `event` passes `filter` (as the log's query would filter it).

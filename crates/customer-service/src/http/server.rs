@@ -370,10 +370,15 @@ struct Replacement {
 }
 
 impl WatchedIo {
-    fn stream(&mut self) -> io::Result<&mut TcpStream> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    /// Polls the stream with `poll` (an error once the stream is gone, see `Drop`).
+    fn poll_stream<T>(
+        &mut self,
+        poll: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match self.inner.as_mut() {
+            Some(inner) => poll(Pin::new(inner)),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
     }
 
     fn write_one(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -483,11 +488,7 @@ impl AsyncRead for WatchedIo {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let inner = match this.stream() {
-            Ok(inner) => inner,
-            Err(error) => return Poll::Ready(Err(error)),
-        };
-        let polled = Pin::new(inner).poll_read(cx, buf);
+        let polled = this.poll_stream(|inner| inner.poll_read(cx, buf));
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.bytes_read();
         }
@@ -517,11 +518,7 @@ impl AsyncWrite for WatchedIo {
                 return this.write_one(cx, only);
             }
         }
-        let inner = match this.stream() {
-            Ok(inner) => inner,
-            Err(error) => return Poll::Ready(Err(error)),
-        };
-        let polled = Pin::new(inner).poll_write_vectored(cx, bufs);
+        let polled = this.poll_stream(|inner| inner.poll_write_vectored(cx, bufs));
         this.activity.wrote(polled.is_ready());
         polled
     }
@@ -533,17 +530,11 @@ impl AsyncWrite for WatchedIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
-            Ok(inner) => Pin::new(inner).poll_flush(cx),
-            Err(error) => Poll::Ready(Err(error)),
-        }
+        self.get_mut().poll_stream(|inner| inner.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
-            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
-            Err(error) => Poll::Ready(Err(error)),
-        }
+        self.get_mut().poll_stream(|inner| inner.poll_shutdown(cx))
     }
 }
 

@@ -9,7 +9,7 @@ use sqlx::Any;
 
 use crate::application::ListPosition;
 
-use super::super::Backend;
+use crate::store::Backend;
 
 /// How a list narrows the customers table (see [`list_page`]), and where its rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
